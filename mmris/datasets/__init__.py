@@ -1,0 +1,13 @@
+# Copyright (c) mmris contributors. All rights reserved.
+from .refcoco import (OFFICIAL_SPLIT_SIZES, REFER_DATASETS, RefCOCODataset,
+                      load_instances, load_refs, refer_paths)
+from .synthetic import make_synthetic_refer, make_synthetic_refer_all
+from .transforms import *  # noqa: F401,F403
+
+__all__ = [
+    'RefCOCODataset', 'OFFICIAL_SPLIT_SIZES', 'REFER_DATASETS', 'load_refs',
+    'load_instances', 'refer_paths', 'make_synthetic_refer',
+    'make_synthetic_refer_all', 'LoadRefImage', 'LoadRefMask',
+    'LetterboxAffine', 'CLIPTokenize', 'PackRISInputs', 'tokenize',
+    'CLIP_MEAN', 'CLIP_STD'
+]

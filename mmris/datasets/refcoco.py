@@ -1,0 +1,310 @@
+# Copyright (c) mmris contributors. All rights reserved.
+"""RefCOCO / RefCOCO+ / RefCOCOg read straight from the REFER files.
+
+Expected layout (L. Yu's REFER API, RIS-SPEC A.6)::
+
+    <data_root>/
+    ├── images/train2014/COCO_train2014_000000000009.jpg ...
+    ├── refcoco/{instances.json, refs(unc).p, refs(google).p}
+    ├── refcoco+/{instances.json, refs(unc).p}
+    └── refcocog/{instances.json, refs(umd).p, refs(google).p}
+
+Mixed training (DETRIS-L*, RIS-SPEC D.7) needs no extra class: concatenate
+several datasets with MMEngine's ``ConcatDataset``::
+
+    train_dataloader = dict(dataset=dict(
+        type='ConcatDataset',
+        datasets=[
+            dict(type='RefCOCODataset', dataset='refcoco', split_by='unc',
+                 split='train', ...),
+            dict(type='RefCOCODataset', dataset='refcoco+', split_by='unc',
+                 split='train', ...),
+            dict(type='RefCOCODataset', dataset='refcocog', split_by='umd',
+                 split='train', ...),
+        ]))
+
+All RefCOCODataset instances share the same ``metainfo`` so the wrapper
+accepts them. Note that the three datasets share COCO train2014 images, so
+train images of one are evaluation images of another (a known caveat).
+"""
+import contextlib
+import io
+import os.path as osp
+import pickle
+import warnings
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from mmengine.dataset import BaseDataset
+from mmseg.registry import DATASETS
+
+#: Official number of referred objects per split, keyed by
+#: ``(dataset, split_by)`` (RIS-SPEC A.6, hard-coded in the official code).
+OFFICIAL_SPLIT_SIZES: Dict[Tuple[str, str], Dict[str, int]] = {
+    ('refcoco', 'unc'): dict(train=42404, val=3811, testA=1975, testB=1810),
+    ('refcoco+', 'unc'): dict(train=42278, val=3805, testA=1975, testB=1798),
+    ('refcocog', 'umd'): dict(train=42226, val=2573, test=5023),
+    ('refcocog', 'google'): dict(train=44822, val=5000),
+}
+
+#: Short names (check script, configs) -> ``(dataset, split_by)``.
+REFER_DATASETS: Dict[str, Tuple[str, str]] = {
+    'refcoco': ('refcoco', 'unc'),
+    'refcoco+': ('refcoco+', 'unc'),
+    'refcocog_umd': ('refcocog', 'umd'),
+    'refcocog_u': ('refcocog', 'umd'),
+    'refcocog_google': ('refcocog', 'google'),
+    'refcocog_g': ('refcocog', 'google'),
+}
+
+SPLIT_BYS = ('unc', 'umd', 'google')
+MODES = ('train', 'test', 'val_first')
+
+LAYOUT_HINT = ('Expected layout: <data_root>/<dataset>/refs(<split_by>).p, '
+               '<data_root>/<dataset>/instances.json and images under '
+               '<data_root>/images/train2014/ (see '
+               'tools/dataset_converters/check_refer_root.py).')
+
+
+def refer_paths(data_root: str, dataset: str,
+                split_by: str) -> Tuple[str, str]:
+    """Paths of the REFER refs pickle and COCO instances file.
+
+    Args:
+        data_root (str): Root directory.
+        dataset (str): 'refcoco', 'refcoco+' or 'refcocog'.
+        split_by (str): 'unc', 'umd' or 'google'.
+
+    Returns:
+        tuple[str, str]: ``refs(<split_by>).p`` and ``instances.json`` paths.
+    """
+    folder = osp.join(data_root or '', dataset)
+    return (osp.join(folder, f'refs({split_by}).p'),
+            osp.join(folder, 'instances.json'))
+
+
+def load_refs(refs_file: str) -> List[dict]:
+    """Load a REFER ``refs(*).p`` pickle (Python 2 pickles supported).
+
+    Args:
+        refs_file (str): Path of the pickle.
+
+    Returns:
+        list[dict]: The refs.
+    """
+    if not osp.isfile(refs_file):
+        raise FileNotFoundError(
+            f'REFER refs file not found: {refs_file}. {LAYOUT_HINT}')
+    with open(refs_file, 'rb') as f:
+        try:
+            refs = pickle.load(f)
+        except UnicodeDecodeError:
+            f.seek(0)
+            refs = pickle.load(f, encoding='latin1')
+    if not isinstance(refs, list):
+        raise TypeError(f'{refs_file} should hold a list of refs, got '
+                        f'{type(refs)}')
+    return refs
+
+
+def load_instances(instances_file: str) -> Tuple[dict, dict, dict]:
+    """Load a COCO-format ``instances.json`` with pycocotools (quietly).
+
+    Args:
+        instances_file (str): Path of the json file.
+
+    Returns:
+        tuple[dict, dict, dict]: images, annotations and categories indexed
+        by id.
+    """
+    if not osp.isfile(instances_file):
+        raise FileNotFoundError(
+            f'COCO instances file not found: {instances_file}. {LAYOUT_HINT}')
+    from pycocotools.coco import COCO
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(instances_file)
+    return coco.imgs, coco.anns, coco.cats
+
+
+def _sent_text(sent: dict) -> str:
+    text = sent.get('sent', sent.get('raw', ''))
+    if isinstance(text, bytes):
+        text = text.decode('utf-8', errors='replace')
+    return text.strip()
+
+
+@DATASETS.register_module()
+class RefCOCODataset(BaseDataset):
+    """Referring image segmentation dataset in the REFER format.
+
+    One referred object (= one ref) is one sample in ``'train'`` and
+    ``'val_first'`` modes; one sentence is one sample in ``'test'`` mode:
+
+    - ``'train'``: every access draws one sentence uniformly at random with
+      ``np.random`` (seeded per dataloader worker by MMEngine), so an epoch
+      is one pass over the objects (official training).
+    - ``'val_first'``: always sentence 0 of each object (official
+      training-time validation, RIS-SPEC H.2).
+    - ``'test'``: every sentence of every object (official test).
+
+    Each data info holds ``img_path``, ``ref_id``, ``ann_id``, ``image_id``,
+    ``text`` (REFER's ``sent``, stripped), ``sent_id``, ``sentences`` (all
+    ``dict(sent, sent_id)`` of the object), ``num_sents``, ``segmentation``
+    (polygons or RLE), ``height``, ``width``, ``category_id``, ``bbox``
+    (COCO xywh), ``split`` and ``dataset``.
+
+    Args:
+        data_root (str): Root holding ``<dataset>/refs(<split_by>).p``,
+            ``<dataset>/instances.json`` and the images.
+        dataset (str): REFER dataset folder: 'refcoco', 'refcoco+' or
+            'refcocog'. Defaults to 'refcoco'.
+        split_by (str): 'unc', 'umd' or 'google'. Defaults to 'unc'.
+        split (str): Split name (train/val/testA/testB/test).
+            Defaults to 'train'.
+        mode (str): 'train', 'test' or 'val_first'. Defaults to 'train'.
+        img_prefix (str): Image folder, relative to ``data_root`` unless
+            absolute. Defaults to 'images/train2014'.
+        skip_missing_ann (bool): Skip (with a warning) refs whose ``ann_id``
+            is absent from ``instances.json`` instead of raising.
+            Defaults to False.
+        pipeline (list): Transforms. Defaults to [].
+        test_mode (bool, optional): Defaults to None, i.e.
+            ``mode != 'train'``.
+        metainfo (dict, optional): Extra meta information. Defaults to None.
+        lazy_init (bool): Defer loading the annotations. Defaults to False.
+        serialize_data (bool): See ``BaseDataset``. Defaults to True.
+        max_refetch (int): See ``BaseDataset``. Defaults to 1000.
+    """
+
+    METAINFO = dict(
+        classes=('background', 'object'), palette=[[0, 0, 0], [255, 0, 0]])
+
+    def __init__(self,
+                 data_root: str,
+                 dataset: str = 'refcoco',
+                 split_by: str = 'unc',
+                 split: str = 'train',
+                 mode: str = 'train',
+                 img_prefix: str = 'images/train2014',
+                 skip_missing_ann: bool = False,
+                 pipeline: Sequence = (),
+                 test_mode: Optional[bool] = None,
+                 metainfo: Optional[dict] = None,
+                 lazy_init: bool = False,
+                 serialize_data: bool = True,
+                 max_refetch: int = 1000) -> None:
+        if split_by not in SPLIT_BYS:
+            raise ValueError(f'split_by must be one of {SPLIT_BYS}, '
+                             f'got {split_by!r}')
+        if mode not in MODES:
+            raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
+        if not isinstance(img_prefix, str):
+            raise TypeError(f'img_prefix must be a str, got {img_prefix!r}')
+        self.dataset = dataset
+        self.split_by = split_by
+        self.split = split
+        self.mode = mode
+        self.skip_missing_ann = skip_missing_ann
+        if test_mode is None:
+            test_mode = mode != 'train'
+        super().__init__(
+            ann_file=osp.join(dataset, f'refs({split_by}).p'),
+            metainfo=metainfo,
+            data_root=data_root,
+            data_prefix=dict(img_path=img_prefix),
+            pipeline=list(pipeline),
+            test_mode=test_mode,
+            lazy_init=lazy_init,
+            serialize_data=serialize_data,
+            max_refetch=max_refetch)
+
+    @property
+    def instances_file(self) -> str:
+        """Path of ``<data_root>/<dataset>/instances.json``."""
+        return refer_paths(self.data_root, self.dataset, self.split_by)[1]
+
+    def load_data_list(self) -> List[dict]:
+        """Read the refs pickle and instances file into data infos."""
+        refs_file = self.ann_file
+        refs = load_refs(refs_file)
+        split_refs = [r for r in refs if r.get('split') == self.split]
+        if not split_refs:
+            counts: Dict[str, int] = {}
+            for r in refs:
+                counts[r.get('split')] = counts.get(r.get('split'), 0) + 1
+            raise ValueError(
+                f'Split {self.split!r} has no refs in {refs_file}; available '
+                f'splits (refs): {counts}')
+        imgs, anns, _ = load_instances(self.instances_file)
+        img_dir = self.data_prefix['img_path']
+
+        data_list = []
+        n_missing = 0
+        for ref in split_refs:
+            ref_id, ann_id = ref['ref_id'], ref['ann_id']
+            ann = anns.get(ann_id)
+            if ann is None:
+                if self.skip_missing_ann:
+                    n_missing += 1
+                    continue
+                raise KeyError(
+                    f'ref_id {ref_id} refers to ann_id {ann_id}, which is '
+                    f'absent from {self.instances_file} (pass '
+                    'skip_missing_ann=True to skip such refs)')
+            image_id = ref.get('image_id', ann['image_id'])
+            img = imgs.get(image_id)
+            if img is None:
+                raise KeyError(f'ref_id {ref_id}: image_id {image_id} is '
+                               f'absent from {self.instances_file}')
+            sentences = [
+                dict(sent=_sent_text(s), sent_id=s.get('sent_id', k))
+                for k, s in enumerate(ref.get('sentences', []))
+            ]
+            if not sentences:
+                warnings.warn(f'ref_id {ref_id} has no sentence; skipped')
+                continue
+            base = dict(
+                img_path=osp.join(img_dir, img['file_name']),
+                ref_id=ref_id,
+                ann_id=ann_id,
+                image_id=image_id,
+                category_id=ref.get('category_id', ann.get('category_id')),
+                segmentation=ann['segmentation'],
+                bbox=list(ann.get('bbox', [])),
+                height=int(img['height']),
+                width=int(img['width']),
+                split=self.split,
+                dataset=self.dataset,
+                num_sents=len(sentences),
+            )
+            if self.mode == 'test':
+                for sent in sentences:
+                    data_list.append(
+                        dict(base, text=sent['sent'], sent_id=sent['sent_id']))
+            else:
+                data_list.append(
+                    dict(
+                        base,
+                        text=sentences[0]['sent'],
+                        sent_id=sentences[0]['sent_id'],
+                        sentences=sentences))
+        if n_missing:
+            warnings.warn(f'{n_missing} refs of split {self.split!r} refer to '
+                          f'annotations absent from {self.instances_file}; '
+                          'skipped')
+        return data_list
+
+    def get_data_info(self, idx: int) -> dict:
+        """Data info of sample ``idx``; draws the sentence in train mode."""
+        info = super().get_data_info(idx)
+        if self.mode == 'train' and len(info['sentences']) > 1:
+            sent = info['sentences'][np.random.randint(len(info['sentences']))]
+            info['text'] = sent['sent']
+            info['sent_id'] = sent['sent_id']
+        return info
+
+    def __repr__(self) -> str:
+        length = len(self) if self._fully_initialized else 'not loaded'
+        return (f'{self.__class__.__name__}(dataset={self.dataset!r}, '
+                f'split_by={self.split_by!r}, split={self.split!r}, '
+                f'mode={self.mode!r}, len={length})')

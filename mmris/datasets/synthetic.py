@@ -1,0 +1,347 @@
+# Copyright (c) mmris contributors. All rights reserved.
+"""A tiny synthetic dataset in the exact REFER format, for tests and demos.
+
+Each image shows 2-4 non-overlapping coloured shapes (circle, square,
+triangle; small or big) on a noisy textured background. Every shape is one
+referred object with 2-3 sentences that identify it unambiguously within
+its image by colour, shape, size and/or position, e.g. "the red circle",
+"the big square", "the triangle on the left", "the object at the top".
+Colours are distinct within an image, so a model can learn the task.
+
+The files written are those of the real datasets (RIS-SPEC A.6)::
+
+    <root>/images/train2014/COCO_train2014_%012d.jpg
+    <root>/<dataset>/instances.json        (COCO format, polygon masks)
+    <root>/<dataset>/refs(<split_by>).p    (pickle protocol 2)
+
+Scenes depend only on ``seed`` and the image index, so several
+``(dataset, split_by)`` pairs generated with the same seed and the same
+total number of images into one root share identical images.
+"""
+import json
+import os
+import os.path as osp
+import pickle
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+
+COLOURS = {
+    'red': (220, 40, 40),
+    'green': (40, 175, 60),
+    'blue': (40, 80, 225),
+    'yellow': (235, 215, 40),
+    'purple': (150, 60, 200),
+    'white': (245, 245, 245),
+}
+SHAPES = ('circle', 'square', 'triangle')
+CATEGORIES = [
+    dict(id=i + 1, name=name, supercategory='shape')
+    for i, name in enumerate(SHAPES)
+]
+
+#: Images per split for each ``split_by`` (same total: scenes are shared).
+DEFAULT_SPLITS = {
+    'unc': dict(train=200, val=40, testA=20, testB=20),
+    'umd': dict(train=200, val=40, test=40),
+    'google': dict(train=240, val=40),
+}
+SMALL_NUM_IMAGES = 16
+IMAGE_ID_OFFSET = 100000
+
+
+def _split_counts(split_by: str,
+                  num_images: Union[None, int, Dict[str, int]],
+                  small: bool) -> Dict[str, int]:
+    if split_by not in DEFAULT_SPLITS:
+        raise ValueError(f'split_by must be one of {tuple(DEFAULT_SPLITS)}, '
+                         f'got {split_by!r}')
+    default = DEFAULT_SPLITS[split_by]
+    if isinstance(num_images, dict):
+        unknown = set(num_images) - set(default)
+        if unknown:
+            raise ValueError(f'Unknown splits {sorted(unknown)} for '
+                             f'split_by={split_by!r}; use {tuple(default)}')
+        return {k: int(v) for k, v in num_images.items()}
+    if num_images is None:
+        if not small:
+            return dict(default)
+        num_images = SMALL_NUM_IMAGES
+    total = int(num_images)
+    if total < len(default):
+        raise ValueError(f'num_images must be >= {len(default)} '
+                         f'(one per split), got {total}')
+    ref_total = sum(default.values())
+    counts = {k: max(1, int(round(v * total / ref_total)))
+              for k, v in default.items()}
+    counts['train'] += total - sum(counts.values())
+    if counts['train'] < 1:
+        raise ValueError(f'num_images={total} too small')
+    return counts
+
+
+def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Muted, low-saturation texture with noise."""
+    base = rng.uniform(70, 150)
+    grid = rng.normal(0, 18, size=(4, 4, 3)) + base
+    grid += rng.normal(0, 6, size=(1, 1, 3))
+    bg = cv2.resize(grid.astype(np.float32), (w, h),
+                    interpolation=cv2.INTER_CUBIC)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    freq = rng.uniform(0.05, 0.25)
+    phase = rng.uniform(0, 2 * np.pi)
+    stripes = 8 * np.sin(freq * (xx * np.cos(phase) + yy * np.sin(phase)))
+    return bg + stripes[..., None]
+
+
+def _polygon(shape: str, cx: float, cy: float, r: float,
+             angle: float) -> np.ndarray:
+    if shape == 'circle':
+        theta = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+    elif shape == 'square':
+        theta = angle + np.pi / 4 + np.arange(4) * np.pi / 2
+    else:
+        theta = angle - np.pi / 2 + np.arange(3) * 2 * np.pi / 3
+    return np.stack([cx + r * np.cos(theta), cy + r * np.sin(theta)], 1)
+
+
+def _place_objects(rng: np.random.Generator, h: int,
+                   w: int) -> List[dict]:
+    n = int(rng.integers(2, 5))
+    colours = rng.permutation(list(COLOURS))[:n]
+    side = min(h, w)
+    objs: List[dict] = []
+    for colour in colours:
+        for _ in range(200):
+            size = 'big' if rng.random() < 0.5 else 'small'
+            frac = rng.uniform(0.2, 0.26) if size == 'big' else rng.uniform(
+                0.09, 0.13)
+            r = frac * side
+            cx = rng.uniform(r + 2, w - r - 2)
+            cy = rng.uniform(r + 2, h - r - 2)
+            if all((cx - o['cx'])**2 + (cy - o['cy'])**2 > (r + o['r'] + 3)**2
+                   for o in objs):
+                objs.append(
+                    dict(
+                        colour=str(colour),
+                        shape=SHAPES[int(rng.integers(3))],
+                        size=size,
+                        r=r,
+                        cx=cx,
+                        cy=cy,
+                        angle=rng.uniform(-0.35, 0.35)))
+                break
+    return objs
+
+
+def _extreme(obj: dict, group: List[dict], key: str, sign: int,
+             margin: float) -> bool:
+    """Whether ``obj`` is the unique extreme of ``group`` along ``key``."""
+    others = [o for o in group if o is not obj]
+    return bool(others) and all(
+        sign * (obj[key] - o[key]) > margin for o in others)
+
+
+def _sentences(obj: dict, objs: List[dict], h: int, w: int) -> List[str]:
+    """Expressions that identify ``obj`` unambiguously among ``objs``."""
+    c, s, z = obj['colour'], obj['shape'], obj['size']
+    same_shape = [o for o in objs if o['shape'] == s]
+    cands = [f'the {c} {s}', f'{c} {s}', f'the {c} one', f'{c} object',
+             f'the {z} {c} {s}']
+    if len(same_shape) == 1:
+        cands += [f'the {s}', s]
+    if sum(o['shape'] == s and o['size'] == z for o in objs) == 1:
+        cands.append(f'the {z} {s}')
+    if sum(o['size'] == z for o in objs) == 1:
+        cands.append(f'the {z} object')
+    for key, sign, word, margin in (('cx', -1, 'on the left', 0.1 * w),
+                                    ('cx', 1, 'on the right', 0.1 * w),
+                                    ('cy', -1, 'at the top', 0.1 * h),
+                                    ('cy', 1, 'at the bottom', 0.1 * h)):
+        if _extreme(obj, objs, key, sign, margin):
+            cands += [f'the object {word}', f'the {c} {s} {word}']
+        if len(same_shape) > 1 and _extreme(obj, same_shape, key, sign,
+                                            margin):
+            cands.append(f'the {s} {word}')
+    return cands
+
+
+def _render(rng: np.random.Generator, h: int,
+            w: int) -> Tuple[np.ndarray, List[dict]]:
+    img = _background(rng, h, w)
+    objs = _place_objects(rng, h, w)
+    for obj in objs:
+        poly = _polygon(obj['shape'], obj['cx'], obj['cy'], obj['r'],
+                        obj['angle'])
+        obj['poly'] = poly
+        pts = np.round(poly * 16).astype(np.int32)
+        colour = np.array(COLOURS[obj['colour']], np.float64)
+        colour = np.clip(colour + rng.normal(0, 8, 3), 0, 255)
+        cv2.fillPoly(img, [pts], tuple(float(v) for v in colour),
+                     lineType=cv2.LINE_8, shift=4)
+    img = img + rng.normal(0, 6, size=img.shape)
+    return np.clip(np.round(img), 0, 255).astype(np.uint8), objs
+
+
+def make_synthetic_refer(root: str,
+                         seed: int = 0,
+                         num_images: Union[None, int, Dict[str, int]] = None,
+                         image_size: Tuple[int, int] = (96, 160),
+                         dataset: str = 'refcoco',
+                         split_by: str = 'unc',
+                         small: bool = False,
+                         img_prefix: str = 'images/train2014') -> dict:
+    """Write a synthetic REFER-format dataset under ``root``.
+
+    Args:
+        root (str): Output data root (created if needed).
+        seed (int): Random seed; the output is a deterministic function of
+            the arguments. Defaults to 0.
+        num_images (int | dict, optional): Total number of images (spread
+            over the splits like the defaults) or an explicit
+            ``{split: n}``. Defaults to None: 280 images (unc: train 200,
+            val 40, testA 20, testB 20; umd: train 200, val 40, test 40;
+            google: train 240, val 40), or 16 if ``small``.
+        image_size (tuple[int, int]): Range (min, max) of each image side;
+            height and width are drawn independently, so aspect ratios vary.
+            Defaults to (96, 160).
+        dataset (str): Dataset folder name. Defaults to 'refcoco'.
+        split_by (str): 'unc', 'umd' or 'google'. Defaults to 'unc'.
+        small (bool): Use 16 images when ``num_images`` is None (tests).
+            Defaults to False.
+        img_prefix (str): Image folder relative to ``root``.
+            Defaults to 'images/train2014'.
+
+    Returns:
+        dict: Summary with keys ``root``, ``dataset``, ``split_by``,
+        ``refs_file``, ``instances_file``, ``image_dir``, ``num_images``,
+        ``num_refs``, ``num_sentences`` and ``splits`` (per split
+        ``dict(images, refs, sentences)``).
+    """
+    counts = _split_counts(split_by, num_images, small)
+    lo, hi = int(image_size[0]), int(image_size[1])
+    if not 1 <= lo <= hi:
+        raise ValueError(f'image_size must be (min, max) with 1 <= min <= '
+                         f'max, got {image_size}')
+    from pycocotools import mask as mask_utils
+
+    img_dir = osp.join(root, img_prefix)
+    ann_dir = osp.join(root, dataset)
+    os.makedirs(img_dir, exist_ok=True)
+    os.makedirs(ann_dir, exist_ok=True)
+
+    images, annotations, refs = [], [], []
+    splits: Dict[str, dict] = {}
+    split_of_image = [
+        name for name, n in counts.items() for _ in range(n)
+    ]
+    ref_id = sent_id = 0
+    for index, split in enumerate(split_of_image):
+        rng = np.random.default_rng([seed, index])
+        h, w = (int(v) for v in rng.integers(lo, hi + 1, size=2))
+        img, objs = _render(rng, h, w)
+        image_id = IMAGE_ID_OFFSET + index
+        file_name = f'COCO_train2014_{image_id:012d}.jpg'
+        ok = cv2.imwrite(
+            osp.join(img_dir, file_name), img[..., ::-1],
+            [cv2.IMWRITE_JPEG_QUALITY, 95])
+        if not ok:
+            raise OSError(f'Cannot write {osp.join(img_dir, file_name)}')
+        images.append(
+            dict(id=image_id, file_name=file_name, height=h, width=w))
+        stat = splits.setdefault(split, dict(images=0, refs=0, sentences=0))
+        stat['images'] += 1
+        for k, obj in enumerate(objs):
+            ann_id = image_id * 10 + k
+            poly = [float(round(v, 2)) for v in obj['poly'].reshape(-1)]
+            rle = mask_utils.merge(mask_utils.frPyObjects([poly], h, w))
+            x, y, bw, bh = (float(v) for v in mask_utils.toBbox(rle))
+            cat_id = SHAPES.index(obj['shape']) + 1
+            annotations.append(
+                dict(
+                    id=ann_id,
+                    image_id=image_id,
+                    category_id=cat_id,
+                    segmentation=[poly],
+                    area=float(mask_utils.area(rle)),
+                    bbox=[x, y, bw, bh],
+                    iscrowd=0))
+            cands = _sentences(obj, objs, h, w)
+            n_sent = min(len(cands), int(rng.integers(2, 4)))
+            chosen = [cands[i] for i in rng.permutation(len(cands))[:n_sent]]
+            sentences = []
+            for sent in chosen:
+                raw = sent[0].upper() + sent[1:] + ('.' if rng.random() < 0.5
+                                                    else '')
+                sentences.append(
+                    dict(
+                        tokens=sent.split(),
+                        raw=raw,
+                        sent_id=sent_id,
+                        sent=sent))
+                sent_id += 1
+            refs.append(
+                dict(
+                    ref_id=ref_id,
+                    ann_id=ann_id,
+                    image_id=image_id,
+                    split=split,
+                    sentences=sentences,
+                    sent_ids=[s['sent_id'] for s in sentences],
+                    category_id=cat_id,
+                    file_name=f'COCO_train2014_{image_id:012d}_{ann_id}.jpg'))
+            ref_id += 1
+            stat['refs'] += 1
+            stat['sentences'] += len(sentences)
+
+    instances_file = osp.join(ann_dir, 'instances.json')
+    with open(instances_file, 'w') as f:
+        json.dump(
+            dict(
+                info=dict(description=f'mmris synthetic REFER, seed {seed}'),
+                images=images,
+                annotations=annotations,
+                categories=CATEGORIES), f)
+    refs_file = osp.join(ann_dir, f'refs({split_by}).p')
+    with open(refs_file, 'wb') as f:
+        pickle.dump(refs, f, protocol=2)
+    return dict(
+        root=root,
+        dataset=dataset,
+        split_by=split_by,
+        refs_file=refs_file,
+        instances_file=instances_file,
+        image_dir=img_dir,
+        num_images=len(images),
+        num_refs=len(refs),
+        num_sentences=sent_id,
+        splits=splits)
+
+
+def make_synthetic_refer_all(root: str,
+                             seed: int = 0,
+                             num_images: Optional[int] = None,
+                             image_size: Tuple[int, int] = (96, 160),
+                             small: bool = False,
+                             names: Sequence[Tuple[str, str]] = (
+                                 ('refcoco', 'unc'), ('refcoco+', 'unc'),
+                                 ('refcocog', 'umd'), ('refcocog', 'google'))
+                             ) -> Dict[Tuple[str, str], dict]:
+    """Generate several ``(dataset, split_by)`` pairs sharing one image set.
+
+    Args:
+        root (str): Output data root.
+        seed (int): Random seed. Defaults to 0.
+        num_images (int, optional): Total images (shared). Defaults to None.
+        image_size (tuple[int, int]): Side range. Defaults to (96, 160).
+        small (bool): Small variant for tests. Defaults to False.
+        names (Sequence[tuple[str, str]]): Pairs to write. Defaults to the
+            four standard RIS pairs.
+
+    Returns:
+        dict: Summary per ``(dataset, split_by)``.
+    """
+    return {(d, s): make_synthetic_refer(
+        root, seed=seed, num_images=num_images, image_size=image_size,
+        dataset=d, split_by=s, small=small) for d, s in names}

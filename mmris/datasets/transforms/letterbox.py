@@ -1,0 +1,147 @@
+# Copyright (c) mmris contributors. All rights reserved.
+"""Letterbox affine warp of the official RIS code (RIS-SPEC A.6)."""
+from typing import Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmseg.registry import TRANSFORMS
+
+#: CLIP (OpenAI) pixel mean, RGB, 0-255 scale. Also the letterbox border.
+CLIP_MEAN = (0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255)
+#: CLIP (OpenAI) pixel std, RGB, 0-255 scale.
+CLIP_STD = (0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255)
+#: The border value written in the official configs (CLIP mean, rounded).
+CLIP_BORDER = (122.77, 116.75, 104.09)
+
+
+def get_letterbox_affine(ori_shape: Sequence[int],
+                         size: Union[int, Sequence[int]]
+                         ) -> Tuple[np.ndarray, np.ndarray]:
+    """Forward and inverse letterbox affine matrices.
+
+    scale = min(S_h / h, S_w / w); the image is scaled and centred. The
+    forward matrix maps (0, 0), (w, 0), (0, h) to the scaled, centred
+    corners; the inverse one is built from the same points swapped
+    (``cv2.getAffineTransform(dst, src)``), as the official code.
+
+    Args:
+        ori_shape (Sequence[int]): Original (h, w).
+        size (int | Sequence[int]): Output side S or (S_h, S_w).
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: ``affine`` and ``inv_affine``,
+        float64 arrays of shape (2, 3).
+    """
+    ori_h, ori_w = int(ori_shape[0]), int(ori_shape[1])
+    if ori_h <= 0 or ori_w <= 0:
+        raise ValueError(f'Invalid image shape {tuple(ori_shape)}')
+    inp_h, inp_w = (size, size) if isinstance(size, int) else size
+    scale = min(inp_h / ori_h, inp_w / ori_w)
+    new_h, new_w = ori_h * scale, ori_w * scale
+    bias_x, bias_y = (inp_w - new_w) / 2., (inp_h - new_h) / 2.
+    src = np.array([[0, 0], [ori_w, 0], [0, ori_h]], np.float32)
+    dst = np.array([[bias_x, bias_y], [new_w + bias_x, bias_y],
+                    [bias_x, new_h + bias_y]], np.float32)
+    affine = cv2.getAffineTransform(src, dst)
+    inv_affine = cv2.getAffineTransform(dst, src)
+    return affine, inv_affine
+
+
+@TRANSFORMS.register_module()
+class LetterboxAffine(BaseTransform):
+    """Scale and centre the image into an S x S canvas with an affine warp.
+
+    Image: ``cv2.warpAffine(img, M, (S, S), INTER_CUBIC,
+    borderValue=border)``, dtype kept (uint8). Mask (training): the
+    {0, 1} ``gt_seg_map`` is turned into 0/255 uint8, warped with
+    ``INTER_LINEAR`` and border 0, then divided by 255 into a *soft* float32
+    ``gt_mask`` (not re-binarised, RIS-SPEC H.3).
+
+    Required Keys:
+
+    - img (np.ndarray): (h, w, 3)
+    - gt_seg_map (np.ndarray, optional): (h, w) {0, 1}
+
+    Modified Keys:
+
+    - img: (S_h, S_w, 3)
+    - img_shape: (S_h, S_w)
+    - gt_seg_map: removed when it was warped and ``keep_gt_seg_map`` is
+      False
+
+    Added Keys:
+
+    - ori_shape (tuple): (h, w) of the input image
+    - affine (np.ndarray): float64 (2, 3), original -> letterbox
+    - inv_affine (np.ndarray): float64 (2, 3), letterbox -> original
+    - scale_factor (tuple): (scale, scale)
+    - gt_mask (np.ndarray): float32 (S_h, S_w) in [0, 1] (only when
+      ``warp_mask`` and ``gt_seg_map`` is present)
+
+    Args:
+        size (int | Sequence[int]): Output side S, or (S_h, S_w).
+            Defaults to 416.
+        border (Sequence[float]): Border fill, RGB. Defaults to the CLIP mean
+            in 0-255 scale ``(122.77, 116.75, 104.09)``.
+        warp_mask (bool): Warp ``gt_seg_map`` into ``gt_mask`` (training).
+            Defaults to True.
+        keep_gt_seg_map (bool): Keep the original-resolution ``gt_seg_map``
+            after warping it (it is then packed as ``gt_sem_seg``). Defaults
+            to False. When ``warp_mask`` is False ``gt_seg_map`` is always
+            kept (evaluation).
+    """
+
+    def __init__(self,
+                 size: Union[int, Sequence[int]] = 416,
+                 border: Sequence[float] = CLIP_BORDER,
+                 warp_mask: bool = True,
+                 keep_gt_seg_map: bool = False) -> None:
+        if isinstance(size, int):
+            size = (size, size)
+        size = tuple(int(s) for s in size)
+        if len(size) != 2 or min(size) <= 0:
+            raise ValueError(f'size must be a positive int or (h, w), '
+                             f'got {size}')
+        if len(border) != 3:
+            raise ValueError(f'border must have 3 values (RGB), got {border}')
+        self.size = size
+        self.border = tuple(float(b) for b in border)
+        self.warp_mask = warp_mask
+        self.keep_gt_seg_map = keep_gt_seg_map
+
+    def transform(self, results: dict) -> dict:
+        img = results['img']
+        ori_h, ori_w = img.shape[:2]
+        out_h, out_w = self.size
+        affine, inv_affine = get_letterbox_affine((ori_h, ori_w), self.size)
+        results['img'] = cv2.warpAffine(
+            img,
+            affine, (out_w, out_h),
+            flags=cv2.INTER_CUBIC,
+            borderValue=self.border)
+        results['ori_shape'] = (ori_h, ori_w)
+        results['img_shape'] = (out_h, out_w)
+        results['affine'] = affine
+        results['inv_affine'] = inv_affine
+        scale = min(out_h / ori_h, out_w / ori_w)
+        results['scale_factor'] = (scale, scale)
+        if self.warp_mask and results.get('gt_seg_map') is not None:
+            seg = results['gt_seg_map']
+            mask255 = ((seg > 0).astype(np.uint8) * 255)
+            warped = cv2.warpAffine(
+                mask255,
+                affine, (out_w, out_h),
+                flags=cv2.INTER_LINEAR,
+                borderValue=0)
+            results['gt_mask'] = warped.astype(np.float32) / 255.
+            if not self.keep_gt_seg_map:
+                results.pop('gt_seg_map')
+                if 'gt_seg_map' in results.get('seg_fields', []):
+                    results['seg_fields'].remove('gt_seg_map')
+        return results
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(size={self.size}, '
+                f'border={self.border}, warp_mask={self.warp_mask}, '
+                f'keep_gt_seg_map={self.keep_gt_seg_map})')

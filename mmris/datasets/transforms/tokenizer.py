@@ -1,0 +1,132 @@
+# Copyright (c) mmris contributors. All rights reserved.
+"""CLIP BPE tokenization of referring expressions (RIS-SPEC A.6 "Text")."""
+from functools import lru_cache
+from typing import List, Sequence, Union
+
+import numpy as np
+import torch
+from mmcv.transforms import BaseTransform
+from mmseg.registry import TRANSFORMS
+
+SOT_TOKEN_ID = 49406
+EOT_TOKEN_ID = 49407
+
+
+@lru_cache(maxsize=1)
+def _get_tokenizer():
+    """Build open_clip's ``SimpleTokenizer`` once per process.
+
+    The BPE vocabulary (``bpe_simple_vocab_16e6.txt.gz``) ships inside the
+    ``open_clip`` wheel, so nothing is downloaded.
+    """
+    from open_clip.tokenizer import SimpleTokenizer
+    return SimpleTokenizer()
+
+
+def encode_text(text: str, context_length: int = 17,
+                truncate: bool = True) -> np.ndarray:
+    """Tokenize one sentence exactly as the official RIS code.
+
+    ids = ``[SOT] + bpe(clean(text)) + [EOT]``, zero padded to
+    ``context_length``. Longer sequences are cut to ``context_length`` and
+    their last id is set to EOT. ``clean`` = ftfy fix, double html unescape,
+    whitespace normalisation and lower-casing (open_clip ``clean='lower'``,
+    identical to OpenAI CLIP).
+
+    Args:
+        text (str): The sentence.
+        context_length (int): Output length L. Defaults to 17.
+        truncate (bool): Truncate long sentences instead of raising.
+            Defaults to True.
+
+    Returns:
+        np.ndarray: int64 ids of shape (L,).
+    """
+    if context_length < 2:
+        raise ValueError(
+            f'context_length must be >= 2 (SOT + EOT), got {context_length}')
+    if not isinstance(text, str):
+        raise TypeError(f'text must be a str, got {type(text)}')
+    tokens = [SOT_TOKEN_ID] + _get_tokenizer().encode(text) + [EOT_TOKEN_ID]
+    if len(tokens) > context_length:
+        if not truncate:
+            raise RuntimeError(
+                f'Input "{text}" is too long for context length '
+                f'{context_length}')
+        tokens = tokens[:context_length]
+        tokens[-1] = EOT_TOKEN_ID
+    ids = np.zeros(context_length, dtype=np.int64)
+    ids[:len(tokens)] = tokens
+    return ids
+
+
+def tokenize(texts: Union[str, Sequence[str]],
+             context_length: int = 17,
+             truncate: bool = True) -> torch.Tensor:
+    """Tokenize one or several sentences into a padded id tensor.
+
+    Args:
+        texts (str | Sequence[str]): One sentence or a list of sentences.
+        context_length (int): Output length L. Defaults to 17.
+        truncate (bool): Truncate long sentences (last id set to EOT).
+            Defaults to True.
+
+    Returns:
+        torch.Tensor: int64 tensor of shape (N, L) (N = 1 for a str).
+    """
+    if isinstance(texts, str):
+        texts = [texts]
+    ids: List[np.ndarray] = [
+        encode_text(t, context_length, truncate) for t in texts
+    ]
+    if not ids:
+        return torch.zeros((0, context_length), dtype=torch.long)
+    return torch.from_numpy(np.stack(ids, axis=0))
+
+
+@TRANSFORMS.register_module()
+class CLIPTokenize(BaseTransform):
+    """Tokenize the referring expression with the CLIP BPE tokenizer.
+
+    Note that the official models use ``ids == 0`` as the padding mask, and
+    BPE id 0 is the (non word-final) symbol "!", e.g. in "!(" (RIS-SPEC H.6).
+    Ids are produced faithfully; the mask convention is the model's concern.
+
+    Required Keys:
+
+    - text (str), or the key given by ``key``
+
+    Added Keys:
+
+    - text_ids (np.ndarray): int64, shape (L,)
+
+    Args:
+        context_length (int): Output length L (``word_len`` in the official
+            configs). Defaults to 17.
+        key (str): Results key holding the sentence. Defaults to 'text'.
+        truncate (bool): Truncate long sentences, last id set to EOT.
+            Defaults to True.
+    """
+
+    def __init__(self,
+                 context_length: int = 17,
+                 key: str = 'text',
+                 truncate: bool = True) -> None:
+        if context_length < 2:
+            raise ValueError(
+                f'context_length must be >= 2, got {context_length}')
+        self.context_length = context_length
+        self.key = key
+        self.truncate = truncate
+
+    def transform(self, results: dict) -> dict:
+        if self.key not in results:
+            raise KeyError(f'CLIPTokenize: results has no "{self.key}" key')
+        results['text_ids'] = encode_text(results[self.key],
+                                          self.context_length, self.truncate)
+        return results
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(context_length='
+                f'{self.context_length}, key={self.key!r}, '
+                f'truncate={self.truncate})')

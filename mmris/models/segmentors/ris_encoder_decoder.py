@@ -1,0 +1,126 @@
+# Copyright (c) mmris contributors. All rights reserved.
+"""Referring segmentor: adapted encoders -> neck -> referring head."""
+from typing import Dict, List, Optional
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmengine.structures import PixelData
+from mmseg.models.segmentors.base import BaseSegmentor
+from mmseg.registry import MODELS
+from mmseg.utils import ConfigType, OptConfigType, SampleList
+from torch import Tensor
+
+from ..backbones.adapted_encoder_pair import EncoderOutput
+
+
+@MODELS.register_module()
+class RISEncoderDecoder(BaseSegmentor):
+    """Segment the object a sentence refers to.
+
+    Each data sample carries the token ids of its sentence (``text_ids``),
+    the letterbox warp (``affine``/``inv_affine`` in its metainfo), and for
+    training the warped soft mask (``gt_mask``).
+
+    Args:
+        backbone (dict): An :class:`AdaptedEncoderPair` config.
+        neck (dict): A :class:`RISNeck` config.
+        decode_head (dict): A :class:`RISDecodeHead` config.
+        train_cfg (dict, optional): Unused. Defaults to None.
+        test_cfg (dict, optional): ``threshold`` (0.35) and ``upsample``
+            ('bicubic', the official test recipe). Defaults to None.
+        data_preprocessor (dict, optional): Defaults to None.
+        init_cfg (dict, optional): Defaults to None.
+    """
+
+    def __init__(self,
+                 backbone: ConfigType,
+                 neck: ConfigType,
+                 decode_head: ConfigType,
+                 train_cfg: OptConfigType = None,
+                 test_cfg: OptConfigType = None,
+                 data_preprocessor: OptConfigType = None,
+                 init_cfg: OptConfigType = None):
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.backbone = MODELS.build(backbone)
+        self.neck = MODELS.build(neck)
+        self.decode_head = MODELS.build(decode_head)
+        self.train_cfg = train_cfg or {}
+        self.test_cfg = dict(threshold=0.35, upsample='bicubic')
+        self.test_cfg.update(test_cfg or {})
+
+    # -- helpers ---------------------------------------------------------------
+    @staticmethod
+    def _text_ids(data_samples: SampleList) -> Tensor:
+        try:
+            return torch.stack([ds.text_ids for ds in data_samples])
+        except AttributeError:
+            raise KeyError('every data sample needs `text_ids` (pack the '
+                           'samples with PackRISInputs after CLIPTokenize)')
+
+    def extract_feat(self, inputs: Tensor,
+                     data_samples: SampleList) -> EncoderOutput:
+        return self.backbone(inputs, self._text_ids(data_samples))
+
+    def encode_decode(self, inputs: Tensor,
+                      data_samples: SampleList) -> Tensor:
+        """Mask logits (B, 1, h, w) at the head's resolution."""
+        feats = self.extract_feat(inputs, data_samples)
+        fq = self.neck(feats.visual, feats.state)
+        return self.decode_head(fq, feats.word, feats.state, feats.pad_mask)
+
+    def _forward(self, inputs: Tensor,
+                 data_samples: OptConfigType = None) -> Tensor:
+        return self.encode_decode(inputs, data_samples)
+
+    # -- training ----------------------------------------------------------------
+    def loss(self, inputs: Tensor, data_samples: SampleList) -> Dict[str, Tensor]:
+        logits = self.encode_decode(inputs, data_samples)
+        try:
+            gt = torch.stack([ds.gt_mask.data for ds in data_samples])
+        except AttributeError:
+            raise KeyError('training samples need `gt_mask` (the warped mask '
+                           'packed by PackRISInputs)')
+        return self.decode_head.loss_by_feat(logits, gt.to(logits.device))
+
+    # -- inference -----------------------------------------------------------------
+    def predict(self, inputs: Tensor,
+                data_samples: SampleList) -> SampleList:
+        logits = self.encode_decode(inputs, data_samples)
+        probs = self.probabilities(logits, inputs.shape[-2:])
+        return self.postprocess_result(probs, data_samples)
+
+    def probabilities(self, logits: Tensor, size) -> Tensor:
+        """Sigmoid, then upsampling to the network input size (official test
+        recipe: sigmoid before bicubic with align_corners=True)."""
+        probs = torch.sigmoid(logits.float())
+        mode = self.test_cfg['upsample']
+        align = None if mode == 'nearest' else True
+        return F.interpolate(probs, size=tuple(size), mode=mode,
+                             align_corners=align)
+
+    def postprocess_result(self, probs: Tensor,
+                           data_samples: SampleList) -> SampleList:
+        """Warp each probability map back to its original image with the
+        inverse letterbox affine (cubic) and threshold it."""
+        thr = self.test_cfg['threshold']
+        probs_np = probs[:, 0].cpu().numpy()
+        for prob, ds in zip(probs_np, data_samples):
+            h, w = ds.metainfo['ori_shape'][:2]
+            inv = ds.metainfo.get('inv_affine')
+            if inv is None:
+                raise KeyError('data sample metainfo lacks `inv_affine` '
+                               '(produced by LetterboxAffine)')
+            prob = cv2.warpAffine(
+                prob, np.asarray(inv, dtype=np.float64), (int(w), int(h)),
+                flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT,
+                borderValue=0)
+            prob_t = torch.from_numpy(prob)[None]
+            ds.set_data(
+                dict(
+                    seg_logits=PixelData(data=prob_t),
+                    pred_sem_seg=PixelData(data=(prob_t > thr).to(
+                        torch.uint8))))
+        return data_samples

@@ -1,0 +1,11 @@
+# Copyright (c) mmris contributors. All rights reserved.
+from .attention import MultiheadAttention
+from .interactors import GatedCrossAttention, PostNormInteractor
+from .layers import CoordConv, conv_layer, deconv_layer, init_linear_conv
+from .positional_encoding import sine_encoding_1d, sine_encoding_2d
+
+__all__ = [
+    'MultiheadAttention', 'GatedCrossAttention', 'PostNormInteractor',
+    'CoordConv', 'conv_layer', 'deconv_layer', 'init_linear_conv',
+    'sine_encoding_1d', 'sine_encoding_2d'
+]
