@@ -22,6 +22,7 @@ import json
 import os
 import os.path as osp
 import pickle
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
@@ -255,8 +256,11 @@ def make_synthetic_refer(root: str,
         for k, obj in enumerate(objs):
             ann_id = image_id * 10 + k
             poly = [float(round(v, 2)) for v in obj['poly'].reshape(-1)]
-            rle = mask_utils.merge(mask_utils.frPyObjects([poly], h, w))
-            x, y, bw, bh = (float(v) for v in mask_utils.toBbox(rle))
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore', DeprecationWarning)
+                rle = mask_utils.merge(mask_utils.frPyObjects([poly], h, w))
+                x, y, bw, bh = (float(v) for v in mask_utils.toBbox(rle))
+                area = float(mask_utils.area(rle))
             cat_id = SHAPES.index(obj['shape']) + 1
             annotations.append(
                 dict(
@@ -264,7 +268,7 @@ def make_synthetic_refer(root: str,
                     image_id=image_id,
                     category_id=cat_id,
                     segmentation=[poly],
-                    area=float(mask_utils.area(rle)),
+                    area=area,
                     bbox=[x, y, bw, bh],
                     iscrowd=0))
             cands = _sentences(obj, objs, h, w)

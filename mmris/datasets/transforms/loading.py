@@ -1,5 +1,6 @@
 # Copyright (c) mmris contributors. All rights reserved.
 """Image and referred-mask loading for referring image segmentation."""
+import warnings
 from typing import Optional
 
 import cv2
@@ -28,6 +29,20 @@ def decode_segmentation(segmentation, height: int, width: int) -> np.ndarray:
     from pycocotools import mask as mask_utils
 
     height, width = int(height), int(width)
+    with warnings.catch_warnings():
+        # pycocotools 2.0.x + numpy 2: harmless ``__array__(copy=...)``
+        # DeprecationWarning on every decode.
+        warnings.simplefilter('ignore', DeprecationWarning)
+        decoded = _decode(mask_utils, segmentation, height, width)
+    if decoded is None:
+        return np.zeros((height, width), dtype=np.uint8)
+    if decoded.ndim == 3:
+        decoded = decoded.astype(np.int64).sum(axis=2)
+    return (decoded > 0).astype(np.uint8)
+
+
+def _decode(mask_utils, segmentation, height: int,
+            width: int) -> Optional[np.ndarray]:
     if isinstance(segmentation, dict):
         if isinstance(segmentation.get('counts'), list):
             rle = mask_utils.frPyObjects(segmentation, height, width)
@@ -35,19 +50,14 @@ def decode_segmentation(segmentation, height: int, width: int) -> np.ndarray:
             rle = dict(segmentation)
             if isinstance(rle['counts'], str):
                 rle['counts'] = rle['counts'].encode('ascii')
-        decoded = mask_utils.decode(rle)
-    elif isinstance(segmentation, (list, tuple)):
+        return mask_utils.decode(rle)
+    if isinstance(segmentation, (list, tuple)):
         polys = [list(map(float, p)) for p in segmentation if len(p) >= 6]
         if not polys:
-            return np.zeros((height, width), dtype=np.uint8)
-        rles = mask_utils.frPyObjects(polys, height, width)
-        decoded = mask_utils.decode(rles)
-    else:
-        raise TypeError('segmentation must be polygons (list) or RLE (dict), '
-                        f'got {type(segmentation)}')
-    if decoded.ndim == 3:
-        decoded = decoded.astype(np.int64).sum(axis=2)
-    return (decoded > 0).astype(np.uint8)
+            return None
+        return mask_utils.decode(mask_utils.frPyObjects(polys, height, width))
+    raise TypeError('segmentation must be polygons (list) or RLE (dict), '
+                    f'got {type(segmentation)}')
 
 
 @TRANSFORMS.register_module()

@@ -1,0 +1,34 @@
+# ETRIS with a frozen CLIP RN50 (RIS-SPEC B.3, released config bridge_r50).
+# Point both `pretrained` fields to the local OpenAI archive (RN50.pt).
+model = dict(
+    type='RISEncoderDecoder',
+    data_preprocessor=dict(type='RISDataPreprocessor'),
+    backbone=dict(
+        type='AdaptedEncoderPair',
+        visual=dict(
+            type='CLIPModifiedResNet',
+            layers=(3, 4, 6, 3),
+            output_dim=1024,
+            heads=32,
+            width=64,
+            pretrained=None),
+        text=dict(
+            type='CLIPTextTransformer', embed_dim=1024,
+            pretrained=None),
+        order='lockstep',  # ResNet stage k runs with text block 4k+3
+        bridge=dict(
+            type='BridgerRN',
+            d_img=(512, 1024, 2048),
+            d_model=64,
+            nhead=4,
+            strides=(2, 1, 2)),
+        bridge_after=(0, 1, 2),
+        out_indices=(0, 1),
+        trainable=('positional_embedding', )),
+    neck=dict(
+        type='RISNeck',
+        in_channels=(512, 1024, 1024),
+        txt_in=1024,
+        stride=(2, 1, 2)),
+    decode_head=dict(type='RISDecodeHead', word_dim=1024),
+    test_cfg=dict(threshold=0.35))

@@ -1,0 +1,40 @@
+# ETRIS with a frozen CLIP ViT-B/16 (RIS-SPEC B.1/B.2, released config
+# bridge_v16). Point both `pretrained` fields to the local OpenAI archive (ViT-B-16.pt).
+model = dict(
+    type='RISEncoderDecoder',
+    data_preprocessor=dict(type='RISDataPreprocessor'),
+    backbone=dict(
+        type='AdaptedEncoderPair',
+        visual=dict(
+            type='CLIPVisionTransformer',
+            img_size=416,
+            patch_size=16,
+            width=768,
+            layers=12,
+            heads=12,
+            output_dim=512,
+            pretrained=None),
+        text=dict(
+            type='CLIPTextTransformer', embed_dim=512,
+            pretrained=None),
+        order='lockstep',
+        bridge=dict(
+            type='BridgerViT', d_img=(768, 768, 768), d_model=64, nhead=8),
+        bridge_after=(3, 7, 11),
+        out_indices=(3, 7),
+        # ETRIS also trains both positional tables (RIS-SPEC B.1, H.13).
+        trainable=('positional_embedding', )),
+    neck=dict(
+        type='RISNeck',
+        in_channels=(768, 768, 512),
+        txt_in=512,
+        stride=(1, 1, 1)),
+    decode_head=dict(
+        type='RISDecodeHead',
+        num_layers=3,
+        d_model=512,
+        nhead=8,
+        dim_ffn=512,
+        dropout=0.1,
+        word_dim=512),
+    test_cfg=dict(threshold=0.35))

@@ -1,0 +1,207 @@
+# Copyright (c) mmris contributors. All rights reserved.
+import importlib.util
+import os.path as osp
+import pickle
+import shutil
+import struct
+
+import numpy as np
+import pytest
+from mmengine.registry import init_default_scope
+
+import mmris  # noqa: F401
+from mmris.datasets import OFFICIAL_SPLIT_SIZES, RefCOCODataset, load_refs
+from mmris.datasets.synthetic import DEFAULT_SPLITS
+from mmris.evaluation import RISMetric
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def _refs(root, dataset='refcoco', split_by='unc'):
+    return load_refs(osp.join(root, dataset, f'refs({split_by}).p'))
+
+
+def test_modes_and_fields(synthetic_root):
+    refs = [r for r in _refs(synthetic_root) if r['split'] == 'val']
+    n_sents = sum(len(r['sentences']) for r in refs)
+    train = RefCOCODataset(synthetic_root, split='val', mode='train')
+    test = RefCOCODataset(synthetic_root, split='val', mode='test')
+    first = RefCOCODataset(synthetic_root, split='val', mode='val_first')
+    assert len(train) == len(first) == len(refs)
+    assert len(test) == n_sents > len(refs)
+    assert first.test_mode and test.test_mode and not train.test_mode
+
+    by_ref = {r['ref_id']: r for r in refs}
+    for i in range(len(first)):
+        info = first.get_data_info(i)
+        ref = by_ref[info['ref_id']]
+        assert info['text'] == ref['sentences'][0]['sent']
+        assert info['sent_id'] == ref['sentences'][0]['sent_id']
+    # test mode enumerates every sentence exactly once
+    seen = {(test.get_data_info(i)['ref_id'], test.get_data_info(i)['sent_id'])
+            for i in range(len(test))}
+    assert seen == {(r['ref_id'], s['sent_id'])
+                    for r in refs for s in r['sentences']}
+
+    info = test.get_data_info(0)
+    for key in ('img_path', 'ref_id', 'ann_id', 'image_id', 'text',
+                'sent_id', 'segmentation', 'height', 'width', 'category_id',
+                'bbox', 'sample_idx'):
+        assert key in info, key
+    # the COCO image file name is used, not REFER's per-ref "file_name"
+    assert osp.isfile(info['img_path'])
+    assert info['img_path'].endswith('COCO_train2014_%012d.jpg' %
+                                     info['image_id'])
+    assert 'val' in repr(test) and 'test' in repr(test)
+
+
+def test_train_mode_draws_sentences(synthetic_root):
+    ds = RefCOCODataset(synthetic_root, split='train', mode='train')
+    idx = next(i for i in range(len(ds))
+               if len(ds.get_data_info(i)['sentences']) >= 3)
+    sents = {s['sent'] for s in ds.get_data_info(idx)['sentences']}
+    np.random.seed(0)
+    drawn = [ds.get_data_info(idx)['text'] for _ in range(40)]
+    assert set(drawn) <= sents and len(set(drawn)) >= 2
+    info = ds.get_data_info(idx)
+    sent_of_id = {s['sent_id']: s['sent'] for s in info['sentences']}
+    assert sent_of_id[info['sent_id']] == info['text']
+
+
+@pytest.mark.parametrize('dataset,split_by', list(OFFICIAL_SPLIT_SIZES))
+def test_all_split_names(synthetic_root, dataset, split_by):
+    assert set(DEFAULT_SPLITS[split_by]) == set(
+        OFFICIAL_SPLIT_SIZES[(dataset, split_by)])
+    for split in DEFAULT_SPLITS[split_by]:
+        ds = RefCOCODataset(
+            synthetic_root, dataset=dataset, split_by=split_by, split=split,
+            mode='val_first')
+        assert len(ds) > 0
+
+
+def test_bad_arguments_and_paths(synthetic_root, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r'refs\(unc\)\.p'):
+        RefCOCODataset(str(tmp_path / 'nowhere'), split='val')
+    # refs present, instances.json missing
+    (tmp_path / 'refcoco').mkdir()
+    shutil.copy(osp.join(synthetic_root, 'refcoco', 'refs(unc).p'),
+                tmp_path / 'refcoco')
+    with pytest.raises(FileNotFoundError, match='instances.json'):
+        RefCOCODataset(str(tmp_path), split='val')
+    with pytest.raises(ValueError, match='testC'):
+        RefCOCODataset(synthetic_root, split='testC')
+    with pytest.raises(ValueError, match='mode'):
+        RefCOCODataset(synthetic_root, split='val', mode='eval')
+    with pytest.raises(ValueError, match='split_by'):
+        RefCOCODataset(synthetic_root, split='val', split_by='unk')
+
+
+def _copy_root_with_refs(src_root, dst, refs=None, raw=None):
+    ann_dir = dst / 'refcoco'
+    ann_dir.mkdir(parents=True)
+    shutil.copy(osp.join(src_root, 'refcoco', 'instances.json'), ann_dir)
+    if raw is None:
+        raw = pickle.dumps(refs, protocol=2)
+    (ann_dir / 'refs(unc).p').write_bytes(raw)
+    return str(dst)
+
+
+def test_missing_ann_id(synthetic_root, tmp_path):
+    refs = _refs(synthetic_root)
+    bad = next(r for r in refs if r['split'] == 'val')
+    bad['ann_id'] = 987654321
+    root = _copy_root_with_refs(synthetic_root, tmp_path, refs)
+    with pytest.raises(KeyError, match=f"ref_id {bad['ref_id']}.*987654321"):
+        RefCOCODataset(root, split='val', img_prefix=osp.join(
+            synthetic_root, 'images/train2014'))
+    with pytest.warns(UserWarning, match='absent'):
+        ds = RefCOCODataset(root, split='val', mode='val_first',
+                            skip_missing_ann=True)
+    n_val = sum(r['split'] == 'val' for r in refs)
+    assert len(ds) == n_val - 1
+
+
+def test_python2_pickle_latin1(synthetic_root, tmp_path):
+    refs = _refs(synthetic_root)
+    raw = pickle.dumps(refs, protocol=2)
+
+    def encoded(text):
+        return b'X' + struct.pack('<I', len(text)) + text.encode()
+
+    # a first sentence of a val object whose text occurs once in the pickle
+    sent = next(r['sentences'][0]['sent'] for r in refs
+                if r['split'] == 'val'
+                and raw.count(encoded(r['sentences'][0]['sent'])) == 1)
+    # Re-encode that sentence as a Python 2 byte string with a latin-1 byte,
+    # which Python 3 cannot decode as ASCII (the default).
+    old = encoded(sent)
+    new_text = (sent + ' caf\xe9').encode('latin1')
+    raw = raw.replace(old, b'U' + bytes([len(new_text)]) + new_text, 1)
+    with pytest.raises(UnicodeDecodeError):
+        pickle.loads(raw)
+    root = _copy_root_with_refs(synthetic_root, tmp_path, raw=raw)
+    ds = RefCOCODataset(root, split='val', mode='val_first')
+    texts = [ds.get_data_info(i)['text'] for i in range(len(ds))]
+    assert sent + ' café' in texts
+
+
+def test_concat_dataset_with_metric(synthetic_root):
+    init_default_scope('mmseg')
+    from mmseg.registry import DATASETS
+    pipeline = [
+        dict(type='LoadRefImage'),
+        dict(type='LoadRefMask'),
+        dict(type='LetterboxAffine', size=32, warp_mask=False),
+        dict(type='CLIPTokenize'),
+        dict(type='PackRISInputs')
+    ]
+    parts = [
+        dict(type='RefCOCODataset', data_root=synthetic_root,
+             dataset='refcoco', split_by='unc', split='val', mode='test',
+             pipeline=pipeline),
+        dict(type='RefCOCODataset', data_root=synthetic_root,
+             dataset='refcocog', split_by='umd', split='val', mode='test',
+             pipeline=pipeline),
+    ]
+    concat = DATASETS.build(dict(type='ConcatDataset', datasets=parts))
+    a, b = (DATASETS.build(p) for p in parts)
+    assert len(concat) == len(a) + len(b)
+    assert concat.metainfo['classes'] == ('background', 'object')
+    metric = RISMetric()
+    for i in (0, len(a) - 1, len(a), len(concat) - 1):
+        sample = concat[i]['data_samples']
+        sample.pred_sem_seg = sample.gt_sem_seg.clone()
+        metric.process({}, [sample.to_dict()])
+    res = metric.evaluate(4)
+    assert res['mIoU'] == pytest.approx(100, abs=1e-3)
+    assert res['oIoU'] == pytest.approx(100)
+    assert concat[len(a)]['data_samples'].text == b.get_data_info(0)['text']
+
+
+def _load_tool(name):
+    path = osp.join(REPO, 'tools', 'dataset_converters', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_check_refer_root(synthetic_root, tmp_path, capsys):
+    check = _load_tool('check_refer_root')
+    assert check.main([synthetic_root]) == 0
+    out = capsys.readouterr().out
+    assert 'refcocog_google' in out and '✗' in out and 'testB' in out
+    assert check.main([synthetic_root, '--strict']) == 1
+    capsys.readouterr()
+    # missing files are named, with the expected layout
+    (tmp_path / 'images' / 'train2014').mkdir(parents=True)
+    assert check.main([str(tmp_path), '--datasets', 'refcoco+']) == 1
+    out = capsys.readouterr().out
+    assert osp.join(str(tmp_path), 'refcoco+', 'refs(unc).p') in out
+    assert 'Expected layout' in out
+    # a missing image is reported
+    root = tmp_path / 'copy'
+    shutil.copytree(synthetic_root, root)
+    victim = sorted((root / 'images' / 'train2014').iterdir())[0]
+    victim.unlink()
+    assert check.main([str(root), '--datasets', 'refcoco']) == 1

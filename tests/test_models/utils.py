@@ -1,0 +1,77 @@
+# Copyright (c) mmris contributors. All rights reserved.
+"""Tiny model configs and inputs shared by the model tests."""
+import copy
+
+import torch
+from mmseg.structures import SegDataSample
+
+TINY_ETRIS_VIT = dict(
+    type='RISEncoderDecoder',
+    data_preprocessor=dict(type='RISDataPreprocessor'),
+    backbone=dict(
+        type='AdaptedEncoderPair',
+        visual=dict(
+            type='CLIPVisionTransformer',
+            img_size=64,
+            patch_size=16,
+            width=32,
+            layers=4,
+            heads=2,
+            output_dim=32),
+        text=dict(
+            type='CLIPTextTransformer',
+            width=32,
+            heads=2,
+            layers=4,
+            embed_dim=32,
+            vocab_size=49408),
+        bridge=dict(
+            type='BridgerViT', d_img=(32, 32, 32), d_txt=32, d_model=16,
+            nhead=2),
+        bridge_after=(1, 2, 3),
+        out_indices=(1, 2),
+        trainable=('positional_embedding', )),
+    neck=dict(
+        type='RISNeck',
+        in_channels=(32, 32, 32),
+        txt_in=32,
+        out_channels=32,
+        nhead=2),
+    decode_head=dict(
+        type='RISDecodeHead', d_model=32, nhead=2, dim_ffn=32, word_dim=32))
+
+
+def tiny_etris_cfg(**overrides) -> dict:
+    cfg = copy.deepcopy(TINY_ETRIS_VIT)
+    cfg.update(overrides)
+    return cfg
+
+
+def make_ids(batch: int = 2, length: int = 8, seed: int = 0) -> torch.Tensor:
+    """Token ids [SOT, words..., EOT, 0...] of varying lengths."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.zeros(batch, length, dtype=torch.long)
+    for i in range(batch):
+        n = 2 + (i % (length - 2))
+        ids[i, 0] = 49406
+        ids[i, 1:n] = torch.randint(1, 49000, (n - 1, ), generator=g)
+        ids[i, n] = 49407
+    return ids
+
+
+def make_samples(ids: torch.Tensor, size: int = 64, with_mask: bool = True):
+    samples = []
+    for i in range(ids.shape[0]):
+        ds = SegDataSample(
+            metainfo=dict(
+                img_shape=(size, size),
+                ori_shape=(size, size),
+                inv_affine=[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+        ds.text_ids = ids[i]
+        if with_mask:
+            from mmengine.structures import PixelData
+            mask = torch.zeros(1, size, size)
+            mask[:, size // 4:size // 2, size // 4:size // 2] = 1
+            ds.gt_mask = PixelData(data=mask)
+        samples.append(ds)
+    return samples

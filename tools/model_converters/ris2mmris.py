@@ -1,0 +1,55 @@
+# Copyright (c) mmris contributors. All rights reserved.
+"""Convert an official ETRIS / DETRIS checkpoint to an mmris checkpoint.
+
+The official files are ``{'state_dict': ..., 'optimizer': ..., ...}`` with
+``module.``-prefixed keys (RIS-SPEC G). Only the model weights are kept.
+
+Example:
+    python tools/model_converters/ris2mmris.py etris best_model.pth \
+        etris_vit-b16_refcoco.pth \
+        --config configs/etris/etris_vit-b16_refcoco.py
+"""
+import argparse
+
+import mmris  # noqa: F401
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmseg.registry import MODELS
+
+from mmris.compat import safe_torch_load
+from mmris.utils import KEY_MAPS, convert_official_state_dict
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('method', choices=sorted(KEY_MAPS))
+    parser.add_argument('src', help='official checkpoint')
+    parser.add_argument('dst', help='output mmris checkpoint')
+    parser.add_argument(
+        '--config',
+        help='verify that the result loads strictly into this config')
+    parser.add_argument(
+        '--unsafe-load',
+        action='store_true',
+        help='unpickle arbitrary objects (only for files you trust)')
+    args = parser.parse_args()
+
+    ckpt = safe_torch_load(args.src, unsafe=args.unsafe_load or None)
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise TypeError(f'{args.src}: expected a dict with a "state_dict"')
+    converted = convert_official_state_dict(state, args.method)
+    if args.config:
+        cfg = Config.fromfile(args.config)
+        init_default_scope(cfg.get('default_scope', 'mmseg'))
+        model = MODELS.build(cfg.model)
+        model.load_state_dict(converted, strict=True)
+        print(f'{args.config}: all {len(converted)} tensors load strictly')
+    torch.save(dict(state_dict=converted, meta=dict(source=args.src)),
+               args.dst)
+    print(f'wrote {len(converted)} tensors to {args.dst}')
+
+
+if __name__ == '__main__':
+    main()
