@@ -79,8 +79,9 @@ def refer_paths(data_root: str, dataset: str,
         tuple[str, str]: ``refs(<split_by>).p`` and ``instances.json`` paths.
     """
     folder = osp.join(data_root or '', dataset)
-    return (osp.join(folder, f'refs({split_by}).p'),
-            osp.join(folder, 'instances.json'))
+    return (osp.join(folder,
+                     f'refs({split_by}).p'), osp.join(folder,
+                                                      'instances.json'))
 
 
 def load_refs(refs_file: str) -> List[dict]:
@@ -167,6 +168,14 @@ class RefCOCODataset(BaseDataset):
         skip_missing_ann (bool): Skip (with a warning) refs whose ``ann_id``
             is absent from ``instances.json`` instead of raising.
             Defaults to False.
+        img_size (int, optional): Network input size, handed to
+            ``LetterboxAffine`` (as ``input_size``) when the transform sets
+            none. Defaults to None.
+        word_len (int, optional): Text context length, handed to
+            ``CLIPTokenize`` (as ``context_length``) when the transform sets
+            none. Method configs override these two per dataset (e.g. 416/17
+            for ETRIS on RefCOCO, 448/22 for DETRIS on G-Ref umd).
+            Defaults to None.
         pipeline (list): Transforms. Defaults to [].
         test_mode (bool, optional): Defaults to None, i.e.
             ``mode != 'train'``.
@@ -187,6 +196,8 @@ class RefCOCODataset(BaseDataset):
                  mode: str = 'train',
                  img_prefix: str = 'images/train2014',
                  skip_missing_ann: bool = False,
+                 img_size: Optional[int] = None,
+                 word_len: Optional[int] = None,
                  pipeline: Sequence = (),
                  test_mode: Optional[bool] = None,
                  metainfo: Optional[dict] = None,
@@ -205,6 +216,8 @@ class RefCOCODataset(BaseDataset):
         self.split = split
         self.mode = mode
         self.skip_missing_ann = skip_missing_ann
+        self.img_size = img_size
+        self.word_len = word_len
         if test_mode is None:
             test_mode = mode != 'train'
         super().__init__(
@@ -301,6 +314,10 @@ class RefCOCODataset(BaseDataset):
             sent = info['sentences'][np.random.randint(len(info['sentences']))]
             info['text'] = sent['sent']
             info['sent_id'] = sent['sent_id']
+        if self.img_size is not None:
+            info['input_size'] = self.img_size
+        if self.word_len is not None:
+            info['context_length'] = self.word_len
         return info
 
     def __repr__(self) -> str:

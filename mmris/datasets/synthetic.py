@@ -52,8 +52,7 @@ SMALL_NUM_IMAGES = 16
 IMAGE_ID_OFFSET = 100000
 
 
-def _split_counts(split_by: str,
-                  num_images: Union[None, int, Dict[str, int]],
+def _split_counts(split_by: str, num_images: Union[None, int, Dict[str, int]],
                   small: bool) -> Dict[str, int]:
     if split_by not in DEFAULT_SPLITS:
         raise ValueError(f'split_by must be one of {tuple(DEFAULT_SPLITS)}, '
@@ -74,8 +73,10 @@ def _split_counts(split_by: str,
         raise ValueError(f'num_images must be >= {len(default)} '
                          f'(one per split), got {total}')
     ref_total = sum(default.values())
-    counts = {k: max(1, int(round(v * total / ref_total)))
-              for k, v in default.items()}
+    counts = {
+        k: max(1, int(round(v * total / ref_total)))
+        for k, v in default.items()
+    }
     counts['train'] += total - sum(counts.values())
     if counts['train'] < 1:
         raise ValueError(f'num_images={total} too small')
@@ -87,8 +88,8 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     base = rng.uniform(70, 150)
     grid = rng.normal(0, 18, size=(4, 4, 3)) + base
     grid += rng.normal(0, 6, size=(1, 1, 3))
-    bg = cv2.resize(grid.astype(np.float32), (w, h),
-                    interpolation=cv2.INTER_CUBIC)
+    bg = cv2.resize(
+        grid.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     freq = rng.uniform(0.05, 0.25)
     phase = rng.uniform(0, 2 * np.pi)
@@ -107,8 +108,7 @@ def _polygon(shape: str, cx: float, cy: float, r: float,
     return np.stack([cx + r * np.cos(theta), cy + r * np.sin(theta)], 1)
 
 
-def _place_objects(rng: np.random.Generator, h: int,
-                   w: int) -> List[dict]:
+def _place_objects(rng: np.random.Generator, h: int, w: int) -> List[dict]:
     n = int(rng.integers(2, 5))
     colours = rng.permutation(list(COLOURS))[:n]
     side = min(h, w)
@@ -140,16 +140,18 @@ def _extreme(obj: dict, group: List[dict], key: str, sign: int,
              margin: float) -> bool:
     """Whether ``obj`` is the unique extreme of ``group`` along ``key``."""
     others = [o for o in group if o is not obj]
-    return bool(others) and all(
-        sign * (obj[key] - o[key]) > margin for o in others)
+    return bool(others) and all(sign * (obj[key] - o[key]) > margin
+                                for o in others)
 
 
 def _sentences(obj: dict, objs: List[dict], h: int, w: int) -> List[str]:
     """Expressions that identify ``obj`` unambiguously among ``objs``."""
     c, s, z = obj['colour'], obj['shape'], obj['size']
     same_shape = [o for o in objs if o['shape'] == s]
-    cands = [f'the {c} {s}', f'{c} {s}', f'the {c} one', f'{c} object',
-             f'the {z} {c} {s}']
+    cands = [
+        f'the {c} {s}', f'{c} {s}', f'the {c} one', f'{c} object',
+        f'the {z} {c} {s}'
+    ]
     if len(same_shape) == 1:
         cands += [f'the {s}', s]
     if sum(o['shape'] == s and o['size'] == z for o in objs) == 1:
@@ -179,8 +181,11 @@ def _render(rng: np.random.Generator, h: int,
         pts = np.round(poly * 16).astype(np.int32)
         colour = np.array(COLOURS[obj['colour']], np.float64)
         colour = np.clip(colour + rng.normal(0, 8, 3), 0, 255)
-        cv2.fillPoly(img, [pts], tuple(float(v) for v in colour),
-                     lineType=cv2.LINE_8, shift=4)
+        cv2.fillPoly(
+            img, [pts],
+            tuple(float(v) for v in colour),
+            lineType=cv2.LINE_8,
+            shift=4)
     img = img + rng.normal(0, 6, size=img.shape)
     return np.clip(np.round(img), 0, 255).astype(np.uint8), objs
 
@@ -234,9 +239,7 @@ def make_synthetic_refer(root: str,
 
     images, annotations, refs = [], [], []
     splits: Dict[str, dict] = {}
-    split_of_image = [
-        name for name, n in counts.items() for _ in range(n)
-    ]
+    split_of_image = [name for name, n in counts.items() for _ in range(n)]
     ref_id = sent_id = 0
     for index, split in enumerate(split_of_image):
         rng = np.random.default_rng([seed, index])
@@ -323,15 +326,16 @@ def make_synthetic_refer(root: str,
         splits=splits)
 
 
-def make_synthetic_refer_all(root: str,
-                             seed: int = 0,
-                             num_images: Optional[int] = None,
-                             image_size: Tuple[int, int] = (96, 160),
-                             small: bool = False,
-                             names: Sequence[Tuple[str, str]] = (
-                                 ('refcoco', 'unc'), ('refcoco+', 'unc'),
-                                 ('refcocog', 'umd'), ('refcocog', 'google'))
-                             ) -> Dict[Tuple[str, str], dict]:
+def make_synthetic_refer_all(
+    root: str,
+    seed: int = 0,
+    num_images: Optional[int] = None,
+    image_size: Tuple[int, int] = (96, 160),
+    small: bool = False,
+    names: Sequence[Tuple[str,
+                          str]] = (('refcoco', 'unc'), ('refcoco+', 'unc'),
+                                   ('refcocog', 'umd'), ('refcocog', 'google'))
+) -> Dict[Tuple[str, str], dict]:
     """Generate several ``(dataset, split_by)`` pairs sharing one image set.
 
     Args:
@@ -346,6 +350,15 @@ def make_synthetic_refer_all(root: str,
     Returns:
         dict: Summary per ``(dataset, split_by)``.
     """
-    return {(d, s): make_synthetic_refer(
-        root, seed=seed, num_images=num_images, image_size=image_size,
-        dataset=d, split_by=s, small=small) for d, s in names}
+    return {
+        (d, s):
+        make_synthetic_refer(
+            root,
+            seed=seed,
+            num_images=num_images,
+            image_size=image_size,
+            dataset=d,
+            split_by=s,
+            small=small)
+        for d, s in names
+    }

@@ -41,12 +41,13 @@ def test_modes_and_fields(synthetic_root):
     seen = {(test.get_data_info(i)['ref_id'], test.get_data_info(i)['sent_id'])
             for i in range(len(test))}
     assert seen == {(r['ref_id'], s['sent_id'])
-                    for r in refs for s in r['sentences']}
+                    for r in refs
+                    for s in r['sentences']}
 
     info = test.get_data_info(0)
-    for key in ('img_path', 'ref_id', 'ann_id', 'image_id', 'text',
-                'sent_id', 'segmentation', 'height', 'width', 'category_id',
-                'bbox', 'sample_idx'):
+    for key in ('img_path', 'ref_id', 'ann_id', 'image_id', 'text', 'sent_id',
+                'segmentation', 'height', 'width', 'category_id', 'bbox',
+                'sample_idx'):
         assert key in info, key
     # the COCO image file name is used, not REFER's per-ref "file_name"
     assert osp.isfile(info['img_path'])
@@ -57,8 +58,9 @@ def test_modes_and_fields(synthetic_root):
 
 def test_train_mode_draws_sentences(synthetic_root):
     ds = RefCOCODataset(synthetic_root, split='train', mode='train')
-    idx = next(i for i in range(len(ds))
-               if len(ds.get_data_info(i)['sentences']) >= 3)
+    idx = next(
+        i for i in range(len(ds))
+        if len(ds.get_data_info(i)['sentences']) >= 3)
     sents = {s['sent'] for s in ds.get_data_info(idx)['sentences']}
     np.random.seed(0)
     drawn = [ds.get_data_info(idx)['text'] for _ in range(40)]
@@ -74,7 +76,10 @@ def test_all_split_names(synthetic_root, dataset, split_by):
         OFFICIAL_SPLIT_SIZES[(dataset, split_by)])
     for split in DEFAULT_SPLITS[split_by]:
         ds = RefCOCODataset(
-            synthetic_root, dataset=dataset, split_by=split_by, split=split,
+            synthetic_root,
+            dataset=dataset,
+            split_by=split_by,
+            split=split,
             mode='val_first')
         assert len(ds) > 0
 
@@ -84,8 +89,9 @@ def test_bad_arguments_and_paths(synthetic_root, tmp_path):
         RefCOCODataset(str(tmp_path / 'nowhere'), split='val')
     # refs present, instances.json missing
     (tmp_path / 'refcoco').mkdir()
-    shutil.copy(osp.join(synthetic_root, 'refcoco', 'refs(unc).p'),
-                tmp_path / 'refcoco')
+    shutil.copy(
+        osp.join(synthetic_root, 'refcoco', 'refs(unc).p'),
+        tmp_path / 'refcoco')
     with pytest.raises(FileNotFoundError, match='instances.json'):
         RefCOCODataset(str(tmp_path), split='val')
     with pytest.raises(ValueError, match='testC'):
@@ -112,11 +118,13 @@ def test_missing_ann_id(synthetic_root, tmp_path):
     bad['ann_id'] = 987654321
     root = _copy_root_with_refs(synthetic_root, tmp_path, refs)
     with pytest.raises(KeyError, match=f"ref_id {bad['ref_id']}.*987654321"):
-        RefCOCODataset(root, split='val', img_prefix=osp.join(
-            synthetic_root, 'images/train2014'))
+        RefCOCODataset(
+            root,
+            split='val',
+            img_prefix=osp.join(synthetic_root, 'images/train2014'))
     with pytest.warns(UserWarning, match='absent'):
-        ds = RefCOCODataset(root, split='val', mode='val_first',
-                            skip_missing_ann=True)
+        ds = RefCOCODataset(
+            root, split='val', mode='val_first', skip_missing_ann=True)
     n_val = sum(r['split'] == 'val' for r in refs)
     assert len(ds) == n_val - 1
 
@@ -129,8 +137,7 @@ def test_python2_pickle_latin1(synthetic_root, tmp_path):
         return b'X' + struct.pack('<I', len(text)) + text.encode()
 
     # a first sentence of a val object whose text occurs once in the pickle
-    sent = next(r['sentences'][0]['sent'] for r in refs
-                if r['split'] == 'val'
+    sent = next(r['sentences'][0]['sent'] for r in refs if r['split'] == 'val'
                 and raw.count(encoded(r['sentences'][0]['sent'])) == 1)
     # Re-encode that sentence as a Python 2 byte string with a latin-1 byte,
     # which Python 3 cannot decode as ASCII (the default).
@@ -156,12 +163,22 @@ def test_concat_dataset_with_metric(synthetic_root):
         dict(type='PackRISInputs')
     ]
     parts = [
-        dict(type='RefCOCODataset', data_root=synthetic_root,
-             dataset='refcoco', split_by='unc', split='val', mode='test',
-             pipeline=pipeline),
-        dict(type='RefCOCODataset', data_root=synthetic_root,
-             dataset='refcocog', split_by='umd', split='val', mode='test',
-             pipeline=pipeline),
+        dict(
+            type='RefCOCODataset',
+            data_root=synthetic_root,
+            dataset='refcoco',
+            split_by='unc',
+            split='val',
+            mode='test',
+            pipeline=pipeline),
+        dict(
+            type='RefCOCODataset',
+            data_root=synthetic_root,
+            dataset='refcocog',
+            split_by='umd',
+            split='val',
+            mode='test',
+            pipeline=pipeline),
     ]
     concat = DATASETS.build(dict(type='ConcatDataset', datasets=parts))
     a, b = (DATASETS.build(p) for p in parts)

@@ -25,8 +25,8 @@ def _same_tree(a, b):
         a, b, cmp.common_files, shallow=False)
     if mismatch or errors:
         return False
-    return all(_same_tree(osp.join(a, d), osp.join(b, d))
-               for d in cmp.common_dirs)
+    return all(
+        _same_tree(osp.join(a, d), osp.join(b, d)) for d in cmp.common_dirs)
 
 
 def test_deterministic(tmp_path):
@@ -35,8 +35,8 @@ def test_deterministic(tmp_path):
     s3 = make_synthetic_refer(str(tmp_path / 'c'), seed=4, num_images=6)
     assert _same_tree(str(tmp_path / 'a'), str(tmp_path / 'b'))
     assert not _same_tree(str(tmp_path / 'a'), str(tmp_path / 'c'))
-    assert s1['num_images'] == 6 == sum(
-        v['images'] for v in s1['splits'].values())
+    assert s1['num_images'] == 6 == sum(v['images']
+                                        for v in s1['splits'].values())
     assert s1['splits'] == s2['splits']
     assert s3['num_refs'] > 0
 
@@ -46,23 +46,28 @@ def test_split_names_and_counts(tmp_path, split_by):
     s = make_synthetic_refer(
         str(tmp_path), dataset='refcocog', split_by=split_by, small=True)
     assert set(s['splits']) == set(DEFAULT_SPLITS[split_by])
-    assert osp.isfile(osp.join(str(tmp_path), 'refcocog',
-                               f'refs({split_by}).p'))
+    assert osp.isfile(
+        osp.join(str(tmp_path), 'refcocog', f'refs({split_by}).p'))
     assert s['num_images'] == 16
     s = make_synthetic_refer(
-        str(tmp_path), dataset='refcocog', split_by=split_by,
-        num_images={'train': 2, 'val': 1})
+        str(tmp_path),
+        dataset='refcocog',
+        split_by=split_by,
+        num_images={
+            'train': 2,
+            'val': 1
+        })
     assert s['splits']['train']['images'] == 2 and s['num_images'] == 3
     with pytest.raises(ValueError):
-        make_synthetic_refer(str(tmp_path), split_by=split_by,
-                             num_images={'bogus': 1})
+        make_synthetic_refer(
+            str(tmp_path), split_by=split_by, num_images={'bogus': 1})
     with pytest.raises(ValueError):
         make_synthetic_refer(str(tmp_path), split_by=split_by, num_images=1)
 
 
 def test_default_size_summary(tmp_path):
-    s = make_synthetic_refer(str(tmp_path), num_images=None, small=False,
-                             image_size=(40, 48))
+    s = make_synthetic_refer(
+        str(tmp_path), num_images=None, small=False, image_size=(40, 48))
     assert s['splits']['train']['images'] == 200
     assert s['splits']['val']['images'] == 40
     assert s['splits']['testA']['images'] == 20 == s['splits']['testB'][
@@ -76,21 +81,22 @@ def test_format_and_learnability(synthetic_root):
     with open(osp.join(synthetic_root, 'refcoco', 'instances.json')) as f:
         raw = json.load(f)
     assert {'images', 'annotations', 'categories'} <= set(raw)
-    assert {c['name'] for c in cats.values()} == {'circle', 'square',
-                                                   'triangle'}
+    assert {c['name']
+            for c in cats.values()} == {'circle', 'square', 'triangle'}
     assert len({r['ref_id'] for r in refs}) == len(refs)
     sent_ids = [s['sent_id'] for r in refs for s in r['sentences']]
     assert len(set(sent_ids)) == len(sent_ids)
     by_image = {}
     hits = total = 0
     for ref in refs:
-        assert {'ref_id', 'ann_id', 'image_id', 'split', 'sentences',
-                'category_id', 'file_name', 'sent_ids'} <= set(ref)
+        assert {
+            'ref_id', 'ann_id', 'image_id', 'split', 'sentences',
+            'category_id', 'file_name', 'sent_ids'
+        } <= set(ref)
         assert 2 <= len(ref['sentences']) <= 3
         ann = anns[ref['ann_id']]
         img = imgs[ref['image_id']]
-        assert ann['iscrowd'] == 0 and ann['category_id'] == ref[
-            'category_id']
+        assert ann['iscrowd'] == 0 and ann['category_id'] == ref['category_id']
         assert ref['file_name'] != img['file_name']
         assert 96 <= img['height'] <= 160 and 96 <= img['width'] <= 160
         for s in ref['sentences']:
@@ -102,12 +108,13 @@ def test_format_and_learnability(synthetic_root):
                                    img['width'])
         assert mask.sum() == pytest.approx(ann['area'], rel=0.02)
         # the referred colour is the colour of the pixels under the mask
-        image = cv2.imread(osp.join(synthetic_root, 'images', 'train2014',
-                                    img['file_name']))[..., ::-1]
+        image = cv2.imread(
+            osp.join(synthetic_root, 'images', 'train2014',
+                     img['file_name']))[..., ::-1]
         inner = cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0
         mean = image[inner].reshape(-1, 3).mean(0)
-        nearest = min(COLOURS, key=lambda c: np.abs(
-            np.array(COLOURS[c]) - mean).sum())
+        nearest = min(
+            COLOURS, key=lambda c: np.abs(np.array(COLOURS[c]) - mean).sum())
         for s in ref['sentences']:
             words = set(s['tokens'])
             if words & set(COLOURS):
@@ -131,9 +138,10 @@ def test_format_and_learnability(synthetic_root):
                     if word not in s['tokens']:
                         continue
                     n_pos += 1
-                    group = [o for o in image_refs
-                             if s['tokens'][1] == 'object'
-                             or o['category_id'] == r['category_id']]
+                    group = [
+                        o for o in image_refs if s['tokens'][1] == 'object'
+                        or o['category_id'] == r['category_id']
+                    ]
                     best = pick(group, key=lambda o: centre[o['ref_id']][axis])
                     assert best['ref_id'] == r['ref_id'], s['sent']
     assert n_pos > 0
@@ -142,12 +150,13 @@ def test_format_and_learnability(synthetic_root):
 def test_cli(tmp_path):
     path = osp.join(REPO, 'tools', 'dataset_converters',
                     'make_synthetic_refer.py')
-    spec = importlib.util.spec_from_file_location('make_synthetic_refer',
-                                                  path)
+    spec = importlib.util.spec_from_file_location('make_synthetic_refer', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = str(tmp_path / 'out')
-    assert module.main([out, '--num-images', '5', '--seed', '1',
-                        '--datasets', 'refcoco', 'refcocog_google']) == 0
+    assert module.main([
+        out, '--num-images', '5', '--seed', '1', '--datasets', 'refcoco',
+        'refcocog_google'
+    ]) == 0
     assert len(os.listdir(osp.join(out, 'images', 'train2014'))) == 5
     assert osp.isfile(osp.join(out, 'refcocog', 'refs(google).p'))

@@ -15,8 +15,9 @@ def test_known_ids():
     assert ids.tolist() == expected
     # cleaning: case, surrounding and repeated whitespace, html entities
     assert encode_text('  The   MAN on the left ', 17).tolist() == expected
-    assert (encode_text('left &amp; right', 17).tolist() == encode_text(
-        'left & right', 17).tolist())
+    assert (encode_text('left &amp; right',
+                        17).tolist() == encode_text('left & right',
+                                                    17).tolist())
 
 
 def test_long_sentence_truncated_with_eot():
@@ -31,7 +32,8 @@ def test_long_sentence_truncated_with_eot():
 def test_exclamation_mark_ids():
     # A word-final "!" is "!</w>" (id 256); BPE id 0 is a non-final "!",
     # e.g. in "!(" -- it collides with the zero padding (RIS-SPEC H.6).
-    assert encode_text('!', 17)[:3].tolist() == [SOT_TOKEN_ID, 256, EOT_TOKEN_ID]
+    assert encode_text('!',
+                       17)[:3].tolist() == [SOT_TOKEN_ID, 256, EOT_TOKEN_ID]
     ids = encode_text('the man !( left', 17).tolist()
     eot = ids.index(EOT_TOKEN_ID)
     assert 0 in ids[1:eot]

@@ -34,8 +34,8 @@ def _iou(a, b):
 
 def test_clip_constants():
     np.testing.assert_allclose(CLIP_MEAN, CLIP_BORDER, atol=0.01)
-    np.testing.assert_allclose(CLIP_STD, (68.5005, 66.6322, 70.3232),
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        CLIP_STD, (68.5005, 66.6322, 70.3232), atol=1e-3)
 
 
 @pytest.mark.parametrize('hw', [(100, 60), (60, 100), (37, 211), (416, 416),
@@ -53,16 +53,19 @@ def test_letterbox_round_trip(hw):
     assert gt_mask.dtype == np.float32 and gt_mask.shape == (size, size)
     assert 0 <= gt_mask.min() and gt_mask.max() <= 1
     # inverse warp (as the official test: cubic, then threshold 0.35)
-    back = cv2.warpAffine(gt_mask, out['inv_affine'], (w, h),
-                          flags=cv2.INTER_CUBIC, borderValue=0)
+    back = cv2.warpAffine(
+        gt_mask,
+        out['inv_affine'], (w, h),
+        flags=cv2.INTER_CUBIC,
+        borderValue=0)
     assert _iou(back > 0.35, mask > 0) >= 0.98
     # matrices: corners and inverse
     s = min(size / h, size / w)
     bx, by = (size - w * s) / 2, (size - h * s) / 2
-    np.testing.assert_allclose(out['affine'] @ [w, 0, 1], [bx + w * s, by],
-                               atol=1e-3)
-    np.testing.assert_allclose(out['affine'] @ [0, h, 1], [bx, by + h * s],
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        out['affine'] @ [w, 0, 1], [bx + w * s, by], atol=1e-3)
+    np.testing.assert_allclose(
+        out['affine'] @ [0, h, 1], [bx, by + h * s], atol=1e-3)
     full = np.vstack([out['affine'], [0, 0, 1]])
     full_inv = np.vstack([out['inv_affine'], [0, 0, 1]])
     np.testing.assert_allclose(full @ full_inv, np.eye(3), atol=1e-4)
@@ -78,8 +81,9 @@ def test_letterbox_border_and_degenerate():
     assert 'gt_mask' not in out
     # 1x1 image must not crash
     out = LetterboxAffine(size=32)(
-        dict(img=np.full((1, 1, 3), 200, np.uint8),
-             gt_seg_map=np.ones((1, 1), np.uint8)))
+        dict(
+            img=np.full((1, 1, 3), 200, np.uint8),
+            gt_seg_map=np.ones((1, 1), np.uint8)))
     assert out['img'].shape == (32, 32, 3) and out['gt_mask'].shape == (32, 32)
     assert out['gt_mask'].max() > 0.5
     # rectangular output size and argument checks
@@ -100,14 +104,19 @@ def test_letterbox_soft_mask_and_eval_mode():
     soft = res['gt_mask']
     assert ((soft > 0) & (soft < 1)).any()  # not re-binarised
     # the exact official recipe: 0/255 uint8 warped bilinearly, then /255
-    ref = cv2.warpAffine(mask * 255, res['affine'], (100, 100),
-                         flags=cv2.INTER_LINEAR, borderValue=0) / 255.
+    ref = cv2.warpAffine(
+        mask * 255,
+        res['affine'], (100, 100),
+        flags=cv2.INTER_LINEAR,
+        borderValue=0) / 255.
     np.testing.assert_allclose(soft, ref, atol=1e-6)
-    kept = LetterboxAffine(size=100, keep_gt_seg_map=True)(
-        dict(img=np.zeros((50, 70, 3), np.uint8), gt_seg_map=mask.copy()))
+    kept = LetterboxAffine(
+        size=100, keep_gt_seg_map=True)(
+            dict(img=np.zeros((50, 70, 3), np.uint8), gt_seg_map=mask.copy()))
     assert kept['gt_seg_map'].shape == (50, 70) and 'gt_mask' in kept
-    ev = LetterboxAffine(size=100, warp_mask=False)(
-        dict(img=np.zeros((50, 70, 3), np.uint8), gt_seg_map=mask.copy()))
+    ev = LetterboxAffine(
+        size=100, warp_mask=False)(
+            dict(img=np.zeros((50, 70, 3), np.uint8), gt_seg_map=mask.copy()))
     assert 'gt_mask' not in ev and (ev['gt_seg_map'] == mask).all()
 
 
@@ -224,18 +233,24 @@ def test_pack_inputs():
 def test_full_pipelines(synthetic_root):
     init_default_scope('mmseg')
     common = [dict(type='LoadRefImage'), dict(type='LoadRefMask')]
-    tail = [dict(type='CLIPTokenize', context_length=17),
-            dict(type='PackRISInputs')]
+    tail = [
+        dict(type='CLIPTokenize', context_length=17),
+        dict(type='PackRISInputs')
+    ]
     train = RefCOCODataset(
-        synthetic_root, split='train', mode='train',
+        synthetic_root,
+        split='train',
+        mode='train',
         pipeline=common + [dict(type='LetterboxAffine', size=64)] + tail)
     test = RefCOCODataset(
-        synthetic_root, split='val', mode='test',
-        pipeline=common + [dict(type='LetterboxAffine', size=64,
-                                warp_mask=False)] + tail)
+        synthetic_root,
+        split='val',
+        mode='test',
+        pipeline=common +
+        [dict(type='LetterboxAffine', size=64, warp_mask=False)] + tail)
     batch = pseudo_collate([train[0], train[1]])
-    assert len(batch['inputs']) == 2 and batch['inputs'][0].shape == (3, 64,
-                                                                      64)
+    assert len(
+        batch['inputs']) == 2 and batch['inputs'][0].shape == (3, 64, 64)
     s = batch['data_samples'][0]
     assert s.gt_mask.data.shape == (1, 64, 64) and 'gt_sem_seg' not in s
     assert s.gt_mask.data.max() == 1.0

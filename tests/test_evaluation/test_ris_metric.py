@@ -40,8 +40,10 @@ def _sample(pred, gt, ref_id=0, sent_id=0):
 
 def _hand_metrics(cases):
     ious = [i / (u + 1e-6) for i, u in cases]
-    thresholds = [0.5, 0.6000000238418579, 0.699999988079071,
-                  0.800000011920929, 0.8999999761581421]
+    thresholds = [
+        0.5, 0.6000000238418579, 0.699999988079071, 0.800000011920929,
+        0.8999999761581421
+    ]
     out = {
         'mIoU': 100 * sum(ious) / len(ious),
         'oIoU': 100 * sum(i for i, _ in cases) / sum(u for _, u in cases)
@@ -55,8 +57,8 @@ def _hand_metrics(cases):
 def test_thresholds_are_float32():
     assert PR_NAMES == ('Pr@50', 'Pr@60', 'Pr@70', 'Pr@80', 'Pr@90')
     assert PR_THRESHOLDS.dtype == np.float32
-    assert float(PR_THRESHOLDS[1]) == pytest.approx(0.6000000238418579,
-                                                    abs=1e-12)
+    assert float(PR_THRESHOLDS[1]) == pytest.approx(
+        0.6000000238418579, abs=1e-12)
 
 
 def test_iou_stats():
@@ -65,8 +67,7 @@ def test_iou_stats():
         assert compute_iou_stats(pred, gt) == (inter, union)
         assert compute_iou_stats(
             torch.from_numpy(pred[None]).float() * 3,
-            torch.from_numpy(gt[None]).to(torch.uint8) * 255) == (inter,
-                                                                  union)
+            torch.from_numpy(gt[None]).to(torch.uint8) * 255) == (inter, union)
     with pytest.raises(ValueError, match='shape'):
         compute_iou_stats(np.zeros((2, 3)), np.zeros((3, 2)))
     with pytest.raises(ValueError):
@@ -88,7 +89,8 @@ def test_metric_matches_hand_computation():
     expected = _hand_metrics(CASES)
     for key in KEYS:
         assert res[key] == pytest.approx(expected[key], abs=1e-9), key
-    # spot values: IoUs 1, 0, .5-, .6-, .7-, .9-, 0, .83-, .83- (x- = just below x)
+    # spot values: IoUs 1, 0, .5-, .6-, .7-, .9-, 0, .83-, .83-
+    # (x- = just below x)
     assert res['Pr@50'] == pytest.approx(100 * 6 / 9)
     assert res['Pr@70'] == pytest.approx(100 * 4 / 9)
     assert res['Pr@90'] == pytest.approx(100 * 1 / 9)

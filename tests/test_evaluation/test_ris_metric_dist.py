@@ -3,6 +3,7 @@
 import os
 import pickle
 import socket
+import time
 
 import numpy as np
 import torch
@@ -37,8 +38,8 @@ def _samples(data, indices):
         pred, gt, k = data[i]
         s = SegDataSample()
         s.pred_sem_seg = PixelData(data=torch.from_numpy(pred[None]))
-        s.gt_sem_seg = PixelData(data=torch.from_numpy(gt[None].astype(
-            np.uint8)))
+        s.gt_sem_seg = PixelData(
+            data=torch.from_numpy(gt[None].astype(np.uint8)))
         s.set_metainfo(dict(ref_id=k, sent_id=k))
         out.append(s.to_dict())
     return out
@@ -82,12 +83,18 @@ def test_distributed_equals_single(tmp_path):
     out_file = str(tmp_path / 'res')
     # fork: the children inherit the imported modules (spawn would re-import
     # torch/mmseg/mmris in each child, ~10 s on 2 cores)
-    mp.start_processes(
+    ctx = mp.start_processes(
         _worker,
         args=(2, _free_port(), out_file, str(tmp_path / 'collect')),
         nprocs=2,
-        join=True,
+        join=False,
         start_method='fork')
+    deadline = time.monotonic() + 60
+    while not ctx.join(timeout=1):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            raise TimeoutError('distributed metric workers hung')
     outs = []
     for rank in range(2):
         with open(f'{out_file}.{rank}', 'rb') as f:

@@ -15,9 +15,9 @@ CLIP_STD = (0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255)
 CLIP_BORDER = (122.77, 116.75, 104.09)
 
 
-def get_letterbox_affine(ori_shape: Sequence[int],
-                         size: Union[int, Sequence[int]]
-                         ) -> Tuple[np.ndarray, np.ndarray]:
+def get_letterbox_affine(
+        ori_shape: Sequence[int],
+        size: Union[int, Sequence[int]]) -> Tuple[np.ndarray, np.ndarray]:
     """Forward and inverse letterbox affine matrices.
 
     scale = min(S_h / h, S_w / w); the image is scaled and centred. The
@@ -41,8 +41,9 @@ def get_letterbox_affine(ori_shape: Sequence[int],
     new_h, new_w = ori_h * scale, ori_w * scale
     bias_x, bias_y = (inp_w - new_w) / 2., (inp_h - new_h) / 2.
     src = np.array([[0, 0], [ori_w, 0], [0, ori_h]], np.float32)
-    dst = np.array([[bias_x, bias_y], [new_w + bias_x, bias_y],
-                    [bias_x, new_h + bias_y]], np.float32)
+    dst = np.array(
+        [[bias_x, bias_y], [new_w + bias_x, bias_y], [bias_x, new_h + bias_y]],
+        np.float32)
     affine = cv2.getAffineTransform(src, dst)
     inv_affine = cv2.getAffineTransform(dst, src)
     return affine, inv_affine
@@ -80,8 +81,9 @@ class LetterboxAffine(BaseTransform):
       ``warp_mask`` and ``gt_seg_map`` is present)
 
     Args:
-        size (int | Sequence[int]): Output side S, or (S_h, S_w).
-            Defaults to 416.
+        size (int | Sequence[int], optional): Output side S, or (S_h, S_w).
+            Defaults to None: the ``input_size`` that ``RefCOCODataset``
+            puts in the results (its ``img_size``).
         border (Sequence[float]): Border fill, RGB. Defaults to the CLIP mean
             in 0-255 scale ``(122.77, 116.75, 104.09)``.
         warp_mask (bool): Warp ``gt_seg_map`` into ``gt_mask`` (training).
@@ -93,28 +95,38 @@ class LetterboxAffine(BaseTransform):
     """
 
     def __init__(self,
-                 size: Union[int, Sequence[int]] = 416,
+                 size: Union[int, Sequence[int], None] = None,
                  border: Sequence[float] = CLIP_BORDER,
                  warp_mask: bool = True,
                  keep_gt_seg_map: bool = False) -> None:
+        self.size = None if size is None else self._as_size(size)
+        if len(border) != 3:
+            raise ValueError(f'border must have 3 values (RGB), got {border}')
+        self.border = tuple(float(b) for b in border)
+        self.warp_mask = warp_mask
+        self.keep_gt_seg_map = keep_gt_seg_map
+
+    @staticmethod
+    def _as_size(size) -> tuple:
         if isinstance(size, int):
             size = (size, size)
         size = tuple(int(s) for s in size)
         if len(size) != 2 or min(size) <= 0:
             raise ValueError(f'size must be a positive int or (h, w), '
                              f'got {size}')
-        if len(border) != 3:
-            raise ValueError(f'border must have 3 values (RGB), got {border}')
-        self.size = size
-        self.border = tuple(float(b) for b in border)
-        self.warp_mask = warp_mask
-        self.keep_gt_seg_map = keep_gt_seg_map
+        return size
 
     def transform(self, results: dict) -> dict:
+        size = self.size
+        if size is None:
+            if results.get('input_size') is None:
+                raise KeyError('LetterboxAffine has no size: pass `size` or '
+                               'set `img_size` on the dataset')
+            size = self._as_size(results['input_size'])
         img = results['img']
         ori_h, ori_w = img.shape[:2]
-        out_h, out_w = self.size
-        affine, inv_affine = get_letterbox_affine((ori_h, ori_w), self.size)
+        out_h, out_w = size
+        affine, inv_affine = get_letterbox_affine((ori_h, ori_w), size)
         results['img'] = cv2.warpAffine(
             img,
             affine, (out_w, out_h),

@@ -1,7 +1,7 @@
 # Copyright (c) mmris contributors. All rights reserved.
 """CLIP BPE tokenization of referring expressions (RIS-SPEC A.6 "Text")."""
 from functools import lru_cache
-from typing import List, Sequence, Union
+from typing import Optional, List, Sequence, Union
 
 import numpy as np
 import torch
@@ -23,7 +23,8 @@ def _get_tokenizer():
     return SimpleTokenizer()
 
 
-def encode_text(text: str, context_length: int = 17,
+def encode_text(text: str,
+                context_length: int = 17,
                 truncate: bool = True) -> np.ndarray:
     """Tokenize one sentence exactly as the official RIS code.
 
@@ -101,18 +102,19 @@ class CLIPTokenize(BaseTransform):
     - text_ids (np.ndarray): int64, shape (L,)
 
     Args:
-        context_length (int): Output length L (``word_len`` in the official
-            configs). Defaults to 17.
+        context_length (int, optional): Output length L (``word_len`` in the
+            official configs). Defaults to None: the ``context_length`` that
+            ``RefCOCODataset`` puts in the results (its ``word_len``), else 17.
         key (str): Results key holding the sentence. Defaults to 'text'.
         truncate (bool): Truncate long sentences, last id set to EOT.
             Defaults to True.
     """
 
     def __init__(self,
-                 context_length: int = 17,
+                 context_length: Optional[int] = None,
                  key: str = 'text',
                  truncate: bool = True) -> None:
-        if context_length < 2:
+        if context_length is not None and context_length < 2:
             raise ValueError(
                 f'context_length must be >= 2, got {context_length}')
         self.context_length = context_length
@@ -122,8 +124,9 @@ class CLIPTokenize(BaseTransform):
     def transform(self, results: dict) -> dict:
         if self.key not in results:
             raise KeyError(f'CLIPTokenize: results has no "{self.key}" key')
-        results['text_ids'] = encode_text(results[self.key],
-                                          self.context_length, self.truncate)
+        length = self.context_length or results.get('context_length') or 17
+        results['text_ids'] = encode_text(results[self.key], length,
+                                          self.truncate)
         return results
 
     def __repr__(self) -> str:

@@ -72,11 +72,10 @@ def ris_metrics_from_stats(inter: Sequence[int],
     iou = inter_arr / (union_arr + IOU_EPS)
     total_union = int(union_arr.sum())
     metrics['mIoU'] = float(iou.mean() * 100)
-    metrics['oIoU'] = (float(inter_arr.sum() / total_union * 100)
-                       if total_union > 0 else 0.0)
+    metrics['oIoU'] = (
+        float(inter_arr.sum() / total_union * 100) if total_union > 0 else 0.0)
     for name, thr in zip(PR_NAMES, PR_THRESHOLDS):
-        metrics[name] = float(
-            (iou > thr.astype(np.float64)).mean() * 100)
+        metrics[name] = float((iou > thr.astype(np.float64)).mean() * 100)
     return metrics
 
 
@@ -142,9 +141,8 @@ class RISMetric(BaseMetric):
             pred = self._get(pred, 'data')
             gt = self._get(gt, 'data')
             inter, union = compute_iou_stats(pred, gt)
-            self.results.append(
-                (inter, union, self._get(sample, 'ref_id'),
-                 self._get(sample, 'sent_id')))
+            self.results.append((inter, union, self._get(sample, 'ref_id'),
+                                 self._get(sample, 'sent_id')))
 
     def compute_metrics(self, results: List[tuple]) -> Dict[str, float]:
         """Compute the metrics from the collected per-sentence results.
@@ -172,5 +170,4 @@ class RISMetric(BaseMetric):
         except ImportError:  # pragma: no cover
             text = ' | '.join(f'{k}: {v:.2f}' for k, v in metrics.items())
         logger = MMLogger.get_current_instance()
-        print_log(f'RIS results over {num} sentences:\n' + text,
-                  logger=logger)
+        print_log(f'RIS results over {num} sentences:\n' + text, logger=logger)

@@ -288,8 +288,8 @@ class DINOv2(VisualEncoder):
     (un-normalised) residual streams.
 
     FFN adapters of the blocks receive a :class:`PatchGridContext` (the
-    given context plus the patch grid of the last :meth:`embed` call), so
-    the Dense Aligner can reshape non-square grids.
+    given context, when there is one, plus the patch grid of the last
+    :meth:`embed` call), so the Dense Aligner can reshape non-square grids.
 
     Stochastic depth and Meta's nested-tensor/xFormers paths are not
     implemented (DETRIS uses neither).
@@ -409,12 +409,16 @@ class DINOv2(VisualEncoder):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    # -- weights -----------------------------------------------------------------
+    # -- weights --------------------------------------------------------------
     def _hook_prefixes(self) -> Tuple[str, ...]:
         """State-dict prefixes of modules attached through block hooks."""
-        return tuple(f'blocks.{i}.{name}.' for i, block in enumerate(
-            self.blocks) for name in _HOOKS
-                     if getattr(block, name, None) is not None)
+        prefixes = []
+        for i, block in enumerate(self.blocks):
+            prefixes += [
+                f'blocks.{i}.{name}.' for name in _HOOKS
+                if getattr(block, name, None) is not None
+            ]
+        return tuple(prefixes)
 
     def load_meta_state_dict(self, state: Dict[str, Tensor]) -> None:
         """Load a Meta-format DINOv2 state dict strictly.
@@ -458,7 +462,7 @@ class DINOv2(VisualEncoder):
                 state = state[key]
         self.load_meta_state_dict(state)
 
-    # -- encoder interface ---------------------------------------------------------
+    # -- encoder interface ----------------------------------------------------
     def interpolate_pos_encoding(self, grid: Tuple[int, int]) -> Tensor:
         """Positional table (1, 1 + h*w, C) for the patch grid (h, w)."""
         return interpolate_pos_embed(self.pos_embed, grid,
@@ -479,7 +483,8 @@ class DINOv2(VisualEncoder):
     def run_block(self, index: int, x: Tensor,
                   context: Optional[object] = None) -> Tensor:
         block = self.blocks[index]
-        if block.adapter is not None and self._grid is not None:
+        if (block.adapter is not None and context is not None
+                and self._grid is not None):
             context = PatchGridContext(context, self._grid)
         return block(x, context=context)
 
