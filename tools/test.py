@@ -14,7 +14,10 @@ from mmris.compat import unsafe_checkpoint_loading
 def parse_args():
     parser = argparse.ArgumentParser(description='Test an RIS model')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        'checkpoint',
+        help="checkpoint file, or 'none' to evaluate the randomly "
+        'initialised model (a before-training baseline)')
     parser.add_argument(
         '--work-dir',
         help='directory for the evaluation logs and metrics json')
@@ -52,7 +55,7 @@ def main():
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
-    cfg.load_from = args.checkpoint
+    cfg.load_from = None if args.checkpoint == 'none' else args.checkpoint
 
     runner = Runner.from_cfg(cfg)
     with unsafe_checkpoint_loading(args.unsafe_load):

@@ -64,12 +64,12 @@ test_dataloader = val_dataloader
 optim_wrapper = dict(
     type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3))
 param_scheduler = [
-    dict(type='MultiStepLR', by_epoch=True, milestones=[14], gamma=0.1)
+    dict(type='MultiStepLR', by_epoch=True, milestones=[34], gamma=0.1)
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=18, val_interval=6)
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=40, val_interval=40)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(interval=6, save_best='mIoU'),
+    checkpoint=dict(interval=40),
     visualization=dict(type='SegVisualizationHook', draw=False))

@@ -1,0 +1,54 @@
+# DETRIS-B (RIS-SPEC D): frozen DINOv2-B/14 with 4 registers + frozen CLIP
+# ViT-B/16 text tower, Dense Aligners (m=128) and Text Adapters (a=64) in
+# blocks 1,3,5,7,9,11. Point `pretrained` to the local Meta / OpenAI files
+# (dinov2_vitb14_reg4_pretrain.pth, ViT-B-16.pt).
+model = dict(
+    type='RISEncoderDecoder',
+    data_preprocessor=dict(type='RISDataPreprocessor'),
+    backbone=dict(
+        type='AdaptedEncoderPair',
+        # img_size 526 -> 37x37 positional table, as the official builder.
+        visual=dict(
+            type='DINOv2',
+            arch='vit-b',
+            img_size=526,
+            patch_size=14,
+            num_register_tokens=4,
+            pretrained=None),
+        text=dict(type='CLIPTextTransformer', embed_dim=512, pretrained=None),
+        order='text_first',
+        visual_adapter=dict(
+            module=dict(
+                type='DenseAligner',
+                in_channels=768,
+                hidden_channels=128,
+                text_channels=512,
+                embed_dims=128,
+                num_heads=8,
+                dropout=0.1),
+            layers=[1, 3, 5, 7, 9, 11],
+            scale=0.2,
+            input='norm'),
+        text_adapter=dict(
+            module=dict(type='TextAdapter', in_channels=512,
+                        hidden_channels=64),
+            layers=[1, 3, 5, 7, 9, 11],
+            scale=0.2,
+            input='residual'),
+        out_indices=(4, 8),  # raw block outputs; the head map is norm(x)
+        trainable=()),  # the text positional table is frozen in DETRIS
+    neck=dict(
+        type='RISNeck',
+        in_channels=(768, 768, 768),
+        txt_in=512,
+        stride=(1, 1, 1),
+        residual_coordconv=True),
+    decode_head=dict(
+        type='RISDecodeHead',
+        num_layers=3,
+        d_model=512,
+        nhead=8,
+        dim_ffn=512,
+        dropout=0.1,
+        word_dim=512),
+    test_cfg=dict(threshold=0.35))

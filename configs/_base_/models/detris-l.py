@@ -1,0 +1,12 @@
+# DETRIS-L (RIS-SPEC D): DINOv2-L/14 with 4 registers (dinov2_vitl14_reg4_
+# pretrain.pth), Dense Aligners (m=128) in blocks 2,6,...,22, Text Adapters
+# (a=64) in text blocks 1,3,...,11, taps after blocks 8 and 16.
+_base_ = './detris-b.py'
+model = dict(
+    backbone=dict(
+        visual=dict(arch='vit-l'),
+        visual_adapter=dict(
+            module=dict(in_channels=1024),
+            layers=[2, 6, 10, 14, 18, 22]),
+        out_indices=(8, 16)),
+    neck=dict(in_channels=(1024, 1024, 1024)))

@@ -1,0 +1,8 @@
+_base_ = [
+    '../_base_/models/detris-b.py', '../_base_/datasets/refcocog_umd.py',
+    '../_base_/schedules/schedule_65e.py', '../_base_/default_runtime.py'
+]
+# Input 448 (32x32 patches of 14 px); global batch 32 = 8 GPUs x 4.
+train_dataloader = dict(batch_size=4, dataset=dict(img_size=448))
+val_dataloader = dict(dataset=dict(img_size=448))
+test_dataloader = val_dataloader

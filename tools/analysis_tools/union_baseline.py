@@ -1,0 +1,60 @@
+# Copyright (c) mmris contributors. All rights reserved.
+"""Score the trivial baseline that ignores the sentence: predict the union of
+all annotated objects of the image, for every sentence of a split.
+
+Example:
+    python tools/analysis_tools/union_baseline.py data/synthetic \
+        --dataset refcoco --split-by unc --split val
+"""
+import argparse
+from collections import defaultdict
+
+import numpy as np
+
+import mmris  # noqa: F401
+from mmris.datasets import RefCOCODataset
+from mmris.datasets.transforms.loading import decode_segmentation
+from mmris.evaluation.metrics.ris_metric import (compute_iou_stats,
+                                                 ris_metrics_from_stats)
+
+
+def union_baseline(data_root: str, dataset: str, split_by: str,
+                   split: str) -> dict:
+    """Metrics of the union-of-all-objects prediction on ``split``."""
+    ds = RefCOCODataset(data_root, dataset, split_by, split, mode='test')
+    masks = {}
+    union = defaultdict(lambda: None)
+    infos = [ds.get_data_info(i) for i in range(len(ds))]
+    for info in infos:
+        if info['ann_id'] in masks:
+            continue
+        m = decode_segmentation(info['segmentation'], info['height'],
+                                info['width']) > 0
+        masks[info['ann_id']] = m
+        u = union[info['image_id']]
+        union[info['image_id']] = m if u is None else (u | m)
+    inter, uni = [], []
+    for info in infos:
+        i, u = compute_iou_stats(union[info['image_id']],
+                                 masks[info['ann_id']])
+        inter.append(i)
+        uni.append(u)
+    return ris_metrics_from_stats(inter, uni)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('data_root')
+    parser.add_argument('--dataset', default='refcoco')
+    parser.add_argument('--split-by', default='unc')
+    parser.add_argument('--split', default='val')
+    args = parser.parse_args()
+    metrics = union_baseline(args.data_root, args.dataset, args.split_by,
+                             args.split)
+    print('union-of-all-objects baseline on '
+          f'{args.dataset}({args.split_by}) {args.split}:')
+    print(' '.join(f'{k}: {v:.2f}' for k, v in metrics.items()))
+
+
+if __name__ == '__main__':
+    main()
