@@ -17,8 +17,8 @@ from mmris.models.backbones.dinov2 import DINOv2Block, PatchGridContext
 
 init_default_scope('mmseg')
 
-OFFICIAL_KEYS = (Path(__file__).resolve().parents[3].parent / 'shared' /
-                 'spec' / 'official-keys')
+OFFICIAL_KEYS = (Path(__file__).resolve().parents[2] / 'data' /
+                 'official_keys')
 
 
 def n_params(module: nn.Module) -> int:

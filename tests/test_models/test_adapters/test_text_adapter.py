@@ -16,8 +16,8 @@ from mmris.models.backbones.clip_block import CLIPResidualBlock
 
 init_default_scope('mmseg')
 
-OFFICIAL_KEYS = (Path(__file__).resolve().parents[3].parent / 'shared' /
-                 'spec' / 'official-keys')
+OFFICIAL_KEYS = (Path(__file__).resolve().parents[2] / 'data' /
+                 'official_keys')
 
 
 def n_params(module: nn.Module) -> int:

@@ -19,8 +19,8 @@ from mmris.models.backbones.dinov2 import (DINOv2, DINOv2Block,
 
 init_default_scope('mmseg')
 
-OFFICIAL_KEYS = (Path(__file__).resolve().parents[3].parent / 'shared' /
-                 'spec' / 'official-keys')
+OFFICIAL_KEYS = (Path(__file__).resolve().parents[2] / 'data' /
+                 'official_keys')
 TINY = dict(embed_dims=24, num_layers=4, num_heads=2)
 
 
