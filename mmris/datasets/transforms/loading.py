@@ -55,7 +55,10 @@ def _decode(mask_utils, segmentation, height: int,
         polys = [list(map(float, p)) for p in segmentation if len(p) >= 6]
         if not polys:
             return None
-        return mask_utils.decode(mask_utils.frPyObjects(polys, height, width))
+        rles = mask_utils.frPyObjects(polys, height, width)
+        # The union of the parts equals the official "sum > 0", and decoding
+        # one merged RLE is several times cheaper than decoding every part.
+        return mask_utils.decode(mask_utils.merge(rles))
     raise TypeError('segmentation must be polygons (list) or RLE (dict), '
                     f'got {type(segmentation)}')
 

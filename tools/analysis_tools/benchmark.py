@@ -1,0 +1,166 @@
+# Copyright (c) mmris contributors. All rights reserved.
+"""Time training steps or inference of a config with random weights.
+
+No checkpoint or data is needed: the model is built from the config with
+random weights and fed random letterboxed images and token ids of the
+config's input size and text length. Training mode times the full optimizer
+step as the runner does it (forward, loss, backward, optimizer step through
+the config's optimizer wrapper); inference mode times ``model.predict``'s
+network part (logits). GPU timings use CUDA events, CPU timings wall clock.
+
+Example:
+    python tools/analysis_tools/benchmark.py configs/detris/detris-l_refcoco.py \
+        --mode train --batch 16 --amp bf16
+"""
+import argparse
+import statistics
+import time
+from typing import Tuple
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+from mmengine.structures import PixelData
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
+from torch.utils.flop_counter import FlopCounterMode
+
+import mmris  # noqa: F401
+
+
+def input_spec(cfg: Config) -> Tuple[int, int]:
+    """(input size, text length) from the config's test dataset."""
+    ds = cfg.test_dataloader.dataset
+    while 'datasets' in ds:  # ConcatDataset
+        ds = ds.datasets[0]
+    return int(ds.get('img_size') or 416), int(ds.get('word_len') or 17)
+
+
+def make_batch(batch: int, size: int, length: int, train: bool) -> dict:
+    g = torch.Generator().manual_seed(0)
+    inputs = [
+        torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=g)
+        for _ in range(batch)
+    ]
+    samples = []
+    for i in range(batch):
+        ids = torch.zeros(length, dtype=torch.long)
+        n = 3 + i % max(length - 4, 1)
+        ids[0] = 49406
+        ids[1:n] = torch.randint(1, 49000, (n - 1, ), generator=g)
+        ids[n] = 49407
+        ds = SegDataSample(
+            metainfo=dict(img_shape=(size, size), ori_shape=(size, size)))
+        ds.text_ids = ids
+        if train:
+            ds.gt_mask = PixelData(
+                data=(torch.rand(1, size, size, generator=g) > 0.7).float())
+        samples.append(ds)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config')
+    parser.add_argument('--mode', choices=['train', 'infer'], default='train')
+    parser.add_argument('--batch', type=int, default=16)
+    parser.add_argument('--iters', type=int, default=30)
+    parser.add_argument('--warmup', type=int, default=10)
+    parser.add_argument(
+        '--amp', choices=['bf16', 'fp16', 'fp32'], default='fp32')
+    parser.add_argument(
+        '--peak-tflops',
+        type=float,
+        default=None,
+        help='peak dense matmul rate of the device for the fraction '
+        '(default: 790 for bf16/fp16 on GPU, none on CPU)')
+    parser.add_argument('--device', default=None)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    args = parser.parse_args()
+
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    device = torch.device(args.device or (
+        'cuda' if torch.cuda.is_available() else 'cpu'))
+    cuda = device.type == 'cuda'
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    size, length = input_spec(cfg)
+    model = MODELS.build(cfg.model).to(device)
+    train = args.mode == 'train'
+    model.train(train)
+    dtype = dict(bf16=torch.bfloat16, fp16=torch.float16, fp32=None)[args.amp]
+
+    if train:
+        ow_cfg = dict(cfg.optim_wrapper)
+        if dtype is not None:
+            ow_cfg.update(type='AmpOptimWrapper', dtype=args.amp == 'bf16'
+                          and 'bfloat16' or 'float16')
+            if args.amp == 'fp16':
+                ow_cfg['loss_scale'] = 'dynamic'
+        optim_wrapper = build_optim_wrapper(model, ow_cfg)
+
+        def step(data):
+            return model.train_step(data, optim_wrapper)
+    else:
+
+        def step(data):
+            with torch.no_grad(), torch.autocast(
+                    device.type, dtype=dtype or torch.float32,
+                    enabled=dtype is not None):
+                data = model.data_preprocessor(data, False)
+                return model._forward(data['inputs'], data['data_samples'])
+
+    data = make_batch(args.batch, size, length, train)
+
+    # Count FLOPs of one step (forward + backward in training).
+    with FlopCounterMode(display=False) as counter:
+        step(data)
+    flops = counter.get_total_flops()
+
+    for _ in range(args.warmup):
+        step(data)
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(args.iters):
+        if cuda:
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            step(data)
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            step(data)
+            times.append((time.perf_counter() - t0) * 1000)
+    ms = statistics.median(times)
+    peak = args.peak_tflops
+    if peak is None and cuda:
+        peak = 790.0 if dtype is not None else 60.0
+    tflops = flops / (ms / 1000) / 1e12
+    print(f'config: {args.config}')
+    print(f'device: {torch.cuda.get_device_name(device) if cuda else "cpu"}'
+          f', mode: {args.mode}, batch: {args.batch}, input: {size}, '
+          f'text length: {length}, precision: {args.amp}')
+    print(f'median ms/iter: {ms:.2f}  (min {min(times):.2f}, '
+          f'max {max(times):.2f}, {len(times)} iters)')
+    print(f'img/s: {args.batch / (ms / 1000):.2f}')
+    if cuda:
+        print('peak memory (GiB): '
+              f'{torch.cuda.max_memory_allocated(device) / 2**30:.2f}')
+    else:
+        print('peak memory: n/a on CPU')
+    print(f'counted TFLOP/step: {flops / 1e12:.4f}; achieved TFLOP/s: '
+          f'{tflops:.3f}' + (f' = {100 * tflops / peak:.1f} % of '
+                             f'{peak:.0f}' if peak else ''))
+
+
+if __name__ == '__main__':
+    main()
