@@ -10,7 +10,10 @@ import sys
 import pytest
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = osp.join(ROOT, 'configs', 'quickstart', 'etris-tiny_synthetic.py')
+CONFIGS = [
+    osp.join(ROOT, 'configs', 'quickstart', name)
+    for name in ('etris-tiny_synthetic.py', 'detris-tiny_synthetic.py')
+]
 
 
 def _small_options(data_root):
@@ -36,7 +39,7 @@ def _run(args, cwd):
     return proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize('config', [CONFIG])
+@pytest.mark.parametrize('config', CONFIGS)
 def test_train_then_test(config, synthetic_root, tmp_path):
     work = str(tmp_path / 'work')
     # one epoch over the 36 training objects, batch 16, drop_last: 2 iters
