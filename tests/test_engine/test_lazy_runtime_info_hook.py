@@ -40,6 +40,7 @@ def _history(tmp_path, hook):
             logger=dict(type='LoggerHook', interval=2),
             checkpoint=dict(type='CheckpointHook', interval=10)),
         randomness=dict(seed=0),
+        experiment_name=f'lazy_hook_{hook["type"]}',  # own message hub
         default_scope='mmseg')
     runner.train()
     buf = runner.message_hub.get_scalar('train/loss_mse')
