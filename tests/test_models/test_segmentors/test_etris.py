@@ -103,3 +103,14 @@ def test_loss_and_predict_at_original_resolution():
     assert out[0].seg_logits.data.shape == (1, 40, 80)
     probs = out[0].seg_logits.data
     assert torch.equal(out[0].pred_sem_seg.data.bool(), probs > 0.35)
+
+
+@pytest.mark.parametrize('cfg,params', [
+    (dict(type='BridgerViT', d_model=64), 598_592),
+    (dict(type='BridgerViT', d_model=128), 1_387_648),  # paper's 1.39 M
+    (dict(type='BridgerRN', d_model=64), 1_942_080),
+    (dict(type='BridgerRN', d_model=56), 1_678_104),  # paper's RN50 1.68 M
+])
+def test_bridger_sizes_for_ladder_dims(cfg, params):
+    bridger = MODELS.build(cfg)
+    assert sum(p.numel() for p in bridger.parameters()) == params
