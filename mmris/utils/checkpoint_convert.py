@@ -11,6 +11,7 @@ import re
 from collections import OrderedDict
 from typing import Dict, List, Tuple
 
+import torch
 from torch import Tensor
 
 _CLIP_TEXT = (r'^backbone\.(token_embedding|positional_embedding|transformer|'
@@ -26,6 +27,16 @@ KEY_MAPS: Dict[str, List[Tuple[str, str]]] = dict(
         (r'^decoder\.', 'decode_head.decoder.'),
         (r'^proj\.', 'decode_head.proj.'),
     ],
+    barleria=[
+        (r'^backbone\.visual\.', 'backbone.visual.'),
+        (_CLIP_TEXT, r'backbone.text.\1'),
+        (r'^intertwiner\.', 'backbone.token_injector.'),
+        (r'^side_adapter_network\.', 'side_network.side_adapter_network.'),
+        (r'^side_linear\.', 'side_network.side_linear.'),
+        (r'^neck\.', 'neck.'),
+        (r'^decoder\.', 'decode_head.decoder.'),
+        (r'^proj\.', 'decode_head.proj.'),
+    ],
     detris=[
         (r'^txt_backbone\.', 'backbone.text.'),
         (r'^dinov2\.', 'backbone.visual.'),
@@ -36,6 +47,38 @@ KEY_MAPS: Dict[str, List[Tuple[str, str]]] = dict(
 )
 
 
+#: Official tensors that duplicate another tensor of the same checkpoint:
+#: (regex of the duplicate, replacement giving the key it duplicates). The
+#: converter checks equality and drops the duplicate.
+TIED_KEYS: Dict[str, List[Tuple[str, str]]] = dict(
+    # BarLeRIa planar flows are stored twice: the log-det helpers share the
+    # planar tensors (RIS-SPEC H.18).
+    barleria=[(r'^(.*\.flow2?)\.log_jacobians\.(\d+)\.(weight|bias|scale)$',
+               r'\1.transforms.\2.\3')], )
+
+
+def _drop_tied(state: Dict[str, Tensor], method: str) -> Dict[str, Tensor]:
+    rules = [(re.compile(a), b) for a, b in TIED_KEYS.get(method, [])]
+    if not rules:
+        return state
+    kept = OrderedDict()
+    for key, value in state.items():
+        for pattern, repl in rules:
+            if pattern.match(key):
+                source = pattern.sub(repl, key, count=1)
+                if source not in state:
+                    raise KeyError(f'{key} duplicates {source}, which is '
+                                   'missing from the checkpoint')
+                if not torch.equal(state[source], value):
+                    raise ValueError(f'{key} should equal {source} (tied '
+                                     'tensors in the official model) but '
+                                     'differs')
+                break
+        else:
+            kept[key] = value
+    return kept
+
+
 def convert_official_state_dict(state: Dict[str, Tensor],
                                 method: str) -> 'OrderedDict[str, Tensor]':
     """Rename an official state dict to mmris names.
@@ -43,22 +86,30 @@ def convert_official_state_dict(state: Dict[str, Tensor],
     Args:
         state (dict): The official ``state_dict`` (with or without the
             ``module.`` prefix of DistributedDataParallel).
-        method (str): 'etris' or 'detris'.
+        method (str): 'etris', 'barleria' or 'detris'.
 
     Returns:
         OrderedDict: The renamed tensors; every tensor is kept (trained
         positional tables, BN statistics, unused MHA q/k slices).
 
+    Tensors listed in :data:`TIED_KEYS` (BarLeRIa's duplicated planar-flow
+    tensors) are dropped after checking that they equal the tensor they
+    duplicate.
+
     Raises:
-        KeyError: If a key matches no rule (it would otherwise be dropped).
+        KeyError: If a key matches no rule (it would otherwise be dropped),
+            or a tied duplicate lacks its source.
+        ValueError: If a tied duplicate differs from its source.
     """
     if method not in KEY_MAPS:
         raise ValueError(f'unknown method {method!r}; choose from '
                          f'{sorted(KEY_MAPS)}')
     rules = [(re.compile(a), b) for a, b in KEY_MAPS[method]]
+    state = OrderedDict(
+        (re.sub(r'^module\.', '', k), v) for k, v in state.items())
+    state = _drop_tied(state, method)
     out, unknown = OrderedDict(), []
     for key, value in state.items():
-        key = re.sub(r'^module\.', '', key)
         for pattern, repl in rules:
             if pattern.match(key):
                 out[pattern.sub(repl, key, count=1)] = value

@@ -15,7 +15,8 @@ unit:
     shortcuts of every block (BarLeRIa shortcut normalizing flows);
 (d) ``token_injector``: extra tokens inserted into the visual sequence before
     the first block, computed from the text input embeddings (BarLeRIa
-    Intertwiner).
+    Intertwiner); if it also has ``text_prefix(cls)`` returning tokens, they
+    are prepended to the text sequence and stripped before the text head.
 
 Two schedules exist: ``'lockstep'`` (visual unit ``k`` runs right after text
 block ``sync[k]``, then the bridge; ETRIS, BarLeRIa) and ``'text_first'`` (the
@@ -107,6 +108,9 @@ class AdaptedEncoderPair(BaseModule):
             mode during training. Defaults to True.
         pad_mask_mode (str): See :func:`text_padding_mask`.
             Defaults to 'after_eot'.
+        with_cp (bool): Gradient checkpointing of the frozen attention and
+            FFN branches of every block (less memory, some recomputation;
+            same results). Defaults to False.
         init_cfg (dict, optional): Defaults to None.
     """
 
@@ -127,6 +131,7 @@ class AdaptedEncoderPair(BaseModule):
                  trainable: Sequence[str] = (),
                  norm_eval: bool = True,
                  pad_mask_mode: str = 'after_eot',
+                 with_cp: bool = False,
                  init_cfg: OptConfigType = None):
         super().__init__(init_cfg=init_cfg)
         if order not in ('lockstep', 'text_first'):
@@ -166,6 +171,10 @@ class AdaptedEncoderPair(BaseModule):
         self._attach_adapters(self.text, text_adapter, 'text_adapter')
         self._attach_shortcuts(self.visual, visual_shortcut, 'visual_shortcut')
         self._attach_shortcuts(self.text, text_shortcut, 'text_shortcut')
+        for tower in (self.visual, self.text):
+            for block in tower.blocks:
+                if hasattr(block, 'with_cp'):
+                    block.with_cp = with_cp
 
     # -- construction ----------------------------------------------------------
     @staticmethod
@@ -232,16 +241,21 @@ class AdaptedEncoderPair(BaseModule):
         pad_mask = text_padding_mask(ids, self.pad_mask_mode)
         v, grid = self.visual.embed(img)
         t = self.text.embed(ids)
-        extra = 0
+        extra = text_extra = 0
         if self.token_injector is not None:
+            prefix_fn = getattr(self.token_injector, 'text_prefix', None)
+            prefix = prefix_fn(v[:, :1]) if prefix_fn is not None else None
             tokens = self.token_injector(t)
             v = self.visual.insert_tokens(v, tokens)
             extra = tokens.shape[1]
+            if prefix is not None:
+                t = torch.cat([prefix.to(t.dtype), t], dim=1)
+                text_extra = prefix.shape[1]
 
         if self.order == 'text_first':
             for i in range(len(self.text.blocks)):
                 t = self.text.run_block(i, t)
-            word, state = self.text.head(t, ids)
+            word, state = self.text.head(t[:, text_extra:], ids)
             context = TextContext(word, pad_mask)
             outs, side = [], []
             for k in range(len(self.visual.blocks)):
@@ -264,7 +278,7 @@ class AdaptedEncoderPair(BaseModule):
                 self._tap(k, v, grid, extra, outs, side)
             for i in range(j, len(self.text.blocks)):
                 t = self.text.run_block(i, t)
-            word, state = self.text.head(t, ids)
+            word, state = self.text.head(t[:, text_extra:], ids)
 
         outs.append(self.visual.head(v, grid, extra))
         return EncoderOutput(outs, word, state, pad_mask, side)

@@ -17,14 +17,20 @@ with three optional hooks installed by :class:`AdaptedEncoderPair`:
   (BarLeRIa shortcut normalizing flows);
 * ``ls1``/``ls2``: LayerScale, identity where the architecture has none.
 
+With ``with_cp`` the frozen attention and FFN branches are recomputed in the
+backward pass instead of keeping their activations (gradient checkpointing);
+the hooks run normally, so adapter BatchNorm statistics update once per step.
+
 Subclasses only build their layers under the official attribute names and
 implement :meth:`norm_attn`, :meth:`attn_branch`, :meth:`norm_ffn` and
 :meth:`ffn_branch`.
 """
 from typing import Optional
 
+import torch
 import torch.nn as nn
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 
 class AdaptableBlock(nn.Module):
@@ -41,6 +47,7 @@ class AdaptableBlock(nn.Module):
         self.adapter_input = 'norm'
         self.flow: Optional[nn.Module] = None
         self.flow2: Optional[nn.Module] = None
+        self.with_cp = False
 
     # -- layers provided by subclasses -------------------------------------
     def norm_attn(self, x: Tensor) -> Tensor:
@@ -101,12 +108,20 @@ class AdaptableBlock(nn.Module):
             attn_mask (Tensor, optional): Additive attention mask.
             context (Tensor, optional): Passed to the FFN adapter.
         """
+        cp = self.with_cp and self.training and torch.is_grad_enabled()
         shortcut = x if self.flow is None else self.flow(x)
-        x = shortcut + self.scale_attn(
-            self.attn_branch(self.norm_attn(x), attn_mask))
+        h = self.norm_attn(x)
+        if cp:
+            a = checkpoint(self.attn_branch, h, attn_mask, use_reentrant=False)
+        else:
+            a = self.attn_branch(h, attn_mask)
+        x = shortcut + self.scale_attn(a)
         shortcut = x if self.flow2 is None else self.flow2(x)
         h = self.norm_ffn(x)
-        y = self.ffn_branch(h)
+        if cp:
+            y = checkpoint(self.ffn_branch, h, use_reentrant=False)
+        else:
+            y = self.ffn_branch(h)
         if self.adapter is not None:
             a = h if self.adapter_input == 'norm' else x
             y = y + self.adapter_scale * self.adapter(a, context)

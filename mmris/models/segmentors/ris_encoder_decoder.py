@@ -1,6 +1,6 @@
 # Copyright (c) mmris contributors. All rights reserved.
 """Referring segmentor: adapted encoders -> neck -> referring head."""
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -27,6 +27,11 @@ class RISEncoderDecoder(BaseSegmentor):
         backbone (dict): An :class:`AdaptedEncoderPair` config.
         neck (dict): A :class:`RISNeck` config.
         decode_head (dict): A :class:`RISDecodeHead` config.
+        side_network (dict, optional): A side network (e.g.
+            :class:`BarLeRIaSideNetwork`) called as ``side_network(inputs,
+            feats.side, feats.word)``; it returns a map added to the neck
+            output before the head and a dict of auxiliary losses merged into
+            the training losses. Defaults to None.
         train_cfg (dict, optional): Unused. Defaults to None.
         test_cfg (dict, optional): ``threshold`` (0.35) and ``upsample``
             ('bicubic', the official test recipe). Defaults to None.
@@ -38,6 +43,7 @@ class RISEncoderDecoder(BaseSegmentor):
                  backbone: ConfigType,
                  neck: ConfigType,
                  decode_head: ConfigType,
+                 side_network: OptConfigType = None,
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
@@ -47,6 +53,10 @@ class RISEncoderDecoder(BaseSegmentor):
         self.backbone = MODELS.build(backbone)
         self.neck = MODELS.build(neck)
         self.decode_head = MODELS.build(decode_head)
+        if side_network is not None:
+            self.side_network = MODELS.build(side_network)
+        else:
+            self.side_network = None
         self.train_cfg = train_cfg or {}
         self.test_cfg = dict(threshold=0.35, upsample='bicubic')
         self.test_cfg.update(test_cfg or {})
@@ -67,9 +77,20 @@ class RISEncoderDecoder(BaseSegmentor):
     def encode_decode(self, inputs: Tensor,
                       data_samples: SampleList) -> Tensor:
         """Mask logits (B, 1, h, w) at the head's resolution."""
+        return self._encode_decode_with_aux(inputs, data_samples)[0]
+
+    def _encode_decode_with_aux(self, inputs: Tensor, data_samples: SampleList
+                                ) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """Mask logits and the auxiliary losses of the side network."""
         feats = self.extract_feat(inputs, data_samples)
         fq = self.neck(feats.visual, feats.state)
-        return self.decode_head(fq, feats.word, feats.state, feats.pad_mask)
+        aux: Dict[str, Tensor] = {}
+        if self.side_network is not None:
+            side_map, aux = self.side_network(inputs, feats.side, feats.word)
+            fq = fq + side_map
+        logits = self.decode_head(fq, feats.word, feats.state,
+                                  feats.pad_mask)
+        return logits, aux
 
     def _forward(self, inputs: Tensor,
                  data_samples: OptConfigType = None) -> Tensor:
@@ -77,13 +98,19 @@ class RISEncoderDecoder(BaseSegmentor):
 
     # -- training ----------------------------------------------------------------
     def loss(self, inputs: Tensor, data_samples: SampleList) -> Dict[str, Tensor]:
-        logits = self.encode_decode(inputs, data_samples)
+        logits, aux = self._encode_decode_with_aux(inputs, data_samples)
         try:
             gt = torch.stack([ds.gt_mask.data for ds in data_samples])
         except AttributeError:
             raise KeyError('training samples need `gt_mask` (the warped mask '
                            'packed by PackRISInputs)')
-        return self.decode_head.loss_by_feat(logits, gt.to(logits.device))
+        losses = self.decode_head.loss_by_feat(logits, gt.to(logits.device))
+        clash = set(losses) & set(aux)
+        if clash:
+            raise KeyError(f'side-network losses {sorted(clash)} clash with '
+                           'the head losses')
+        losses.update(aux)
+        return losses
 
     # -- inference -----------------------------------------------------------------
     def predict(self, inputs: Tensor,

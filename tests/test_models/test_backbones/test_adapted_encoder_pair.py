@@ -232,3 +232,59 @@ def test_bad_arguments():
         AdaptedEncoderPair(VIS, TXT, bridge=dict(type='_RecordingBridge'))
     with pytest.raises(ValueError, match='module, layers'):
         AdaptedEncoderPair(VIS, TXT, visual_adapter=dict(layers=[0]))
+
+
+def test_gradient_checkpointing_gives_same_gradients():
+    cfg = dict(visual=VIS, text=TXT, bridge=dict(type='_RecordingBridge'),
+               bridge_after=(3, ), trainable=('positional_embedding', ),
+               visual_adapter=dict(module=dict(type='_RecordingAdapter'),
+                                   layers=[1]))
+    torch.manual_seed(0)
+    plain = AdaptedEncoderPair(**cfg).train()
+    cp = AdaptedEncoderPair(**cfg, with_cp=True).train()
+    cp.load_state_dict(plain.state_dict())
+    assert all(b.with_cp for b in cp.visual.blocks)
+    img, ids = _inputs()
+    grads = []
+    for model in (plain, cp):
+        out = model(img, ids)
+        (out.visual[-1].square().mean() + out.state.square().mean()).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()
+                      if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) >= 4
+    for k in grads[0]:
+        assert torch.allclose(grads[0][k], grads[1][k], atol=1e-6), k
+
+
+@MODELS.register_module(force=True)
+class _TwoWayInjector(_TokenInjector):
+    """Also sends one token from the visual CLS to the text tower."""
+
+    def __init__(self):
+        super().__init__()
+        self.back = nn.Linear(16, 16)
+        self.seen = []
+
+    def text_prefix(self, cls):
+        self.seen.append(cls.shape)
+        return self.back(cls)
+
+
+def test_token_injector_text_prefix_reaches_text_and_is_stripped():
+    pair = AdaptedEncoderPair(
+        VIS, TXT, token_injector=dict(type='_TwoWayInjector')).eval()
+    img, ids = _inputs()
+    lengths = []
+
+    def record(module, args, kwargs):
+        lengths.append(args[0].shape[1])
+
+    pair.text.blocks[0].register_forward_pre_hook(record, with_kwargs=True)
+    out = pair(img, ids)
+    assert pair.token_injector.seen == [(2, 1, 16)]
+    assert lengths == [7]  # 1 visual token + 6 text tokens
+    assert out.word.shape == (2, 6, 16)
+    # the prefix changes the text features (it is attended by later tokens)
+    plain = AdaptedEncoderPair(VIS, TXT).eval()
+    plain.load_state_dict(pair.state_dict(), strict=False)
+    assert not torch.allclose(plain(img, ids).state, out.state)

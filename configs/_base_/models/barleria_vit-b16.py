@@ -1,0 +1,69 @@
+# BarLeRIa with a frozen CLIP ViT-B/16 (RIS-SPEC C, released config
+# barleria_v16). Point both `pretrained` fields to the local OpenAI archive
+# (ViT-B-16.pt).
+model = dict(
+    type='RISEncoderDecoder',
+    data_preprocessor=dict(type='RISDataPreprocessor'),
+    backbone=dict(
+        type='AdaptedEncoderPair',
+        visual=dict(
+            type='CLIPVisionTransformer',
+            img_size=416,
+            patch_size=16,
+            width=768,
+            layers=12,
+            heads=12,
+            output_dim=512,
+            pretrained=None),
+        text=dict(
+            type='CLIPTextTransformer', embed_dim=512,
+            pretrained=None),
+        order='lockstep',
+        # Local tuning (C.2): a flow pair replaces both shortcuts of every
+        # block of both towers.
+        visual_shortcut=dict(
+            module=dict(type='ShortcutNormalizingFlow', dim=768,
+                        flow_length=4)),
+        text_shortcut=dict(
+            module=dict(type='ShortcutNormalizingFlow', dim=512,
+                        flow_length=4)),
+        # Intertwining (C.3): L projected text tokens after the visual CLS.
+        token_injector=dict(type='Intertwiner', d_txt=512, d_img=768),
+        out_indices=(3, 7),
+        # CLIP blocks feeding the side network (C.5, FUSION_MAP).
+        side_indices=(0, 3, 6, 9),
+        # Both positional tables train, as in the official code (C.1).
+        trainable=('positional_embedding', )),
+    neck=dict(
+        type='RISNeck',
+        in_channels=(768, 768, 512),
+        txt_in=512,
+        stride=(1, 1, 1)),
+    # Global side tuning (C.5). prior_norm='per_sample' makes every
+    # prediction independent of its batch-mates (equal to the official model
+    # at batch 1); 'batch_axis' reproduces the official batch-axis
+    # normalisation (RIS-SPEC H.17) for batch > 1.
+    side_network=dict(
+        type='BarLeRIaSideNetwork',
+        out_channels=512,
+        clip_channels=768,
+        word_channels=512,
+        img_size=416,
+        patch_size=16,
+        embed_dim=144,
+        depth=8,
+        num_heads=3,
+        num_queries=128,
+        fusion_blocks=(0, 1, 2, 3),
+        out_blocks=(8, ),
+        prior_norm='per_sample',
+        loss_weight=1.0),
+    decode_head=dict(
+        type='RISDecodeHead',
+        num_layers=3,
+        d_model=512,
+        nhead=8,
+        dim_ffn=512,
+        dropout=0.1,
+        word_dim=512),
+    test_cfg=dict(threshold=0.35))

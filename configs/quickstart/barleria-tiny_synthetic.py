@@ -1,0 +1,88 @@
+# Quick start: a tiny BarLeRIa-style model (CLIP-ViT-shaped towers with
+# shortcut flows, an Intertwiner and the AbS-ViT side network) trained from
+# scratch on the synthetic REFER-format dataset, on CPU. The towers are tiny
+# and randomly initialised, so they are trained here (trainable='.*'); the
+# paper configs freeze pretrained CLIP towers.
+_base_ = ['../_base_/datasets/refcoco.py', '../_base_/default_runtime.py']
+
+data_root = 'data/synthetic/'
+img_size = 64
+width = 64
+model = dict(
+    type='RISEncoderDecoder',
+    data_preprocessor=dict(type='RISDataPreprocessor'),
+    backbone=dict(
+        type='AdaptedEncoderPair',
+        visual=dict(
+            type='CLIPVisionTransformer',
+            img_size=img_size,
+            patch_size=8,
+            width=width,
+            layers=4,
+            heads=4,
+            output_dim=width),
+        text=dict(
+            type='CLIPTextTransformer',
+            width=width,
+            heads=4,
+            layers=4,
+            embed_dim=width),
+        visual_shortcut=dict(
+            module=dict(type='ShortcutNormalizingFlow', dim=width)),
+        text_shortcut=dict(
+            module=dict(type='ShortcutNormalizingFlow', dim=width)),
+        token_injector=dict(
+            type='Intertwiner', d_txt=width, d_img=width, hidden=16),
+        out_indices=(1, 2),
+        side_indices=(0, 1, 2, 3),
+        trainable=('.*', )),
+    neck=dict(
+        type='RISNeck',
+        in_channels=(width, width, width),
+        txt_in=width,
+        out_channels=width,
+        nhead=4),
+    side_network=dict(
+        type='BarLeRIaSideNetwork',
+        out_channels=width,
+        clip_channels=width,
+        word_channels=width,
+        img_size=img_size,
+        patch_size=8,
+        embed_dim=48,
+        depth=4,
+        num_heads=3,
+        num_queries=8,
+        fusion_blocks=(0, 1, 2, 3),
+        out_blocks=(4, )),
+    decode_head=dict(
+        type='RISDecodeHead',
+        num_layers=2,
+        d_model=width,
+        nhead=4,
+        dim_ffn=width,
+        dropout=0.0,
+        word_dim=width))
+
+train_dataloader = dict(
+    batch_size=16,
+    num_workers=2,
+    dataset=dict(data_root=data_root, img_size=img_size))
+val_dataloader = dict(
+    batch_size=32,
+    num_workers=2,
+    dataset=dict(data_root=data_root, img_size=img_size))
+test_dataloader = val_dataloader
+
+optim_wrapper = dict(
+    type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3))
+param_scheduler = [
+    dict(type='MultiStepLR', by_epoch=True, milestones=[34], gamma=0.1)
+]
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=40, val_interval=40)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(interval=40),
+    visualization=dict(type='SegVisualizationHook', draw=False))
