@@ -10,9 +10,12 @@ import sys
 import pytest
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+# (config, loss terms that must be logged)
 CONFIGS = [
-    osp.join(ROOT, 'configs', 'quickstart', name)
-    for name in ('etris-tiny_synthetic.py', 'detris-tiny_synthetic.py')
+    ('etris-tiny_synthetic.py', ('loss_bce', )),
+    ('detris-tiny_synthetic.py', ('loss_bce', )),
+    # BarLeRIa adds the side network's reconstruction loss
+    ('barleria-tiny_synthetic.py', ('loss_bce', 'loss_var')),
 ]
 
 
@@ -39,14 +42,17 @@ def _run(args, cwd):
     return proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize('config', CONFIGS)
-def test_train_then_test(config, synthetic_root, tmp_path):
+@pytest.mark.parametrize('name,losses', CONFIGS)
+def test_train_then_test(name, losses, synthetic_root, tmp_path):
+    config = osp.join(ROOT, 'configs', 'quickstart', name)
     work = str(tmp_path / 'work')
     # one epoch over the 36 training objects, batch 16, drop_last: 2 iters
     out = _run([
         osp.join(ROOT, 'tools', 'train.py'), config, '--work-dir', work
     ] + _small_options(synthetic_root), ROOT)
     assert 'Epoch(train) [1][2/2]' in out
+    for loss in losses:
+        assert loss in out
     assert 'mIoU' in out and 'oIoU' in out
     ckpt = osp.join(work, 'epoch_1.pth')
     assert osp.exists(ckpt)
