@@ -6,13 +6,8 @@ registries, so ``custom_imports=dict(imports=['mmris'])`` in any MMSeg config
 makes them available.
 """
 from . import compat  # noqa: F401  (must come first)
-from . import models  # noqa: F401
+from . import apis, datasets, engine, evaluation, models  # noqa: F401
+from . import visualization  # noqa: F401
 from .version import __version__
-
-try:  # the data side is optional for pure-model use
-    from . import datasets, evaluation  # noqa: F401
-except ImportError as err:  # pragma: no cover
-    if 'mmris' in str(err):
-        raise
 
 __all__ = ['__version__']

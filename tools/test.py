@@ -6,9 +6,9 @@ import os.path as osp
 
 import mmris  # noqa: F401  (compat + registries first)
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
 
 from mmris.compat import unsafe_checkpoint_loading
+from mmris.engine import build_runner
 
 
 def parse_args():
@@ -21,6 +21,15 @@ def parse_args():
     parser.add_argument(
         '--work-dir',
         help='directory for the evaluation logs and metrics json')
+    parser.add_argument(
+        '--show-dir',
+        help='save ground truth vs prediction overlays (sentence and IoU '
+        'drawn) of every sentence to DIR/vis_data/vis_image/')
+    parser.add_argument(
+        '--show-interval',
+        type=int,
+        default=1,
+        help='with --show-dir: draw the samples of every N-th batch')
     parser.add_argument(
         '--unsafe-load',
         action='store_true',
@@ -44,6 +53,24 @@ def parse_args():
     return args
 
 
+def enable_show_dir(cfg: Config, show_dir: str, interval: int = 1) -> None:
+    """Draw every ``interval``-th test batch with ``RISVisualizationHook``
+    and ``RISLocalVisualizer`` (keeping the config's visual backends) into
+    ``show_dir``."""
+    default_hooks = cfg.get('default_hooks') or {}
+    default_hooks['visualization'] = dict(
+        type='RISVisualizationHook', draw=True, interval=interval)
+    cfg.default_hooks = default_hooks
+    visualizer = dict(cfg.get('visualizer') or {})
+    if visualizer.get('type') in (None, 'SegLocalVisualizer',
+                                  'Visualizer'):
+        visualizer['type'] = 'RISLocalVisualizer'
+    visualizer.setdefault('vis_backends', [dict(type='LocalVisBackend')])
+    visualizer.setdefault('name', 'visualizer')
+    visualizer['save_dir'] = show_dir
+    cfg.visualizer = visualizer
+
+
 def main():
     args = parse_args()
     cfg = Config.fromfile(args.config)
@@ -56,8 +83,11 @@ def main():
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = None if args.checkpoint == 'none' else args.checkpoint
+    if args.show_dir is not None:
+        enable_show_dir(cfg, args.show_dir, args.show_interval)
 
-    runner = Runner.from_cfg(cfg)
+    # RISRunner (runner_type in default_runtime): strict checkpoint loading
+    runner = build_runner(cfg)
     with unsafe_checkpoint_loading(args.unsafe_load):
         runner.test()
 

@@ -8,9 +8,9 @@ import os.path as osp
 import mmris  # noqa: F401  (compat + registries first)
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
-from mmengine.runner import Runner
 
 from mmris.compat import unsafe_checkpoint_loading
+from mmris.engine import build_runner
 
 
 def parse_args():
@@ -27,6 +27,13 @@ def parse_args():
         action='store_true',
         default=False,
         help='enable automatic-mixed-precision training')
+    parser.add_argument(
+        '--amp-dtype',
+        choices=['bf16', 'fp16'],
+        default='bf16',
+        help='with --amp: bf16 autocast without loss scaling (default; '
+        'AutocastOptimWrapper) or fp16 with a dynamic GradScaler (the '
+        'official recipe; AmpOptimWrapper)')
     parser.add_argument(
         '--unsafe-load',
         action='store_true',
@@ -65,20 +72,26 @@ def main():
 
     if args.amp:
         optim_wrapper = cfg.optim_wrapper.type
-        if optim_wrapper == 'AmpOptimWrapper':
+        if optim_wrapper in ('AmpOptimWrapper', 'AutocastOptimWrapper'):
             print_log(
                 'AMP training is already enabled in your config.',
                 logger='current',
                 level=logging.WARNING)
         else:
-            assert optim_wrapper == 'OptimWrapper', (
-                '`--amp` is only supported when the optimizer wrapper type is '
-                f'`OptimWrapper` but got {optim_wrapper}.')
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.loss_scale = 'dynamic'
+            if optim_wrapper != 'OptimWrapper':
+                raise ValueError(
+                    '`--amp` needs optim_wrapper.type == "OptimWrapper" in '
+                    f'the config, got {optim_wrapper!r}')
+            if args.amp_dtype == 'bf16':
+                cfg.optim_wrapper.type = 'AutocastOptimWrapper'
+                cfg.optim_wrapper.dtype = 'bfloat16'
+            else:
+                cfg.optim_wrapper.type = 'AmpOptimWrapper'
+                cfg.optim_wrapper.loss_scale = 'dynamic'
 
     cfg.resume = args.resume
-    runner = Runner.from_cfg(cfg)
+    # RISRunner (runner_type in default_runtime): strict load_from/resume
+    runner = build_runner(cfg)
     with unsafe_checkpoint_loading(args.unsafe_load):
         runner.train()
 

@@ -26,3 +26,8 @@ default_hooks = dict(
         rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))
+# mmris runner: strict load_from/resume (opt out: strict_load = False),
+# reproducible resume (RNG states, sentence draw keyed by seed/epoch/index)
+runner_type = 'RISRunner'
+# stop with the iteration and the batch's ref/sent ids on a NaN/inf loss
+custom_hooks = [dict(type='NonFiniteLossHook')]

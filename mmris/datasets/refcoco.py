@@ -307,11 +307,36 @@ class RefCOCODataset(BaseDataset):
                           'skipped')
         return data_list
 
+    def set_sentence_epoch(self, epoch: int, seed: Optional[int]) -> None:
+        """Key the training sentence draw by ``(seed, epoch, idx)``.
+
+        Called by ``RISRunner`` before every training epoch. With it, the
+        sentence of each object is a deterministic function of the seed, the
+        epoch and the index when samples are loaded in the main process
+        (``num_workers=0``), so a resumed run draws exactly the sentences of
+        an uninterrupted one. Dataloader workers (possibly persistent, thus
+        holding a stale epoch) keep drawing with their ``np.random``, which
+        MMEngine seeds per worker.
+        """
+        self._sentence_key = (None if seed is None else
+                              (int(seed) % 2**32, int(epoch)))
+
+    def _draw_sentence(self, idx: int, num: int) -> int:
+        key = getattr(self, '_sentence_key', None)
+        if key is not None:
+            from torch.utils.data import get_worker_info
+            if get_worker_info() is None:
+                return int(
+                    np.random.default_rng([key[0], key[1],
+                                           int(idx)]).integers(num))
+        return int(np.random.randint(num))
+
     def get_data_info(self, idx: int) -> dict:
         """Data info of sample ``idx``; draws the sentence in train mode."""
         info = super().get_data_info(idx)
         if self.mode == 'train' and len(info['sentences']) > 1:
-            sent = info['sentences'][np.random.randint(len(info['sentences']))]
+            sent = info['sentences'][self._draw_sentence(
+                idx, len(info['sentences']))]
             info['text'] = sent['sent']
             info['sent_id'] = sent['sent_id']
         if self.img_size is not None:

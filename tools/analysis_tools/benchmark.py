@@ -96,11 +96,11 @@ def main():
 
     if train:
         ow_cfg = dict(cfg.optim_wrapper)
-        if dtype is not None:
-            ow_cfg.update(type='AmpOptimWrapper', dtype=args.amp == 'bf16'
-                          and 'bfloat16' or 'float16')
-            if args.amp == 'fp16':
-                ow_cfg['loss_scale'] = 'dynamic'
+        if args.amp == 'bf16':  # as `tools/train.py --amp`
+            ow_cfg.update(type='AutocastOptimWrapper', dtype='bfloat16')
+        elif args.amp == 'fp16':  # the official recipe: fp16 + GradScaler
+            ow_cfg.update(
+                type='AmpOptimWrapper', dtype='float16', loss_scale='dynamic')
         optim_wrapper = build_optim_wrapper(model, ow_cfg)
 
         def step(data):

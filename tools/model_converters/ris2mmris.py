@@ -18,6 +18,7 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 from mmris.compat import safe_torch_load
+from mmris.engine.checkpoint import load_state_dict_strict
 from mmris.utils import KEY_MAPS, convert_official_state_dict
 
 
@@ -44,7 +45,9 @@ def main():
         cfg = Config.fromfile(args.config)
         init_default_scope(cfg.get('default_scope', 'mmseg'))
         model = MODELS.build(cfg.model)
-        model.load_state_dict(converted, strict=True)
+        # missing / unexpected / shape-mismatched keys listed on failure
+        load_state_dict_strict(model, converted, strict=True,
+                               source=f'{args.src} converted for {args.method}')
         print(f'{args.config}: all {len(converted)} tensors load strictly')
     torch.save(dict(state_dict=converted, meta=dict(source=args.src)),
                args.dst)

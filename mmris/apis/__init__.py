@@ -1,0 +1,7 @@
+# Copyright (c) mmris contributors. All rights reserved.
+from .inference import (build_inference_pipeline, inference_model, init_model,
+                        load_image)
+
+__all__ = [
+    'init_model', 'inference_model', 'build_inference_pipeline', 'load_image'
+]

@@ -1,0 +1,4 @@
+# Copyright (c) mmris contributors. All rights reserved.
+from .ris_visualization_hook import RISVisualizationHook, sample_name  # noqa: F401,E501
+from .nonfinite_loss_hook import NonFiniteLossError, NonFiniteLossHook  # noqa: F401,E501
+from .lazy_runtime_info_hook import LazyRuntimeInfoHook  # noqa: F401

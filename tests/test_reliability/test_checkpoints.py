@@ -1,0 +1,232 @@
+# Copyright (c) mmris contributors. All rights reserved.
+"""Untrusted and wrong checkpoints: refused (malicious pickle) or rejected
+with the missing / unexpected / shape-mismatched keys (wrong config), through
+``load_ris_checkpoint``, ``RISRunner``, tools/train.py (``load_from`` and
+``--resume``) and tools/model_converters/ris2mmris.py."""
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmseg.registry import MODELS
+
+import mmris  # noqa: F401
+from mmris.compat import UnsafeCheckpointError
+from mmris.engine import (CheckpointMismatchError, RISRunner,
+                          check_state_dict, load_ris_checkpoint)
+
+from ._helpers import (CONVERTER, ROOT, TINY_CONFIG, TRAIN,
+                       run_tool_inprocess, small_options, tiny_model_cfg)
+
+
+class _Payload:
+    """Unpickling this writes a file: a stand-in for malicious code."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, 'w'))
+
+
+def _evil(tmp_path, name='evil.pth'):
+    marker = tmp_path / f'pwned_{name}'
+    ckpt = tmp_path / name
+    torch.save(
+        {
+            'state_dict': {},
+            'meta': _Payload(str(marker)),
+            'message_hub': {}
+        }, ckpt)
+    assert not marker.exists()
+    return ckpt, marker
+
+
+def _build(cfg):
+    init_default_scope('mmseg')
+    return MODELS.build(cfg)
+
+
+def _tiny_detris_cfg():
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'detris',
+                                   'detris-b_refcoco.py'))
+    model = cfg.model.to_dict()
+    bb = model['backbone']
+    bb['visual'].update(arch=dict(embed_dims=64, num_layers=4, num_heads=2))
+    bb['text'].update(width=64, heads=2, layers=4, embed_dim=64)
+    bb['visual_adapter']['module'].update(
+        in_channels=64, hidden_channels=32, text_channels=64, embed_dims=16,
+        num_heads=2)
+    bb['visual_adapter']['layers'] = [1, 3]
+    bb['text_adapter']['module'].update(in_channels=64, hidden_channels=32)
+    bb['text_adapter']['layers'] = [1, 3]
+    bb['out_indices'] = (1, 2)
+    model['neck'].update(
+        in_channels=(64, 64, 64), txt_in=64, out_channels=64, nhead=2)
+    model['decode_head'].update(d_model=64, nhead=2, dim_ffn=64, word_dim=64)
+    return model
+
+
+@pytest.fixture(scope='module')
+def tiny_ckpts(tmp_path_factory):
+    """Checkpoints of the tiny ETRIS model at widths 32 and 64."""
+    root = tmp_path_factory.mktemp('ckpts')
+    paths = {}
+    for width in (32, 64):
+        torch.manual_seed(width)
+        model = _build(tiny_model_cfg(width))
+        paths[width] = str(root / f'etris_w{width}.pth')
+        torch.save(dict(state_dict=model.state_dict(), meta=dict()),
+                   paths[width])
+    return paths
+
+
+def test_matching_checkpoint_loads_exactly(tiny_ckpts):
+    model = _build(tiny_model_cfg(64))
+    ckpt = load_ris_checkpoint(model, tiny_ckpts[64])
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, ckpt['state_dict'][k]), k
+    # DDP-style "module." prefixes are stripped
+    prefixed = {'module.' + k: v for k, v in ckpt['state_dict'].items()}
+    torch.save(dict(state_dict=prefixed), tiny_ckpts[64] + '.ddp')
+    load_ris_checkpoint(_build(tiny_model_cfg(64)), tiny_ckpts[64] + '.ddp')
+
+
+def test_wrong_width_lists_shape_mismatches(tiny_ckpts):
+    model = _build(tiny_model_cfg(64))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointMismatchError) as info:
+        load_ris_checkpoint(model, tiny_ckpts[32])
+    msg = str(info.value)
+    report = info.value.report
+    assert report.mismatched and not report.missing
+    assert 'etris_w32.pth' in msg
+    assert f'{len(report.mismatched)} shape-mismatched' in msg
+    assert 'checkpoint (32,) vs model (64,)' in msg
+    assert '... (+' in msg  # a short list, with the count of the rest
+    assert 'strict_load=False' in msg  # names the opt-out
+    # nothing was loaded: no silent partial load
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+    # explicit opt-out: matching tensors load, mismatched ones are skipped
+    report = load_ris_checkpoint(model, tiny_ckpts[32], strict=False)
+    src = torch.load(tiny_ckpts[32])['state_dict']
+    key = 'backbone.visual.conv1.weight'
+    same = [k for k, v in src.items() if v.shape == before[k].shape]
+    assert same and key not in same
+    for k in same:
+        assert torch.equal(model.state_dict()[k], src[k]), k
+    assert torch.equal(model.state_dict()[key], before[key])
+
+
+def test_etris_file_into_detris_model(tiny_ckpts):
+    detris = _build(_tiny_detris_cfg())
+    with pytest.raises(CheckpointMismatchError) as info:
+        load_ris_checkpoint(detris, tiny_ckpts[64])
+    report = info.value.report
+    msg = str(info.value)
+    assert report.missing and report.unexpected
+    for kind, items in (('missing', report.missing), ('unexpected',
+                                                      report.unexpected)):
+        assert f'{kind} in checkpoint ({len(items)}): {items[0]}' in msg
+    assert f'{len(report.missing)} missing, {len(report.unexpected)} ' \
+        'unexpected' in msg
+    assert check_state_dict(detris, detris.state_dict()).ok
+
+
+def _runner(tmp_path, **cfg_overrides):
+    cfg = Config.fromfile(TINY_CONFIG)
+    cfg.work_dir = str(tmp_path / 'work')
+    cfg.merge_from_dict(cfg_overrides)
+    assert cfg.runner_type == 'RISRunner'
+    from mmris.engine import build_runner
+    runner = build_runner(cfg)
+    assert isinstance(runner, RISRunner)
+    return runner
+
+
+def test_risrunner_strict_by_default_with_opt_out(tiny_ckpts, tmp_path):
+    runner = _runner(tmp_path)
+    with pytest.raises(CheckpointMismatchError, match='shape-mismatched'):
+        runner.load_checkpoint(tiny_ckpts[32])
+    runner.load_checkpoint(tiny_ckpts[64])  # the right file loads
+    assert torch.equal(
+        runner.model.backbone.visual.conv1.weight,
+        torch.load(tiny_ckpts[64])['state_dict']
+        ['backbone.visual.conv1.weight'])
+    lax = _runner(tmp_path, strict_load=False)
+    lax.load_checkpoint(tiny_ckpts[32])  # warns, loads what matches
+
+
+def test_train_tool_refuses_malicious_and_wrong_checkpoints(
+        synthetic_root, tiny_ckpts, tmp_path, monkeypatch):
+    # load_from: malicious pickle refused, nothing executed
+    evil, marker = _evil(tmp_path, 'evil_load.pth')
+    with pytest.raises(UnsafeCheckpointError, match='evil_load.pth.*open'):
+        run_tool_inprocess(
+            TRAIN, [TINY_CONFIG, '--work-dir', tmp_path / 'w1'] +
+            small_options(synthetic_root, extra=[f'load_from={evil}']),
+            monkeypatch)
+    assert not marker.exists()
+
+    # --resume: the latest checkpoint of the work dir is malicious
+    work = tmp_path / 'w2'
+    work.mkdir()
+    evil, marker = _evil(work, 'epoch_1.pth')
+    (work / 'last_checkpoint').write_text(str(evil))
+    with pytest.raises(UnsafeCheckpointError, match='epoch_1.pth.*open'):
+        run_tool_inprocess(
+            TRAIN, [TINY_CONFIG, '--work-dir', work, '--resume'] +
+            small_options(synthetic_root), monkeypatch)
+    assert not marker.exists()
+
+    # load_from a checkpoint of another width: clear error, no training
+    with pytest.raises(CheckpointMismatchError) as info:
+        run_tool_inprocess(
+            TRAIN, [TINY_CONFIG, '--work-dir', tmp_path / 'w3'] +
+            small_options(
+                synthetic_root, extra=[f'load_from={tiny_ckpts[32]}']),
+            monkeypatch)
+    assert 'etris_w32.pth' in str(info.value)
+    assert 'shape-mismatched' in str(info.value)
+    assert not (tmp_path / 'w3' / 'epoch_1.pth').exists()
+
+
+def _official_etris_keys():
+    keys = []
+    with open(osp.join(ROOT, 'tests', 'data', 'official_keys',
+                       'etris_bridge_v16.txt')) as f:
+        for line in f:
+            keys.append(line.split('\t')[0])
+    return keys
+
+
+def test_converter_refuses_malicious_and_reports_wrong_config(
+        tmp_path, monkeypatch):
+    evil, marker = _evil(tmp_path, 'official_evil.pth')
+    with pytest.raises(UnsafeCheckpointError,
+                       match='official_evil.pth.*open'):
+        run_tool_inprocess(CONVERTER,
+                           ['etris', evil, tmp_path / 'out.pth'], monkeypatch)
+    assert not marker.exists() and not (tmp_path / 'out.pth').exists()
+
+    # An official ETRIS ViT-B/16 key layout (1-element tensors) converted
+    # and verified against the tiny quick-start config: every kind of
+    # problem is listed, nothing is written.
+    src = tmp_path / 'official.pth'
+    torch.save(
+        {
+            'state_dict':
+            {'module.' + k: torch.zeros(1)
+             for k in _official_etris_keys()[1:]}  # drop one: missing
+        }, src)
+    with pytest.raises(CheckpointMismatchError) as info:
+        run_tool_inprocess(CONVERTER, [
+            'etris', src, tmp_path / 'out.pth', '--config', TINY_CONFIG
+        ], monkeypatch)
+    report = info.value.report
+    assert report.missing and report.unexpected and report.mismatched
+    assert 'official.pth converted for etris' in str(info.value)
+    assert not (tmp_path / 'out.pth').exists()

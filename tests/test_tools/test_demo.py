@@ -1,0 +1,69 @@
+# Copyright (c) mmris contributors. All rights reserved.
+"""tools/demo.py writes a tinted overlay of the input size per sentence."""
+import glob
+import os.path as osp
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIG = osp.join(ROOT, 'configs', 'quickstart', 'etris-tiny_synthetic.py')
+
+
+def test_demo_overlay(synthetic_root, tmp_path):
+    from mmris.apis import inference_model, init_model
+    from mmris.visualization import PRED_COLOR
+    torch.manual_seed(0)
+    model = init_model(CONFIG)
+    ckpt = str(tmp_path / 'tiny.pth')
+    torch.save({'state_dict': model.state_dict()}, ckpt)
+    image = sorted(
+        glob.glob(osp.join(synthetic_root, 'images', 'train2014',
+                           '*.jpg')))[0]
+    sentences = ['the red circle', 'the big square']
+    # a threshold at the median probability: about half the image is mask
+    prob = inference_model(model, image, sentences)[0].seg_logits.data[0]
+    thr = float(prob.median())
+    mask = (prob > thr).numpy()
+
+    out = str(tmp_path / 'out' / 'overlay.png')
+    # the README command, with a test threshold
+    proc = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'demo.py'), image, *sentences, '--config',
+        CONFIG, '--checkpoint', ckpt, '--out', out, '--threshold',
+        str(thr)
+    ],
+                          cwd=ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    files = sorted(glob.glob(str(tmp_path / 'out' / 'overlay_*.png')))
+    assert [osp.basename(f) for f in files] == [
+        'overlay_0.png', 'overlay_1.png'
+    ]
+    src = cv2.cvtColor(cv2.imread(image), cv2.COLOR_BGR2RGB).astype(float)
+    overlay = cv2.imread(files[0])
+    assert overlay is not None and overlay.dtype == np.uint8
+    assert overlay.shape == src.shape
+    overlay = cv2.cvtColor(overlay, cv2.COLOR_BGR2RGB).astype(float)
+    # rows below the sentence banner; erode to skip the contour line (which
+    # runs along the image border where the mask touches it)
+    body = np.zeros_like(mask)
+    body[src.shape[0] // 2:] = True
+    kernel = np.ones((7, 7))
+    inner = cv2.erode(
+        mask.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT,
+        borderValue=0) > 0
+    outer = cv2.dilate(mask.astype(np.uint8), kernel) == 0
+    inner &= body
+    outer &= body
+    assert inner.sum() > 50 and outer.sum() > 50
+    expected = (src[inner] + np.array(PRED_COLOR)) / 2  # alpha 0.5
+    tinted = (np.abs(overlay[inner] - expected).max(1) <= 1).mean()
+    kept = (np.abs(overlay[outer] - src[outer]).max(1) <= 1).mean()
+    assert tinted > 0.99 and kept > 0.99, (tinted, kept)

@@ -1,0 +1,224 @@
+# Copyright (c) mmris contributors. All rights reserved.
+"""Evaluate a checkpoint on every evaluation split of a dataset and print
+the paper-style table (mIoU, oIoU, Pr@50..90 per split) in markdown, with
+a JSON copy for scripts.
+
+Splits: refcoco / refcoco+ val, testA, testB; refcocog_umd val, test;
+refcocog_google val. The dataset defaults to the config's test dataset.
+
+Example:
+    python tools/analysis_tools/benchmark_table.py \
+        configs/etris/etris_vit-b16_refcoco.py etris_vit-b16_refcoco.pth \
+        --out etris_vit-b16_refcoco.json
+"""
+import argparse
+import copy
+import json
+import os.path as osp
+import sys
+import time
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+import mmris  # noqa: F401  (compat + registries first)
+from mmengine.config import Config, DictAction
+from mmengine.dataset import pseudo_collate
+from mmengine.registry import init_default_scope
+from mmengine.utils import ProgressBar
+from mmseg.registry import DATASETS
+
+from mmris.apis import init_model
+from mmris.compat import unsafe_checkpoint_loading
+from mmris.evaluation.metrics.ris_metric import (PR_NAMES, compute_iou_stats,
+                                                 ris_metrics_from_stats)
+
+#: name -> (REFER folder, split_by, evaluation splits in paper order)
+BENCHMARKS = OrderedDict([
+    ('refcoco', ('refcoco', 'unc', ('val', 'testA', 'testB'))),
+    ('refcoco+', ('refcoco+', 'unc', ('val', 'testA', 'testB'))),
+    ('refcocog_umd', ('refcocog', 'umd', ('val', 'test'))),
+    ('refcocog_google', ('refcocog', 'google', ('val', ))),
+])
+METRIC_KEYS = ('mIoU', 'oIoU') + PR_NAMES
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='Evaluate an RIS checkpoint on all splits of a dataset')
+    parser.add_argument('config', help='config file')
+    parser.add_argument(
+        'checkpoint', help="checkpoint file, or 'none' (random weights)")
+    parser.add_argument(
+        '--dataset',
+        choices=list(BENCHMARKS),
+        help='benchmark (default: the config test dataset)')
+    parser.add_argument(
+        '--splits', nargs='+', help='evaluate only these splits')
+    parser.add_argument('--data-root', help='override the data root')
+    parser.add_argument('--batch-size', type=int, default=None)
+    parser.add_argument('--num-workers', type=int, default=0)
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--out', help='write the results as JSON here')
+    parser.add_argument(
+        '--print-json',
+        action='store_true',
+        help='also print the JSON after the table')
+    parser.add_argument(
+        '--no-progress', action='store_true', help='hide progress bars')
+    parser.add_argument('--unsafe-load', action='store_true')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config (key=value)')
+    return parser.parse_args()
+
+
+def benchmark_name(dataset: str, split_by: str) -> str:
+    """Benchmark key of a (REFER folder, split_by) pair."""
+    for name, (folder, by, _) in BENCHMARKS.items():
+        if folder == dataset and by == split_by:
+            return name
+    raise ValueError(f'No benchmark for dataset={dataset!r} '
+                     f'split_by={split_by!r}; known: {list(BENCHMARKS)}')
+
+
+@torch.no_grad()
+def evaluate_split(model,
+                   dataset,
+                   batch_size: int = 8,
+                   num_workers: int = 0,
+                   progress: bool = True) -> Dict[str, float]:
+    """Score every sentence of ``dataset`` (test mode) with ``model``.
+
+    Returns:
+        dict: ``mIoU``, ``oIoU``, ``Pr@50``..``Pr@90`` (percent) and
+        ``sentences``.
+    """
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=pseudo_collate)
+    bar = ProgressBar(len(dataset), file=sys.stderr) if progress else None
+    inter: List[int] = []
+    union: List[int] = []
+    for data in loader:
+        for sample in model.test_step(data):
+            i, u = compute_iou_stats(sample.pred_sem_seg.data,
+                                     sample.gt_sem_seg.data)
+            inter.append(i)
+            union.append(u)
+            if bar is not None:
+                bar.update()
+    if bar is not None:
+        sys.stderr.write('\n')
+    metrics = dict(ris_metrics_from_stats(inter, union))
+    metrics['sentences'] = len(inter)
+    return metrics
+
+
+def markdown_table(results: Dict[str, Dict[str, float]],
+                   title: Optional[str] = None) -> str:
+    """Markdown table: one row per split, columns sentences + metrics."""
+    header = ['split', 'sentences'] + list(METRIC_KEYS)
+    lines = []
+    if title:
+        lines += [title, '']
+    lines.append('| ' + ' | '.join(header) + ' |')
+    lines.append('|---|' + '---:|' * (len(header) - 1))
+    for split, m in results.items():
+        row = [split, str(m['sentences'])]
+        row += [f'{m[k]:.2f}' for k in METRIC_KEYS]
+        lines.append('| ' + ' | '.join(row) + ' |')
+    return '\n'.join(lines)
+
+
+def run_benchmark(cfg: Config,
+                  checkpoint: Optional[str],
+                  dataset: Optional[str] = None,
+                  splits: Optional[Sequence[str]] = None,
+                  data_root: Optional[str] = None,
+                  batch_size: Optional[int] = None,
+                  num_workers: int = 0,
+                  device: str = 'cpu',
+                  progress: bool = True) -> dict:
+    """Evaluate ``checkpoint`` on every split of one benchmark.
+
+    Returns:
+        dict: ``config``, ``checkpoint``, ``dataset``, ``split_by`` and
+        ``results`` (split -> metrics).
+    """
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    base = copy.deepcopy(cfg.test_dataloader.dataset)
+    if base.get('type') not in (None, 'RefCOCODataset'):
+        raise ValueError('test_dataloader.dataset must be a RefCOCODataset, '
+                         f"got {base.get('type')}")
+    name = dataset or benchmark_name(
+        base.get('dataset', 'refcoco'), base.get('split_by', 'unc'))
+    folder, split_by, all_splits = BENCHMARKS[name]
+    splits = list(splits or all_splits)
+    unknown = set(splits) - set(all_splits)
+    if unknown:
+        raise ValueError(f'{name} has no evaluation split(s) '
+                         f'{sorted(unknown)}; use {list(all_splits)}')
+    model = init_model(cfg, checkpoint, device=device)
+    batch_size = batch_size or cfg.test_dataloader.get('batch_size', 8)
+
+    results = OrderedDict()
+    for split in splits:
+        ds_cfg = copy.deepcopy(base)
+        ds_cfg.update(
+            dataset=folder, split_by=split_by, split=split, mode='test')
+        if data_root is not None:
+            ds_cfg['data_root'] = data_root
+        if progress:
+            print(f'[{name} {split}] loading annotations ...',
+                  file=sys.stderr, flush=True)
+        start = time.time()
+        ds = DATASETS.build(ds_cfg)
+        results[split] = evaluate_split(model, ds, batch_size, num_workers,
+                                        progress)
+        results[split]['seconds'] = round(time.time() - start, 2)
+    return OrderedDict(
+        config=cfg.filename,
+        checkpoint=checkpoint,
+        dataset=name,
+        split_by=split_by,
+        results=results)
+
+
+def main():
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    checkpoint = None if args.checkpoint.lower() == 'none' else \
+        args.checkpoint
+    with unsafe_checkpoint_loading(args.unsafe_load):
+        report = run_benchmark(
+            cfg,
+            checkpoint,
+            dataset=args.dataset,
+            splits=args.splits,
+            data_root=args.data_root,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            device=args.device,
+            progress=not args.no_progress)
+    title = (f"**{osp.splitext(osp.basename(args.config))[0]}** on "
+             f"{report['dataset']} (checkpoint: {args.checkpoint})")
+    print(markdown_table(report['results'], title))
+    text = json.dumps(report, indent=2)
+    if args.out:
+        with open(args.out, 'w') as f:
+            f.write(text + '\n')
+    if args.print_json:
+        print(text)
+
+
+if __name__ == '__main__':
+    main()
