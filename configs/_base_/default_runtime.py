@@ -30,4 +30,7 @@ default_hooks = dict(
 # reproducible resume (RNG states, sentence draw keyed by seed/epoch/index)
 runner_type = 'RISRunner'
 # stop with the iteration and the batch's ref/sent ids on a NaN/inf loss
-custom_hooks = [dict(type='NonFiniteLossHook')]
+custom_hooks = [
+    dict(type='NonFiniteLossHook'),
+    dict(type='EvalProgressBarHook'),  # progress bar over val/test batches
+]

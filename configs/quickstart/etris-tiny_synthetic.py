@@ -6,7 +6,7 @@
 _base_ = ['../_base_/datasets/refcoco.py', '../_base_/default_runtime.py']
 
 data_root = 'data/synthetic/'
-img_size = 64
+img_size = 96
 width = 64
 model = dict(
     type='RISEncoderDecoder',
@@ -52,7 +52,7 @@ model = dict(
         word_dim=width))
 
 train_dataloader = dict(
-    batch_size=16,
+    batch_size=8,
     num_workers=2,
     dataset=dict(data_root=data_root, img_size=img_size))
 val_dataloader = dict(
@@ -64,12 +64,12 @@ test_dataloader = val_dataloader
 optim_wrapper = dict(
     type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3))
 param_scheduler = [
-    dict(type='MultiStepLR', by_epoch=True, milestones=[34], gamma=0.1)
+    dict(type='MultiStepLR', by_epoch=True, milestones=[25], gamma=0.1)
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=40, val_interval=40)
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=30, val_interval=30)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(interval=40),
+    checkpoint=dict(interval=30),
     visualization=dict(type='SegVisualizationHook', draw=False))

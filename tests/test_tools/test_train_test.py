@@ -63,6 +63,7 @@ def test_train_then_test(name, losses, synthetic_root, tmp_path):
     ] + _small_options(synthetic_root), ROOT)
     for key in ('mIoU', 'oIoU', 'Pr@50', 'Pr@90'):
         assert key in out
+    assert 'task/s' in out and 'ETA' in out  # the evaluation progress bar
     results = glob.glob(str(tmp_path / 'test' / '*' / '*.json'))
     assert results, 'test.py wrote no metrics json'
     metrics = json.load(open(results[0]))

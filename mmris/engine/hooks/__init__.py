@@ -2,3 +2,4 @@
 from .ris_visualization_hook import RISVisualizationHook, sample_name  # noqa: F401,E501
 from .nonfinite_loss_hook import NonFiniteLossError, NonFiniteLossHook  # noqa: F401,E501
 from .lazy_runtime_info_hook import LazyRuntimeInfoHook  # noqa: F401
+from .progress_bar_hook import EvalProgressBarHook  # noqa: F401
