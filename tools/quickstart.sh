@@ -22,4 +22,4 @@ $PY tools/test.py $CFG none --work-dir $WORK/before 2>&1 | grep -A 3 "mIoU |" | 
 echo "== training"
 $PY tools/train.py $CFG --work-dir $WORK
 echo "== after training"
-$PY tools/test.py $CFG $WORK/epoch_30.pth --work-dir $WORK/after 2>&1 | grep -A 3 "mIoU |" | head -4
+$PY tools/test.py $CFG $WORK/epoch_34.pth --work-dir $WORK/after 2>&1 | grep -A 3 "mIoU |" | head -4

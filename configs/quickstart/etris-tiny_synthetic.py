@@ -7,7 +7,8 @@ _base_ = ['../_base_/datasets/refcoco.py', '../_base_/default_runtime.py']
 
 data_root = 'data/synthetic/'
 img_size = 96
-width = 64
+width = 64  # text tower, neck and head
+vis_width = 96  # image tower
 model = dict(
     type='RISEncoderDecoder',
     data_preprocessor=dict(type='RISDataPreprocessor'),
@@ -17,10 +18,10 @@ model = dict(
             type='CLIPVisionTransformer',
             img_size=img_size,
             patch_size=8,
-            width=width,
+            width=vis_width,
             layers=4,
             heads=4,
-            output_dim=width),
+            output_dim=vis_width),
         text=dict(
             type='CLIPTextTransformer',
             width=width,
@@ -29,7 +30,7 @@ model = dict(
             embed_dim=width),
         bridge=dict(
             type='BridgerViT',
-            d_img=(width, width, width),
+            d_img=(vis_width, vis_width, vis_width),
             d_txt=width,
             d_model=32,
             nhead=4),
@@ -38,7 +39,7 @@ model = dict(
         trainable=('.*', )),
     neck=dict(
         type='RISNeck',
-        in_channels=(width, width, width),
+        in_channels=(vis_width, vis_width, vis_width),
         txt_in=width,
         out_channels=width,
         nhead=4),
@@ -64,12 +65,12 @@ test_dataloader = val_dataloader
 optim_wrapper = dict(
     type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3))
 param_scheduler = [
-    dict(type='MultiStepLR', by_epoch=True, milestones=[25], gamma=0.1)
+    dict(type='MultiStepLR', by_epoch=True, milestones=[28], gamma=0.1)
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=30, val_interval=30)
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=34, val_interval=34)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(interval=30),
+    checkpoint=dict(interval=34),
     visualization=dict(type='SegVisualizationHook', draw=False))

@@ -39,7 +39,7 @@ def test_init_model_loads_checkpoint(model, tiny_ckpt):
     for k, v in model.state_dict().items():
         assert torch.equal(v, state[k]), k
     assert not model.training
-    assert model.cfg.img_size == 64
+    assert model.cfg.img_size == 96
     assert next(model.parameters()).device.type == 'cpu'
 
 
@@ -47,7 +47,7 @@ def test_inference_pipeline_follows_config(model):
     from mmris.apis import build_inference_pipeline, init_model
     pipe = build_inference_pipeline(model.cfg)
     out = pipe(dict(img=_image(), text='the red circle'))
-    assert out['inputs'].shape == (3, 64, 64)
+    assert out["inputs"].shape == (3, 96, 96)
     assert out['data_samples'].text_ids.shape == (17, )
     assert out['data_samples'].ori_shape == (90, 130)
     cfg = model.cfg.copy()

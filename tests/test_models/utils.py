@@ -1,9 +1,25 @@
 # Copyright (c) mmris contributors. All rights reserved.
 """Tiny model configs and inputs shared by the model tests."""
 import copy
+import os.path as osp
 
 import torch
 from mmseg.structures import SegDataSample
+
+OFFICIAL_KEYS = osp.join(
+    osp.dirname(osp.dirname(osp.abspath(__file__))), 'data', 'official_keys')
+
+
+def read_official_keys(name: str) -> dict:
+    """``{key: (shape, trainable)}`` of an official model's key list
+    (``tests/data/official_keys/<name>.txt``, lines ``key\t(shape)\tT|-``)."""
+    keys = {}
+    with open(osp.join(OFFICIAL_KEYS, name + '.txt')) as f:
+        for line in f:
+            key, shape, flag = line.rstrip('\n').split('\t')
+            keys[key] = (tuple(eval(shape)), flag == 'T')
+    return keys
+
 
 TINY_ETRIS_VIT = dict(
     type='RISEncoderDecoder',

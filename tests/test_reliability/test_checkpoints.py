@@ -139,6 +139,7 @@ def test_etris_file_into_detris_model(tiny_ckpts):
 def _runner(tmp_path, **cfg_overrides):
     cfg = Config.fromfile(TINY_CONFIG)
     cfg.work_dir = str(tmp_path / 'work')
+    cfg.model = tiny_model_cfg(64)  # the architecture of tiny_ckpts[64]
     cfg.merge_from_dict(cfg_overrides)
     assert cfg.runner_type == 'RISRunner'
     from mmris.engine import build_runner

@@ -144,7 +144,9 @@ class RISEncoderDecoder(BaseSegmentor):
                 prob, np.asarray(inv, dtype=np.float64), (int(w), int(h)),
                 flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT,
                 borderValue=0)
-            prob_t = torch.from_numpy(prob)[None]
+            # Bicubic upsampling and the cubic warp overshoot [0, 1] a little;
+            # clipping leaves the thresholded mask unchanged.
+            prob_t = torch.from_numpy(prob).clamp_(0, 1)[None]
             ds.set_data(
                 dict(
                     seg_logits=PixelData(data=prob_t),

@@ -13,22 +13,13 @@ from mmseg.registry import MODELS
 import mmris  # noqa: F401
 from mmris.utils import convert_official_state_dict, count_parameters
 
-from ..utils import make_ids, make_samples
+from ..utils import make_ids, make_samples, read_official_keys
 
 init_default_scope('mmseg')
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(__file__))))
-KEYS = osp.join(ROOT, 'tests', 'data', 'official_keys', 'barleria_v16.txt')
 CONFIGS = osp.join(ROOT, 'configs', 'barleria')
 DATASETS = ('refcoco', 'refcoco+', 'refcocog_umd', 'refcocog_google')
 
-
-def read_official_keys():
-    keys = {}
-    with open(KEYS) as f:
-        for line in f:
-            key, shape, flag = line.rstrip('\n').split('\t')
-            keys[key] = (tuple(eval(shape)), flag == 'T')
-    return keys
 
 
 def synthetic_official_state(keys):
@@ -73,7 +64,7 @@ def test_exact_trainable_counts(full_model):
 
 
 def test_converter_keys_and_trainable_flags(full_model):
-    keys = read_official_keys()
+    keys = read_official_keys('barleria_v16')
     state = synthetic_official_state(keys)
     converted = convert_official_state_dict(state, 'barleria')
     dropped = [k for k in keys if '.log_jacobians.' in k]

@@ -12,11 +12,10 @@ from mmseg.registry import MODELS
 import mmris  # noqa: F401
 from mmris.utils import convert_official_state_dict, count_parameters
 
-from ..utils import make_ids, make_samples
+from ..utils import make_ids, make_samples, read_official_keys
 
 init_default_scope('mmseg')
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(__file__))))
-KEYS = osp.join(ROOT, 'tests', 'data', 'official_keys')
 CONFIGS = osp.join(ROOT, 'configs', 'detris')
 
 # RIS-SPEC F: (config, total trainable, adapters, backbone update %,
@@ -28,14 +27,6 @@ CASES = [
     ('detris-l_refcoco_mixed.py', 56_527_009, 33_331_360, None, None),
 ]
 
-
-def read_official_keys(name):
-    keys = {}
-    with open(osp.join(KEYS, name + '.txt')) as f:
-        for line in f:
-            key, shape, flag = line.rstrip('\n').split('\t')
-            keys[key] = (tuple(eval(shape)), flag == 'T')
-    return keys
 
 
 @pytest.mark.parametrize('config,total,adapters,update,official', CASES)

@@ -11,11 +11,11 @@ from mmseg.registry import MODELS
 import mmris  # noqa: F401
 from mmris.utils import convert_official_state_dict, count_parameters
 
-from ..utils import make_ids, make_samples, tiny_etris_cfg
+from ..utils import (make_ids, make_samples, read_official_keys,
+                     tiny_etris_cfg)
 
 init_default_scope('mmseg')
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(__file__))))
-KEYS = osp.join(ROOT, 'tests', 'data', 'official_keys')
 
 # RIS-SPEC F: (config, total trainable, adapters, official key file)
 CASES = [
@@ -24,14 +24,6 @@ CASES = [
     ('etris_rn101_refcoco.py', 26_328_129, 1_942_080, 'etris_bridge_r101'),
 ]
 
-
-def read_official_keys(name):
-    keys = {}
-    with open(osp.join(KEYS, name + '.txt')) as f:
-        for line in f:
-            key, shape, flag = line.rstrip('\n').split('\t')
-            keys[key] = (tuple(eval(shape)), flag == 'T')
-    return keys
 
 
 @pytest.mark.parametrize('config,total,adapters,official', CASES)
