@@ -49,6 +49,24 @@ def iter_datasets(dataset: Any):
         yield from iter_datasets(inner)
 
 
+def _sync_buffers_from_rank0(model: torch.nn.Module) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics).
+
+    DDP broadcasts buffers only inside its own forward, which MMEngine's
+    ``val_step``/``test_step`` bypass, and each rank updates its BN
+    statistics locally in the last training step. Without this, ranks would
+    evaluate slightly different models, none exactly the checkpointed one
+    (rank 0's). With SyncBN the buffers are already equal.
+    """
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()
+            and dist.get_world_size() > 1):
+        return
+    module = getattr(model, 'module', model)
+    for buf in module.buffers():
+        dist.broadcast(buf.data, src=0)
+
+
 class _RISRunnerStateHook(Hook):
     """Internal hook of :class:`RISRunner` (RNG states, sentence epoch)."""
 
@@ -59,6 +77,12 @@ class _RISRunnerStateHook(Hook):
         for ds in iter_datasets(dataset):
             if hasattr(ds, 'set_sentence_epoch'):
                 ds.set_sentence_epoch(runner.epoch, runner.seed)
+
+    def before_val_epoch(self, runner) -> None:
+        _sync_buffers_from_rank0(runner.model)
+
+    def before_test_epoch(self, runner) -> None:
+        _sync_buffers_from_rank0(runner.model)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint.setdefault('meta', {})['rng_state'] = dict(
