@@ -91,6 +91,9 @@ class RISVisualizationHook(SegVisualizationHook):
         samples = list(outputs)
         if self.max_per_batch is not None:
             samples = samples[:self.max_per_batch]
+        # In a test run there is no training loop: `runner.iter` would build
+        # one (and its dataset), so the test step is the batch index.
+        step = batch_idx if mode == 'test' else runner.iter
         for output in samples:
             img = self._read_image(output.img_path)
             self._visualizer.add_datasample(
@@ -99,4 +102,4 @@ class RISVisualizationHook(SegVisualizationHook):
                 data_sample=output,
                 show=self.show,
                 wait_time=self.wait_time,
-                step=runner.iter)
+                step=step)
