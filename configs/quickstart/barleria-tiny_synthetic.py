@@ -3,12 +3,13 @@
 # scratch on the synthetic REFER-format dataset, on CPU. The towers are tiny
 # and randomly initialised, so they are trained here (trainable='.*'); the
 # paper configs freeze pretrained CLIP towers.
-_base_ = ['../_base_/datasets/refcoco.py', '../_base_/default_runtime.py']
+# Data, schedule and runtime as the ETRIS quick start; only the model differs.
+_base_ = ['./etris-tiny_synthetic.py']
 
-data_root = 'data/synthetic/'
 img_size = 64
 width = 64
 model = dict(
+    _delete_=True,
     type='RISEncoderDecoder',
     data_preprocessor=dict(type='RISDataPreprocessor'),
     backbone=dict(
@@ -64,25 +65,6 @@ model = dict(
         dropout=0.0,
         word_dim=width))
 
-train_dataloader = dict(
-    batch_size=16,
-    num_workers=2,
-    dataset=dict(data_root=data_root, img_size=img_size))
-val_dataloader = dict(
-    batch_size=32,
-    num_workers=2,
-    dataset=dict(data_root=data_root, img_size=img_size))
+train_dataloader = dict(dataset=dict(img_size=img_size))
+val_dataloader = dict(dataset=dict(img_size=img_size))
 test_dataloader = val_dataloader
-
-optim_wrapper = dict(
-    type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3))
-param_scheduler = [
-    dict(type='MultiStepLR', by_epoch=True, milestones=[34], gamma=0.1)
-]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=40, val_interval=40)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-default_hooks = dict(
-    logger=dict(interval=10),
-    checkpoint=dict(interval=40),
-    visualization=dict(type='SegVisualizationHook', draw=False))
