@@ -7,7 +7,7 @@ env_cfg = dict(
 )
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(
-    type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+    type='RISLocalVisualizer', vis_backends=vis_backends, name='visualizer')
 log_processor = dict(by_epoch=True)
 log_level = 'INFO'
 load_from = None
@@ -25,7 +25,9 @@ default_hooks = dict(
         save_best='mIoU',
         rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='SegVisualizationHook'))
+    # draws GT | prediction with the sentence and IoU when draw=True
+    # (`tools/test.py --show-dir`), also during validation
+    visualization=dict(type='RISVisualizationHook', draw=False))
 # mmris runner: strict load_from/resume (opt out: strict_load = False),
 # reproducible resume (RNG states, sentence draw keyed by seed/epoch/index)
 runner_type = 'RISRunner'

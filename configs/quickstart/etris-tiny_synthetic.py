@@ -73,4 +73,4 @@ test_cfg = dict(type='TestLoop')
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=34),
-    visualization=dict(type='SegVisualizationHook', draw=False))
+    visualization=dict(type='RISVisualizationHook', draw=False))

@@ -24,7 +24,7 @@ _SKIPPED = ('LoadRefImage', 'LoadRefMask', 'LoadAnnotations',
             'LoadImageFromFile')
 
 
-def _find_ref_dataset(dataset_cfg) -> Optional[dict]:
+def find_ref_dataset(dataset_cfg) -> Optional[dict]:
     """First dataset config with ``img_size``/``word_len`` (unwraps
     ``ConcatDataset``/``RepeatDataset`` style wrappers)."""
     if dataset_cfg is None:
@@ -35,7 +35,7 @@ def _find_ref_dataset(dataset_cfg) -> Optional[dict]:
         inner = dataset_cfg.get(key)
         if isinstance(inner, (list, tuple)):
             inner = inner[0] if inner else None
-        found = _find_ref_dataset(inner)
+        found = find_ref_dataset(inner)
         if found is not None:
             return found
     return dataset_cfg if 'pipeline' in dataset_cfg else None
@@ -47,7 +47,7 @@ def _inference_settings(cfg: Config) -> dict:
     for key in ('test_dataloader', 'val_dataloader'):
         loader = cfg.get(key)
         if loader is not None and loader.get('dataset') is not None:
-            dataset_cfg = _find_ref_dataset(loader['dataset'])
+            dataset_cfg = find_ref_dataset(loader['dataset'])
             if dataset_cfg is not None:
                 break
     if dataset_cfg is None:

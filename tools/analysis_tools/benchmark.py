@@ -27,13 +27,12 @@ from mmseg.structures import SegDataSample
 from torch.utils.flop_counter import FlopCounterMode
 
 import mmris  # noqa: F401
+from mmris.apis import find_ref_dataset
 
 
 def input_spec(cfg: Config) -> Tuple[int, int]:
     """(input size, text length) from the config's test dataset."""
-    ds = cfg.test_dataloader.dataset
-    while 'datasets' in ds:  # ConcatDataset
-        ds = ds.datasets[0]
+    ds = find_ref_dataset(cfg.test_dataloader.dataset) or {}
     return int(ds.get('img_size') or 416), int(ds.get('word_len') or 17)
 
 

@@ -19,6 +19,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import mmris  # noqa: F401
+from mmris.apis import find_ref_dataset
 from mmris.datasets import RefCOCODataset
 from mmris.datasets.synthetic import make_synthetic_refer
 
@@ -33,9 +34,7 @@ def main():
     cv2.setNumThreads(0)  # as in MMEngine's data-loader workers
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
-    ds_cfg = cfg.train_dataloader.dataset
-    while 'datasets' in ds_cfg:
-        ds_cfg = ds_cfg.datasets[0]
+    ds_cfg = find_ref_dataset(cfg.train_dataloader.dataset)
     tmp = None
     root = args.data_root
     if root is None:
