@@ -6,6 +6,10 @@ Usage::
     python tools/dataset_converters/make_synthetic_refer.py data/synthetic \
         [--seed 0] [--num-images 280] [--datasets refcoco refcocog_umd]
 
+    # explicit images per split (the quick-start data)
+    python tools/dataset_converters/make_synthetic_refer.py data/quickstart \
+        --splits train=1600 val=80 testA=20 testB=20
+
 Then train with ``data_root='data/synthetic'`` like on RefCOCO.
 """
 import argparse
@@ -27,6 +31,13 @@ def parse_args(argv=None):
         default=None,
         help='total number of images (default 280, shared by all datasets)')
     parser.add_argument(
+        '--splits',
+        nargs='+',
+        default=None,
+        metavar='SPLIT=N',
+        help='explicit images per split, e.g. train=1600 val=80 testA=20 '
+        'testB=20 (instead of --num-images)')
+    parser.add_argument(
         '--image-size',
         type=int,
         nargs=2,
@@ -39,7 +50,24 @@ def parse_args(argv=None):
         default=['refcoco'],
         choices=sorted(REFER_DATASETS),
         help='REFER (dataset, split_by) pairs to write')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.splits is not None:
+        if args.num_images is not None:
+            parser.error('give --num-images or --splits, not both')
+        args.num_images = _parse_splits(parser, args.splits)
+    return args
+
+
+def _parse_splits(parser: argparse.ArgumentParser, items) -> dict:
+    counts = {}
+    for item in items:
+        name, sep, value = item.partition('=')
+        if not sep or not name or not value.isdigit() or int(value) < 1:
+            parser.error(f'--splits takes SPLIT=N with N >= 1, got {item!r}')
+        if name in counts:
+            parser.error(f'--splits names {name!r} twice')
+        counts[name] = int(value)
+    return counts
 
 
 def main(argv=None) -> int:
