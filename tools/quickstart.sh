@@ -2,7 +2,7 @@
 # Quick start on a fresh machine (CPU, ~10 minutes on 2 cores):
 #   1. set up .venv with the pinned stack and mmris (tools/setup_env.sh),
 #   2. generate the synthetic REFER-format dataset in data/quickstart if
-#      absent (1600 training images, 80 val images),
+#      absent (1280 training images, 80 val images),
 #   3. score the sentence-blind baseline (union of all objects) and the
 #      untrained model on the synthetic val split,
 #   4. train the tiny ETRIS-style model and evaluate it (benchmark table).
@@ -14,9 +14,13 @@ CFG=configs/quickstart/etris-tiny_synthetic.py
 WORK=${WORK_DIR:-work_dirs/quickstart}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 DATA=data/quickstart
-if [ ! -f $DATA/refcoco/instances.json ]; then
+SPLITS="train=1280 val=80 testA=20 testB=20"
+# (re)generate when absent or made with other split sizes
+if [ ! -f $DATA/refcoco/instances.json ] || \
+   [ "$(cat $DATA/.splits 2>/dev/null)" != "$SPLITS" ]; then
     $PY tools/dataset_converters/make_synthetic_refer.py $DATA --datasets refcoco \
-        --splits train=1600 val=80 testA=20 testB=20 > /dev/null
+        --splits $SPLITS > /dev/null
+    echo "$SPLITS" > $DATA/.splits
 fi
 echo "== baseline: union of all objects (ignores the sentence)"
 $PY tools/analysis_tools/union_baseline.py $DATA --split val

@@ -1,7 +1,7 @@
 # Quick start: a tiny ETRIS-style model (CLIP-ViT-shaped towers + Bridger)
 # trained from scratch on the synthetic REFER-format dataset, on CPU.
-# `bash tools/quickstart.sh` generates the data (1600 training images,
-# `make_synthetic_refer.py data/quickstart --splits train=1600 val=80
+# `bash tools/quickstart.sh` generates the data (1280 training images,
+# `make_synthetic_refer.py data/quickstart --splits train=1280 val=80
 # testA=20 testB=20`) and runs train + test.
 # The towers are tiny and randomly initialised, so they are trained here
 # (trainable='.*'); the paper configs freeze pretrained CLIP towers. Unlike

@@ -8,7 +8,7 @@ Usage::
 
     # explicit images per split (the quick-start data)
     python tools/dataset_converters/make_synthetic_refer.py data/quickstart \
-        --splits train=1600 val=80 testA=20 testB=20
+        --splits train=1280 val=80 testA=20 testB=20
 
 Then train with ``data_root='data/synthetic'`` like on RefCOCO.
 """
@@ -35,7 +35,7 @@ def parse_args(argv=None):
         nargs='+',
         default=None,
         metavar='SPLIT=N',
-        help='explicit images per split, e.g. train=1600 val=80 testA=20 '
+        help='explicit images per split, e.g. train=1280 val=80 testA=20 '
         'testB=20 (instead of --num-images)')
     parser.add_argument(
         '--image-size',
