@@ -14,6 +14,7 @@ Then train with ``data_root='data/synthetic'`` like on RefCOCO.
 """
 import argparse
 import json
+from typing import Dict, Sequence
 
 import mmris  # noqa: F401  (compat first)
 from mmris.datasets.refcoco import REFER_DATASETS
@@ -58,7 +59,8 @@ def parse_args(argv=None):
     return args
 
 
-def _parse_splits(parser: argparse.ArgumentParser, items) -> dict:
+def _parse_splits(parser: argparse.ArgumentParser,
+                  items: Sequence[str]) -> Dict[str, int]:
     counts = {}
     for item in items:
         name, sep, value = item.partition('=')
