@@ -7,7 +7,7 @@ from mmseg.structures import SegDataSample
 
 import mmris  # noqa: F401
 from mmris.evaluation import (PR_NAMES, PR_THRESHOLDS, RISMetric,
-                              compute_iou_stats)
+                              compute_iou_stats, ris_metrics_from_stats)
 
 KEYS = {'mIoU', 'oIoU', 'Pr@50', 'Pr@60', 'Pr@70', 'Pr@80', 'Pr@90'}
 
@@ -59,6 +59,36 @@ def test_thresholds_are_float32():
     assert PR_THRESHOLDS.dtype == np.float32
     assert float(PR_THRESHOLDS[1]) == pytest.approx(
         0.6000000238418579, abs=1e-12)
+
+
+def test_thresholds_equal_official_torch_arange():
+    """The official Pr@X loop is ``for thres in torch.arange(0.5, 1.0, 0.1)``
+    (kkakkkka/ETRIS, engine/engine.py); numpy's float32 arange accumulates
+    differently (0.7000000477, 0.9000000954)."""
+    official = torch.arange(0.5, 1.0, 0.1)
+    assert official.dtype == torch.float32
+    assert PR_THRESHOLDS.tolist() == official.tolist()
+    assert PR_THRESHOLDS.tolist() == [
+        0.5, 0.6000000238418579, 0.699999988079071, 0.800000011920929,
+        0.8999999761581421
+    ]
+
+
+@pytest.mark.parametrize('inter,union,name', [(63, 90, 'Pr@70'),
+                                              (90, 100, 'Pr@90')])
+def test_iou_just_above_official_threshold_counts(inter, union, name):
+    """I/U = 0.7 (0.9) exactly: IoU = I / (U + 1e-6) lies between the
+    official float32 threshold 0.6999999881 (0.8999999762) and numpy's
+    0.7000000477 (0.9000000954); the official code counts it."""
+    metrics = ris_metrics_from_stats([inter], [union])
+    assert metrics[name] == 100.0
+    iou = torch.tensor([inter / (union + 1e-6)], dtype=torch.float64)
+    official = {
+        f'Pr@{int(round(float(t) * 100))}': float((iou > t).float().mean()) *
+        100
+        for t in torch.arange(0.5, 1.0, 0.1)
+    }
+    assert {k: metrics[k] for k in PR_NAMES} == official
 
 
 def test_iou_stats():

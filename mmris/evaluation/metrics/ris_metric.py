@@ -10,8 +10,11 @@ from mmengine.logging import MMLogger, print_log
 from mmseg.registry import METRICS
 
 #: Pr@X thresholds exactly as the official ``torch.arange(0.5, 1.0, 0.1)``
-#: (float32: 0.5, 0.6000000238, 0.6999999881, 0.8000000119, 0.8999999762).
-PR_THRESHOLDS = np.arange(0.5, 1.0, 0.1, dtype=np.float32)
+#: (kkakkkka/ETRIS, engine/engine.py; float32: 0.5, 0.6000000238,
+#: 0.6999999881, 0.8000000119, 0.8999999762). ``np.arange`` with float32
+#: accumulates differently (0.7000000477, 0.9000000954), which would reject a
+#: sentence with I/U = 0.7 or 0.9 that the official code counts.
+PR_THRESHOLDS = torch.arange(0.5, 1.0, 0.1, dtype=torch.float32).numpy()
 PR_NAMES = tuple(f'Pr@{int(round(t * 100))}' for t in PR_THRESHOLDS)
 IOU_EPS = 1e-6
 
