@@ -61,21 +61,48 @@ def make_batch(batch: int, size: int, length: int, train: bool) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('config')
-    parser.add_argument('--mode', choices=['train', 'infer'], default='train')
-    parser.add_argument('--batch', type=int, default=16)
-    parser.add_argument('--iters', type=int, default=30)
-    parser.add_argument('--warmup', type=int, default=10)
+    parser.add_argument('config', help='model config file path')
     parser.add_argument(
-        '--amp', choices=['bf16', 'fp16', 'fp32'], default='fp32')
+        '--mode',
+        choices=['train', 'infer'],
+        default='train',
+        help='train: time whole optimizer steps (forward, loss, backward, '
+        'update); infer: time test-mode forward passes (default: train)')
+    parser.add_argument(
+        '--batch', type=int, default=16, help='images per step (default: 16)')
+    parser.add_argument(
+        '--iters',
+        type=int,
+        default=30,
+        help='timed steps; the median is reported (default: 30)')
+    parser.add_argument(
+        '--warmup',
+        type=int,
+        default=10,
+        help='untimed steps before timing (default: 10)')
+    parser.add_argument(
+        '--amp',
+        choices=['bf16', 'fp16', 'fp32'],
+        default='fp32',
+        help='autocast dtype; fp16 trains with a GradScaler as the official '
+        'code (default: fp32)')
     parser.add_argument(
         '--peak-tflops',
         type=float,
         default=None,
         help='peak dense matmul rate of the device for the fraction '
         '(default: 790 for bf16/fp16 on GPU, none on CPU)')
-    parser.add_argument('--device', default=None)
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument(
+        '--device',
+        default=None,
+        help="torch device, e.g. 'cpu' or 'cuda:0' (default: cuda when "
+        'available, else cpu)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value pairs (e.g. '
+        'model.backbone.with_cp=True)')
     args = parser.parse_args()
 
     cfg = Config.fromfile(args.config)

@@ -26,10 +26,23 @@ from mmris.datasets.synthetic import make_synthetic_refer
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('config')
-    parser.add_argument('--data-root', default=None)
-    parser.add_argument('--samples', type=int, default=300)
-    parser.add_argument('--num-images', type=int, default=120)
+    parser.add_argument(
+        'config', help='config whose training pipeline is measured')
+    parser.add_argument(
+        '--data-root',
+        default=None,
+        help='REFER-format data root to read (default: a temporary '
+        'synthetic root of --num-images 480x640 images)')
+    parser.add_argument(
+        '--samples',
+        type=int,
+        default=300,
+        help='samples to load and transform (default: 300)')
+    parser.add_argument(
+        '--num-images',
+        type=int,
+        default=120,
+        help='images of the temporary synthetic root (default: 120)')
     args = parser.parse_args()
     cv2.setNumThreads(0)  # as in MMEngine's data-loader workers
     cfg = Config.fromfile(args.config)

@@ -21,9 +21,16 @@ from mmris.utils import count_parameters, format_parameter_table
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('config')
-    parser.add_argument('--json', action='store_true', help='print JSON')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('config', help='model config file path')
+    parser.add_argument(
+        '--json',
+        action='store_true',
+        help='print the counts as JSON instead of a table')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value pairs')
     args = parser.parse_args()
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
