@@ -50,14 +50,57 @@ def _text_layout(text: str, width: int,
     return lines, scale, thickness, line_h
 
 
-def draw_text_banner(image: np.ndarray, text: str,
-                     max_lines: int = 4) -> np.ndarray:
-    """Write ``text`` in white on a dark translucent banner at the top.
+def _ascii(text: str) -> str:
+    # OpenCV's Hershey font has ASCII glyphs only
+    return text.encode('ascii', 'replace').decode('ascii')
+
+
+def count_caption_lines(text: str, width: int, height: int) -> int:
+    """Number of lines :func:`draw_caption` needs for ``text`` under an
+    image of ``width`` x ``height`` pixels."""
+    return len(_text_layout(_ascii(text), width, height)[0]) if text else 0
+
+
+def draw_caption(image: np.ndarray,
+                 text: str,
+                 num_lines: Optional[int] = None) -> np.ndarray:
+    """Append a caption strip with ``text`` below ``image``.
+
+    The image itself is left whole (nothing of it is covered): the text is
+    written in white on a dark strip of its own under the picture.
 
     Args:
         image (np.ndarray): RGB uint8 (h, w, 3); not modified.
-        text (str): Text to write (wrapped to the image width; OpenCV's
-            Hershey font, so non-ASCII characters print as '?').
+        text (str): Caption (wrapped to the image width; OpenCV's Hershey
+            font, so non-ASCII characters print as '?').
+        num_lines (int, optional): Height of the strip in lines, at least
+            the lines ``text`` needs; pass the same value to the panels of
+            one picture so their strips line up. Defaults to None (as many
+            as ``text`` needs).
+
+    Returns:
+        np.ndarray: RGB uint8 (h + strip height, w, 3).
+    """
+    h, w = image.shape[:2]
+    lines, scale, thick, line_h = _text_layout(_ascii(text), w, h)
+    num_lines = max(len(lines), num_lines or 0)
+    strip = np.full((line_h * num_lines + 6, w, 3), 32, np.uint8)
+    for i, line in enumerate(lines):
+        y = 3 + line_h * (i + 1) - max(2, line_h // 4)
+        cv2.putText(strip, line, (3, y), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), thick, cv2.LINE_AA)
+    return np.concatenate([image, strip], axis=0)
+
+
+def draw_text_banner(image: np.ndarray,
+                     text: str,
+                     max_lines: int = 4) -> np.ndarray:
+    """Write ``text`` in white on a dark translucent banner at the top
+    (covers the top of the image; :func:`draw_caption` does not).
+
+    Args:
+        image (np.ndarray): RGB uint8 (h, w, 3); not modified.
+        text (str): Text to write (wrapped to the image width).
         max_lines (int): Lines kept at most (the last one ends in '...').
             Defaults to 4.
 
@@ -68,8 +111,7 @@ def draw_text_banner(image: np.ndarray, text: str,
     h, w = out.shape[:2]
     if not text:
         return out
-    text = text.encode('ascii', 'replace').decode('ascii')
-    lines, scale, thick, line_h = _text_layout(text, w, h)
+    lines, scale, thick, line_h = _text_layout(_ascii(text), w, h)
     if len(lines) > max_lines:
         lines = lines[:max_lines]
         lines[-1] = lines[-1][:max(1, len(lines[-1]) - 3)] + '...'
@@ -88,8 +130,9 @@ def draw_referring_mask(image: np.ndarray,
                         color: Sequence[int] = PRED_COLOR,
                         alpha: float = 0.5,
                         contour: bool = True,
-                        text: Optional[str] = None) -> np.ndarray:
-    """Tint the mask region of ``image``, outline it and write ``text``.
+                        text: Optional[str] = None,
+                        caption_lines: Optional[int] = None) -> np.ndarray:
+    """Tint the mask region of ``image``, outline it and caption it.
 
     Args:
         image (np.ndarray): RGB uint8 (h, w, 3); not modified.
@@ -97,12 +140,17 @@ def draw_referring_mask(image: np.ndarray,
             (1, h, w) at the image resolution (non-zero = object).
         color (Sequence[int]): RGB tint. Defaults to :data:`PRED_COLOR`.
         alpha (float): Tint opacity in [0, 1]. Defaults to 0.5.
-        contour (bool): Draw the mask outline in ``color``. Defaults to True.
-        text (str, optional): Written on a banner at the top (see
-            :func:`draw_text_banner`). Defaults to None.
+        contour (bool): Draw the mask outline in ``color`` (on a dark halo).
+            Defaults to True.
+        text (str, optional): Written on a caption strip below the image
+            (see :func:`draw_caption`), so no pixel of the image is hidden.
+            Defaults to None (no strip).
+        caption_lines (int, optional): Strip height in lines (see
+            :func:`draw_caption`). Defaults to None.
 
     Returns:
-        np.ndarray: The overlay, RGB uint8, same shape as ``image``.
+        np.ndarray: The overlay, RGB uint8: (h, w, 3) without ``text``,
+        (h + strip height, w, 3) with it.
     """
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f'image must be (h, w, 3), got {image.shape}')
@@ -117,15 +165,29 @@ def draw_referring_mask(image: np.ndarray,
     if contour and mask.any():
         contours, _ = cv2.findContours(
             mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        thickness = max(1, int(round(min(h, w) / 250)))
+        thickness = max(2, int(round(min(h, w) / 200)))
         # dark halo under the coloured line: visible on any background
         cv2.drawContours(out, contours, -1, (0, 0, 0), thickness + 1,
                          cv2.LINE_AA)
         cv2.drawContours(out, contours, -1, tuple(int(c) for c in color),
                          thickness, cv2.LINE_AA)
     if text:
-        out = draw_text_banner(out, text)
+        out = draw_caption(out, text, caption_lines)
     return out
+
+
+def upscale_to(image: np.ndarray, min_size: int) -> Tuple[np.ndarray, float]:
+    """Scale ``image`` up (bilinear) so its shorter side is ``min_size``.
+
+    Returns:
+        tuple: The (possibly) enlarged image and the factor (>= 1).
+    """
+    h, w = image.shape[:2]
+    factor = max(1.0, min_size / max(1, min(h, w)))
+    if factor == 1.0:
+        return image, factor
+    size = (int(round(w * factor)), int(round(h * factor)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR), factor
 
 
 @VISUALIZERS.register_module()
@@ -133,10 +195,13 @@ class RISLocalVisualizer(SegLocalVisualizer):
     """Visualizer of referring segmentation samples.
 
     :meth:`add_datasample` draws the ground truth (green, left) and the
-    prediction (blue, right) of one sentence side by side, each tinted
-    and outlined, with the sentence written on both panels and the
-    prediction's IoU on the right one. The picture goes to every visual
-    backend (``LocalVisBackend``, ``TensorboardVisBackend``, ...) or to
+    prediction (blue, right) of one sentence side by side. Each panel is
+    the whole image, scaled up to ``min_size`` when it is smaller, with
+    the mask outlined and lightly tinted (the object's own colour stays
+    visible, which matters for sentences about colour), and a caption strip
+    below it (the sentence; the IoU on the prediction's), both strips of the
+    same height. The picture goes to every visual backend
+    (``LocalVisBackend``, ``TensorboardVisBackend``, ...) or to
     ``out_file``, so it works in testing, validation and stand-alone.
 
     Args:
@@ -145,7 +210,10 @@ class RISLocalVisualizer(SegLocalVisualizer):
         vis_backends (list, optional): Visual backend configs.
             Defaults to None.
         save_dir (str, optional): Save dir of the backends. Defaults to None.
-        alpha (float): Tint opacity. Defaults to 0.5.
+        alpha (float): Tint opacity. Defaults to 0.3 (light: the outline
+            marks the mask, the tint only hints at it).
+        min_size (int): Images whose shorter side is smaller are scaled up
+            to it (masks with nearest neighbours). Defaults to 320.
         gt_color (Sequence[int]): Ground-truth RGB tint.
             Defaults to (40, 200, 60).
         pred_color (Sequence[int]): Prediction RGB tint.
@@ -158,7 +226,8 @@ class RISLocalVisualizer(SegLocalVisualizer):
                  image: Optional[np.ndarray] = None,
                  vis_backends: Optional[List[dict]] = None,
                  save_dir: Optional[str] = None,
-                 alpha: float = 0.5,
+                 alpha: float = 0.3,
+                 min_size: int = 320,
                  gt_color: Sequence[int] = GT_COLOR,
                  pred_color: Sequence[int] = PRED_COLOR,
                  **kwargs) -> None:
@@ -171,6 +240,9 @@ class RISLocalVisualizer(SegLocalVisualizer):
             save_dir=save_dir,
             alpha=alpha,
             **kwargs)
+        if min_size < 1:
+            raise ValueError(f'min_size must be >= 1, got {min_size}')
+        self.min_size = int(min_size)
         self.gt_color = tuple(int(c) for c in gt_color)
         self.pred_color = tuple(int(c) for c in pred_color)
 
@@ -200,37 +272,46 @@ class RISLocalVisualizer(SegLocalVisualizer):
             draw_pred (bool): Draw the prediction panel. Defaults to True.
 
         Returns:
-            np.ndarray: (h, w * panels, 3), or the bare image when there is
-            nothing to draw.
+            np.ndarray: ``(H + caption, W * panels + 2 * (panels - 1), 3)``
+            where ``(H, W)`` is the image scaled up to ``min_size``, or the
+            bare image when there is nothing to draw.
         """
         text = data_sample.metainfo.get('text', '')
-        panels = []
+        panels = []  # (mask, colour, caption)
         if draw_gt and 'gt_sem_seg' in data_sample:
-            panels.append(
-                draw_referring_mask(
-                    image,
-                    data_sample.gt_sem_seg,
-                    self.gt_color,
-                    self.alpha,
-                    text=f'GT: {text}'))
+            panels.append((data_sample.gt_sem_seg, self.gt_color,
+                           f'GT: {text}'))
         if draw_pred and 'pred_sem_seg' in data_sample:
             iou = self.sample_iou(data_sample)
-            label = f'pred: {text}'
-            if iou is not None:
-                label = f'IoU {iou * 100:.1f} | {text}'
-            panels.append(
-                draw_referring_mask(
-                    image,
-                    data_sample.pred_sem_seg,
-                    self.pred_color,
-                    self.alpha,
-                    text=label))
+            caption = f'pred: {text}' if iou is None else \
+                f'pred (IoU {iou * 100:.1f}): {text}'
+            panels.append((data_sample.pred_sem_seg, self.pred_color,
+                           caption))
         if not panels:
             return image
-        if len(panels) > 1:  # thin white separator
-            sep = np.full((image.shape[0], 2, 3), 255, np.uint8)
-            panels = [panels[0], sep] + panels[1:]
-        return np.concatenate(panels, axis=1)
+        h, w = image.shape[:2]
+        big, _ = upscale_to(image, self.min_size)
+        size = (big.shape[1], big.shape[0])
+        lines = max(
+            count_caption_lines(caption, *size) for _, _, caption in panels)
+        drawn = []
+        for mask, color, caption in panels:
+            mask = _as_mask(mask, (h, w)).astype(np.uint8)
+            if size != (w, h):
+                mask = cv2.resize(
+                    mask, size, interpolation=cv2.INTER_NEAREST)
+            drawn.append(
+                draw_referring_mask(
+                    big,
+                    mask,
+                    color,
+                    self.alpha,
+                    text=caption,
+                    caption_lines=lines))
+        if len(drawn) > 1:  # thin white separator
+            sep = np.full((drawn[0].shape[0], 2, 3), 255, np.uint8)
+            drawn = [drawn[0], sep] + drawn[1:]
+        return np.concatenate(drawn, axis=1)
 
     @master_only
     def add_datasample(self,

@@ -49,13 +49,14 @@ def test_demo_overlay(synthetic_root, tmp_path):
     src = cv2.cvtColor(cv2.imread(image), cv2.COLOR_BGR2RGB).astype(float)
     overlay = cv2.imread(files[0])
     assert overlay is not None and overlay.dtype == np.uint8
-    assert overlay.shape == src.shape
-    overlay = cv2.cvtColor(overlay, cv2.COLOR_BGR2RGB).astype(float)
-    # rows below the sentence banner; erode to skip the contour line (which
-    # runs along the image border where the mask touches it)
-    body = np.zeros_like(mask)
-    body[src.shape[0] // 2:] = True
-    kernel = np.ones((7, 7))
+    # the input image, then the sentence on a caption strip below it
+    h = src.shape[0]
+    assert overlay.shape[1:] == src.shape[1:] and overlay.shape[0] > h
+    overlay = cv2.cvtColor(overlay[:h], cv2.COLOR_BGR2RGB).astype(float)
+    # erode to skip the contour line (which runs along the image border
+    # where the mask touches it); no row is covered by text
+    body = np.ones_like(mask)
+    kernel = np.ones((11, 11))
     inner = cv2.erode(
         mask.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT,
         borderValue=0) > 0

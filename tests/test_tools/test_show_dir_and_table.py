@@ -50,7 +50,13 @@ def test_show_dir(synthetic_root, tmp_path):
         osp.join(synthetic_root, 'images', 'train2014', stem + '.jpg'))
     drawn = cv2.imread(files[0])
     h, w = src.shape[:2]
-    assert drawn.shape == (h, 2 * w + 2, 3)  # GT | separator | prediction
+    # GT | separator | prediction, scaled up to a 320 px short side, the
+    # sentence on a caption strip below (not over the image)
+    scale = max(1.0, 320 / min(h, w))
+    big_h, big_w = int(round(h * scale)), int(round(w * scale))
+    assert drawn.shape[1] == 2 * big_w + 2 and drawn.shape[0] > big_h
+    strip = drawn[big_h:]
+    assert (strip == 32).mean() > 0.5 and (strip > 200).any()
 
 
 def test_benchmark_table(synthetic_root, tmp_path):

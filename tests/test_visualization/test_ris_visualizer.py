@@ -28,13 +28,17 @@ def test_draw_referring_mask():
     mask = np.zeros((60, 80), bool)
     mask[30:50, 10:40] = True
     out = draw_referring_mask(img, mask, alpha=0.5, text='the red circle')
-    assert out.shape == img.shape and out.dtype == np.uint8
+    # the caption goes on a strip below: the image keeps its size and rows
+    assert out.shape[1:] == img.shape[1:] and out.shape[0] > img.shape[0]
+    assert out.dtype == np.uint8
     assert np.array_equal(img, np.full((60, 80, 3), 100, np.uint8))
     inner = out[35:45, 15:35].reshape(-1, 3).astype(float)
     expected = (np.array([100.] * 3) + np.array(PRED_COLOR)) / 2
     assert np.abs(inner.mean(0) - expected).max() < 2
-    assert (out[55:, 60:] == 100).all()  # untouched background
-    assert (out[:8].astype(int) < 100).any()  # dark text banner
+    assert (out[:25].astype(int) == 100).all()  # nothing drawn over the top
+    assert (out[55:60, 60:] == 100).all()  # untouched background
+    assert (out[60:].astype(int) < 100).any()  # dark caption strip
+    assert draw_referring_mask(img, mask).shape == img.shape  # no text
     # contour: pixels just around the mask changed, tensor (1, h, w) works
     out2 = draw_referring_mask(img, torch.from_numpy(mask[None]),
                                contour=True)
@@ -61,14 +65,15 @@ def test_ris_local_visualizer_backends(tmp_path):
     assert vis.sample_iou(ds) == pytest.approx(20 * 20 / (20 * 30), 1e-4)
     img = np.full((60, 80, 3), 120, np.uint8)
     drawn = vis.draw_sample(img, ds)
-    assert drawn.shape == (60, 162, 3)
+    # scaled up to a 320 px short side, two panels, captions below
+    assert drawn.shape[1] == 2 * 427 + 2 and drawn.shape[0] > 320
     vis.add_datasample('test_x', img, ds, step=3)
     files = glob.glob(str(tmp_path / 'vis_data' / 'vis_image' / '*.png'))
     assert [osp.basename(f) for f in files] == ['test_x_3.png']
     out_file = str(tmp_path / 'one.png')
     vis.add_datasample('x', img, ds, draw_gt=False, out_file=out_file)
     import cv2
-    assert cv2.imread(out_file).shape == (60, 80, 3)
+    assert cv2.imread(out_file).shape[:2] == (drawn.shape[0], 427)
 
 
 def test_tensorboard_backend(tmp_path):
@@ -88,3 +93,36 @@ def test_sample_name():
     assert sample_name(_sample(), 'val') == 'val_COCO_1_ref3_sent7'
     ds = SegDataSample(metainfo=dict(img_path='x y/b c.png', sample_idx=4))
     assert sample_name(ds) == 'test_b_c_idx4'
+
+
+def test_show_picture_layout():
+    """Captions outside the image, small images scaled up, the object's
+    colour visible under the GT tint, same layout for GT and prediction."""
+    from mmris.visualization import RISLocalVisualizer
+    vis = RISLocalVisualizer(name='ris_vis_layout')
+    img = np.full((60, 80, 3), 128, np.uint8)
+    img[30:50, 10:40] = (200, 30, 30)  # a red object
+    long = 'the red rectangle at the bottom left of the picture, ' * 2
+    ds = _sample(text=long)
+    drawn = vis.draw_sample(img, ds)
+    factor = 320 / 60
+    big_h, big_w = 320, int(round(80 * factor))
+    gt, pred = drawn[:, :big_w], drawn[:, big_w + 2:]
+    assert gt.shape == pred.shape  # same layout, same caption height
+    assert drawn.shape[0] > big_h
+    # no text over the image: the rows above the object are the image
+    assert (gt[:int(29 * factor) - 4] == 128).all()
+    assert (pred[:int(29 * factor) - 4] == 128).all()
+    # the caption strips hold the text (dark strip with white glyphs)
+    for panel in (gt, pred):
+        strip = panel[big_h:]
+        assert (strip == 32).mean() > 0.5 and (strip > 200).any()
+    # inside the GT mask the object stays red under the green tint
+    inner = gt[int(35 * factor):int(45 * factor),
+               int(15 * factor):int(35 * factor)].reshape(-1, 3)
+    assert (inner[:, 0] > inner[:, 1]).all()
+    assert (inner[:, 0] > inner[:, 2]).all()
+    # an image at least min_size keeps its size
+    big = np.zeros((400, 500, 3), np.uint8)
+    ds_big = _sample(h=400, w=500)
+    assert vis.draw_sample(big, ds_big).shape[1] == 2 * 500 + 2
