@@ -27,16 +27,16 @@ All RefCOCODataset instances share the same ``metainfo`` so the wrapper
 accepts them. Note that the three datasets share COCO train2014 images, so
 train images of one are evaluation images of another (a known caveat).
 """
-import contextlib
-import io
 import os.path as osp
-import pickle
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.dataset import BaseDataset
 from mmseg.registry import DATASETS
+
+from .refer_io import AnnotationFileError, load_json, load_refer_pickle
+from .transforms.loading import inspect_segmentation
 
 #: Official number of referred objects per split, keyed by
 #: ``(dataset, split_by)`` (RIS-SPEC A.6, hard-coded in the official code).
@@ -56,6 +56,13 @@ REFER_DATASETS: Dict[str, Tuple[str, str]] = {
     'refcocog_google': ('refcocog', 'google'),
     'refcocog_g': ('refcocog', 'google'),
 }
+
+#: Keys every ref / image / annotation must have (checked at load time).
+REF_KEYS = ('ref_id', 'ann_id', 'split')
+IMAGE_KEYS = ('id', 'file_name', 'height', 'width')
+ANN_KEYS = ('id', 'image_id', 'segmentation')
+#: Degenerate annotations spelled out in the load-time warning.
+MAX_LISTED = 5
 
 SPLIT_BYS = ('unc', 'umd', 'google')
 MODES = ('train', 'test', 'val_first')
@@ -85,46 +92,86 @@ def refer_paths(data_root: str, dataset: str,
 
 
 def load_refs(refs_file: str) -> List[dict]:
-    """Load a REFER ``refs(*).p`` pickle (Python 2 pickles supported).
+    """Load a REFER ``refs(*).p`` pickle safely (Python 2 pickles too).
+
+    The pickle is read by :func:`~mmris.datasets.refer_io.load_refer_pickle`
+    (every pickled global refused, Python 2 strings decoded as UTF-8) and
+    must be a list of dicts with ``ref_id``, ``ann_id`` and ``split``.
 
     Args:
         refs_file (str): Path of the pickle.
 
     Returns:
         list[dict]: The refs.
+
+    Raises:
+        FileNotFoundError: If the file is missing.
+        AnnotationFileError: If it is corrupt or not a list of refs.
+        RefusedGlobalError: If it pickles any global (class or function).
     """
     if not osp.isfile(refs_file):
         raise FileNotFoundError(
             f'REFER refs file not found: {refs_file}. {LAYOUT_HINT}')
-    with open(refs_file, 'rb') as f:
-        try:
-            refs = pickle.load(f)
-        except UnicodeDecodeError:
-            f.seek(0)
-            refs = pickle.load(f, encoding='latin1')
+    refs = load_refer_pickle(refs_file)
     if not isinstance(refs, list):
-        raise TypeError(f'{refs_file} should hold a list of refs, got '
-                        f'{type(refs)}')
+        raise AnnotationFileError(
+            f'{refs_file} should hold a list of refs, got '
+            f'{type(refs).__name__}')
+    for k, ref in enumerate(refs):
+        missing = ([] if not isinstance(ref, dict) else
+                   [key for key in REF_KEYS if key not in ref])
+        if not isinstance(ref, dict) or missing:
+            what = (f'is a {type(ref).__name__}' if not isinstance(
+                ref, dict) else f'has no {", ".join(map(repr, missing))}')
+            raise AnnotationFileError(
+                f'{refs_file}: ref {k} {what}; every ref must be a dict with '
+                f'{", ".join(map(repr, REF_KEYS))}')
     return refs
 
 
 def load_instances(instances_file: str) -> Tuple[dict, dict, dict]:
-    """Load a COCO-format ``instances.json`` with pycocotools (quietly).
+    """Load a COCO-format ``instances.json``, indexed by id.
 
     Args:
         instances_file (str): Path of the json file.
 
     Returns:
         tuple[dict, dict, dict]: images, annotations and categories indexed
-        by id.
+        by id (as pycocotools' ``COCO.imgs``, ``anns``, ``cats``).
+
+    Raises:
+        FileNotFoundError: If the file is missing.
+        AnnotationFileError: If it is corrupt (e.g. truncated) or lacks the
+            ``images`` / ``annotations`` lists or their needed keys.
     """
     if not osp.isfile(instances_file):
         raise FileNotFoundError(
             f'COCO instances file not found: {instances_file}. {LAYOUT_HINT}')
-    from pycocotools.coco import COCO
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO(instances_file)
-    return coco.imgs, coco.anns, coco.cats
+    data = load_json(instances_file)
+    if not isinstance(data, dict):
+        raise AnnotationFileError(
+            f'{instances_file} should hold a COCO dict with "images" and '
+            f'"annotations", got a {type(data).__name__}')
+    indexed = []
+    for field, keys in (('images', IMAGE_KEYS), ('annotations', ANN_KEYS),
+                        ('categories', ('id', ))):
+        items = data.get(field, [] if field == 'categories' else None)
+        if not isinstance(items, list):
+            raise AnnotationFileError(
+                f'{instances_file} has no "{field}" list (COCO format '
+                'expected)')
+        index = {}
+        for k, item in enumerate(items):
+            missing = ([] if not isinstance(item, dict) else
+                       [key for key in keys if key not in item])
+            if not isinstance(item, dict) or missing:
+                raise AnnotationFileError(
+                    f'{instances_file}: {field}[{k}] lacks '
+                    f'{", ".join(map(repr, missing or keys))}')
+            index[item['id']] = item
+        indexed.append(index)
+    imgs, anns, cats = indexed
+    return imgs, anns, cats
 
 
 def _sent_text(sent: dict) -> str:
@@ -168,6 +215,14 @@ class RefCOCODataset(BaseDataset):
         skip_missing_ann (bool): Skip (with a warning) refs whose ``ann_id``
             is absent from ``instances.json`` instead of raising.
             Defaults to False.
+        skip_empty_masks (bool, optional): Skip refs whose annotation
+            rasterises to an empty mask (empty segmentation, only polygons
+            with < 3 points or no area). Degenerate annotations are always
+            listed in a warning (ref id, ann id, problem). Defaults to None:
+            skip them in ``'train'`` mode (never train on an empty target),
+            keep them in the evaluation modes, where they score IoU 0 as in
+            the official evaluation, so that the sentence count is the
+            official one.
         img_size (int, optional): Network input size, handed to
             ``LetterboxAffine`` (as ``input_size``) when the transform sets
             none. Defaults to None.
@@ -196,6 +251,7 @@ class RefCOCODataset(BaseDataset):
                  mode: str = 'train',
                  img_prefix: str = 'images/train2014',
                  skip_missing_ann: bool = False,
+                 skip_empty_masks: Optional[bool] = None,
                  img_size: Optional[int] = None,
                  word_len: Optional[int] = None,
                  pipeline: Sequence = (),
@@ -216,6 +272,8 @@ class RefCOCODataset(BaseDataset):
         self.split = split
         self.mode = mode
         self.skip_missing_ann = skip_missing_ann
+        self.skip_empty_masks = (mode == 'train' if skip_empty_masks is None
+                                 else bool(skip_empty_masks))
         self.img_size = img_size
         self.word_len = word_len
         if test_mode is None:
@@ -253,6 +311,9 @@ class RefCOCODataset(BaseDataset):
 
         data_list = []
         n_missing = 0
+        degenerate: List[str] = []
+        n_empty = 0
+        checked: Dict[int, Tuple[List[str], int]] = {}
         for ref in split_refs:
             ref_id, ann_id = ref['ref_id'], ref['ann_id']
             ann = anns.get(ann_id)
@@ -276,6 +337,16 @@ class RefCOCODataset(BaseDataset):
             if not sentences:
                 warnings.warn(f'ref_id {ref_id} has no sentence; skipped')
                 continue
+            if ann_id not in checked:
+                checked[ann_id] = self._inspect(ref_id, ann, img)
+            problems, area = checked[ann_id]
+            if problems:
+                degenerate.append(f'ref_id {ref_id} ann_id {ann_id}: ' +
+                                  ', '.join(problems))
+            if area == 0:
+                n_empty += 1
+                if self.skip_empty_masks:
+                    continue
             base = dict(
                 img_path=osp.join(img_dir, img['file_name']),
                 ref_id=ref_id,
@@ -305,7 +376,42 @@ class RefCOCODataset(BaseDataset):
             warnings.warn(f'{n_missing} refs of split {self.split!r} refer to '
                           f'annotations absent from {self.instances_file}; '
                           'skipped')
+        if degenerate:
+            self._warn_degenerate(degenerate, n_empty)
         return data_list
+
+    def _inspect(self, ref_id: int, ann: dict,
+                 img: dict) -> Tuple[List[str], int]:
+        """Problems and pixel count of the annotation of ``ref_id``."""
+        try:
+            problems, area = inspect_segmentation(ann['segmentation'],
+                                                  img['height'], img['width'])
+        except (TypeError, ValueError) as err:
+            raise AnnotationFileError(
+                f'{self.instances_file}: the segmentation of ann_id '
+                f'{ann["id"]} (ref_id {ref_id}) is malformed: {err}') from err
+        rle_size = [p for p in problems if p.startswith('RLE size')]
+        if rle_size:
+            raise AnnotationFileError(
+                f'{self.instances_file}: ann_id {ann["id"]} (ref_id {ref_id}'
+                f'): {rle_size[0]} of image_id {img["id"]}')
+        return problems, area
+
+    def _warn_degenerate(self, degenerate: List[str], n_empty: int) -> None:
+        listed = '; '.join(degenerate[:MAX_LISTED])
+        more = (f' (and {len(degenerate) - MAX_LISTED} more; '
+                'tools/dataset_converters/check_refer_root.py lists all)'
+                if len(degenerate) > MAX_LISTED else '')
+        if not n_empty:
+            fate = ''
+        elif self.skip_empty_masks:
+            fate = f' {n_empty} of them have an empty mask and were skipped.'
+        else:
+            fate = (f' {n_empty} of them have an empty mask and are kept '
+                    '(they score IoU 0; skip_empty_masks=True skips them).')
+        warnings.warn(
+            f'{len(degenerate)} refs of split {self.split!r} have degenerate '
+            f'annotations in {self.instances_file}: {listed}{more}.{fate}')
 
     def set_sentence_epoch(self, epoch: int, seed: Optional[int]) -> None:
         """Key the training sentence draw by ``(seed, epoch, idx)``.

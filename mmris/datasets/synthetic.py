@@ -22,8 +22,9 @@ import json
 import os
 import os.path as osp
 import pickle
+import struct
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -188,6 +189,89 @@ def _render(rng: np.random.Generator, h: int,
             shift=4)
     img = img + rng.normal(0, 6, size=img.shape)
     return np.clip(np.round(img), 0, 255).astype(np.uint8), objs
+
+
+def python2_pickle_dumps(obj: Any, protocol: int = 2) -> bytes:
+    """Pickle ``obj`` byte for byte as Python 2's ``cPickle`` would.
+
+    The original REFER ``refs(*).p`` files were written by Python 2, whose
+    ``str`` is a byte string: ``bytes`` values here are written as Python 2
+    ``str`` (``STRING`` in protocol 0, ``SHORT_BINSTRING`` / ``BINSTRING``
+    in protocol 2), ``str`` values as Python 2 ``unicode`` (``UNICODE`` /
+    ``BINUNICODE``). Python 3's pickler cannot do this: it pickles ``bytes``
+    as a call of ``_codecs.encode`` below protocol 3. No memo is written.
+
+    Args:
+        obj (Any): Nested dicts, lists, tuples, bytes, str, int, float,
+            bool and None.
+        protocol (int): 0 or 2. Defaults to 2.
+
+    Returns:
+        bytes: The pickle.
+    """
+    if protocol not in (0, 2):
+        raise ValueError(f'protocol must be 0 or 2, got {protocol!r}')
+    out = [b'\x80\x02'] if protocol == 2 else []
+
+    def put(value: Any) -> None:
+        if value is None:
+            out.append(b'N')
+        elif isinstance(value, bool):
+            out.append((b'\x88' if value else b'\x89') if protocol else
+                       (b'I01\n' if value else b'I00\n'))
+        elif isinstance(value, int):
+            if protocol == 0:
+                out.append(b'I%d\n' % value if -2**31 <= value < 2**31 else
+                           b'L%dL\n' % value)
+            elif 0 <= value < 256:
+                out.append(b'K' + bytes([value]))
+            elif -2**31 <= value < 2**31:
+                out.append(b'J' + struct.pack('<i', value))
+            else:
+                raw = value.to_bytes((value.bit_length() + 8) // 8, 'little',
+                                     signed=True)
+                out.append(b'\x8a' + bytes([len(raw)]) + raw)
+        elif isinstance(value, float):
+            out.append(b'G' + struct.pack('>d', value) if protocol else
+                       b'F' + repr(value).encode('ascii') + b'\n')
+        elif isinstance(value, bytes):
+            if protocol == 0:
+                out.append(b'S' + repr(value)[1:].encode('ascii') + b'\n')
+            elif len(value) < 256:
+                out.append(b'U' + bytes([len(value)]) + value)
+            else:
+                out.append(b'T' + struct.pack('<i', len(value)) + value)
+        elif isinstance(value, str):
+            if protocol == 0:
+                escaped = value.replace('\\', '\\u005c').replace(
+                    '\n', '\\u000a')
+                out.append(b'V' + escaped.encode('raw-unicode-escape') +
+                           b'\n')
+            else:
+                raw = value.encode('utf-8')
+                out.append(b'X' + struct.pack('<I', len(raw)) + raw)
+        elif isinstance(value, (list, dict, tuple)):
+            if isinstance(value, tuple):
+                out.append(b'(')
+                for item in value:
+                    put(item)
+                out.append(b't')
+                return
+            is_dict = isinstance(value, dict)
+            out.append((b'}' if is_dict else b']') if protocol else
+                       (b'(d' if is_dict else b'(l'))
+            for item in (value.items() if is_dict else value):
+                for part in (item if is_dict else (item, )):
+                    put(part)
+                out.append(b's' if is_dict else b'a')
+        else:
+            raise TypeError('python2_pickle_dumps supports dict, list, '
+                            'tuple, bytes, str, int, float, bool and None, '
+                            f'got {type(value).__name__}')
+
+    put(obj)
+    out.append(b'.')
+    return b''.join(out)
 
 
 def make_synthetic_refer(root: str,

@@ -147,7 +147,12 @@ def test_python2_pickle_latin1(synthetic_root, tmp_path):
     with pytest.raises(UnicodeDecodeError):
         pickle.loads(raw)
     root = _copy_root_with_refs(synthetic_root, tmp_path, raw=raw)
-    ds = RefCOCODataset(root, split='val', mode='val_first')
+    ref = next(r for r in refs if r['split'] == 'val'
+               and r['sentences'][0]['sent'] == sent)
+    # not valid UTF-8: decoded as latin-1, with a warning naming the ref
+    with pytest.warns(UserWarning, match=f"ref_id={ref['ref_id']}.*sent_id="
+                      f"{ref['sentences'][0]['sent_id']} key 'sent'"):
+        ds = RefCOCODataset(root, split='val', mode='val_first')
     texts = [ds.get_data_info(i)['text'] for i in range(len(ds))]
     assert sent + ' café' in texts
 

@@ -1,7 +1,7 @@
 # Copyright (c) mmris contributors. All rights reserved.
 """Image and referred-mask loading for referring image segmentation."""
 import warnings
-from typing import Optional
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import mmengine.fileio as fileio
@@ -41,18 +41,39 @@ def decode_segmentation(segmentation, height: int, width: int) -> np.ndarray:
     return (decoded > 0).astype(np.uint8)
 
 
+def _polygons(segmentation: Sequence) -> List[List[float]]:
+    """The polygons pycocotools rasterises: >= 3 points, even length.
+
+    A polygon with fewer than 6 coordinates is dropped (pycocotools would
+    take one of 4 for a box), an odd trailing coordinate is cut (as
+    pycocotools does).
+    """
+    polys = []
+    for poly in segmentation:
+        if not isinstance(poly, (list, tuple)):
+            raise TypeError('each polygon must be a list of coordinates '
+                            f'[x1, y1, x2, y2, ...], got {poly!r:.60}')
+        if len(poly) >= 6:
+            polys.append([float(v) for v in poly[:len(poly) // 2 * 2]])
+    return polys
+
+
+def _rle(mask_utils, segmentation: dict, height: int, width: int) -> dict:
+    if isinstance(segmentation.get('counts'), list):
+        return mask_utils.frPyObjects(segmentation, height, width)
+    rle = dict(segmentation)
+    if isinstance(rle.get('counts'), str):
+        rle['counts'] = rle['counts'].encode('ascii')
+    return rle
+
+
 def _decode(mask_utils, segmentation, height: int,
             width: int) -> Optional[np.ndarray]:
     if isinstance(segmentation, dict):
-        if isinstance(segmentation.get('counts'), list):
-            rle = mask_utils.frPyObjects(segmentation, height, width)
-        else:
-            rle = dict(segmentation)
-            if isinstance(rle['counts'], str):
-                rle['counts'] = rle['counts'].encode('ascii')
-        return mask_utils.decode(rle)
+        return mask_utils.decode(
+            _rle(mask_utils, segmentation, height, width))
     if isinstance(segmentation, (list, tuple)):
-        polys = [list(map(float, p)) for p in segmentation if len(p) >= 6]
+        polys = _polygons(segmentation)
         if not polys:
             return None
         rles = mask_utils.frPyObjects(polys, height, width)
@@ -63,18 +84,106 @@ def _decode(mask_utils, segmentation, height: int,
                     f'got {type(segmentation)}')
 
 
+def inspect_segmentation(segmentation, height: int,
+                         width: int) -> Tuple[List[str], int]:
+    """Problems of a COCO ``segmentation`` and the pixel count of its mask.
+
+    Reports what :func:`decode_segmentation` would silently drop or
+    truncate: an empty list, a polygon with fewer than 3 points, an odd
+    number of coordinates, a polygon covering no pixel (zero area or
+    sub-pixel), an RLE whose ``size`` is not (height, width), and an empty
+    mask. Cheap: works on run-length encodings, decodes nothing.
+
+    Args:
+        segmentation (list | dict): Polygons or RLE, as in
+            :func:`decode_segmentation`.
+        height (int): Image height.
+        width (int): Image width.
+
+    Returns:
+        tuple[list[str], int]: The problems (empty if none) and the number
+        of foreground pixels of the decoded mask.
+
+    Raises:
+        TypeError: If ``segmentation`` is neither polygons nor an RLE dict.
+    """
+    from pycocotools import mask as mask_utils
+
+    height, width = int(height), int(width)
+    problems: List[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)
+        if isinstance(segmentation, dict):
+            size = segmentation.get('size')
+            if size is None or 'counts' not in segmentation:
+                raise TypeError('an RLE segmentation needs "size" and '
+                                f'"counts", got keys {sorted(segmentation)}')
+            if [int(v) for v in size] != [height, width]:
+                problems.append(f'RLE size {list(size)} differs from the '
+                                f'image size [{height}, {width}]')
+            area = int(
+                mask_utils.area(_rle(mask_utils, segmentation, height,
+                                     width)))
+        elif isinstance(segmentation, (list, tuple)):
+            if not segmentation:
+                problems.append('empty segmentation list')
+            polys = _polygons(segmentation)
+            for k, poly in enumerate(segmentation):
+                if len(poly) < 6:
+                    problems.append(f'polygon {k} has {len(poly)} '
+                                    'coordinates (fewer than 3 points): '
+                                    'ignored')
+                elif len(poly) % 2:
+                    problems.append(f'polygon {k} has an odd number of '
+                                    f'coordinates ({len(poly)}): the last '
+                                    'one is ignored')
+            area = 0
+            if polys:
+                rles = mask_utils.frPyObjects(polys, height, width)
+                kept = [k for k, p in enumerate(segmentation) if len(p) >= 6]
+                for k, part in zip(kept, mask_utils.area(rles)):
+                    if int(part) == 0:
+                        problems.append(f'polygon {k} covers no pixel '
+                                        '(zero or sub-pixel area)')
+                area = int(mask_utils.area(mask_utils.merge(rles)))
+        else:
+            raise TypeError('segmentation must be polygons (list) or RLE '
+                            f'(dict), got {type(segmentation).__name__}')
+    if area == 0:
+        problems.append('the mask is empty')
+    return problems, area
+
+
 @TRANSFORMS.register_module()
 class LoadRefImage(BaseTransform):
     """Load an image as RGB uint8 (H, W, 3).
 
-    The bytes are decoded with OpenCV ``IMREAD_COLOR`` exactly as the official
-    RIS code (so EXIF orientation is applied, grayscale is replicated to three
-    channels, an alpha channel is dropped and 16-bit images are scaled to
-    8 bit), then converted from BGR to RGB.
+    The bytes are decoded with OpenCV ``IMREAD_COLOR`` as the official RIS
+    code (``cv2.imdecode(..., cv2.IMREAD_COLOR)`` in jiaqihuang01/DETRIS,
+    utils/dataset.py, the same in kkakkkka/ETRIS): grayscale is replicated
+    to three channels, an alpha channel is dropped and 16-bit images are
+    scaled to 8 bit; then BGR is converted to RGB.
+
+    EXIF orientation. OpenCV (>= 3.1) rotates a JPEG according to its EXIF
+    ``Orientation`` tag, but COCO annotations (polygons, RLE, ``height`` /
+    ``width`` of ``instances.json``) are in the stored pixel order of the
+    file: they were drawn in browsers, which ignored the tag until 2020.
+    So by default (``ignore_orientation=None``) the tag is ignored for an
+    annotated sample (``results`` holds ``height`` and ``width``, as
+    :class:`RefCOCODataset` provides), keeping image and mask aligned, and
+    applied for a free image (inference on a photo). For the COCO images
+    without the tag this is exactly the official decoding; the official code
+    rotates tagged ones and thus misaligns their masks.
+
+    Image size. When ``results`` holds the annotation's ``height`` and
+    ``width``, the decoded image must have that size (a resized or rotated
+    copy would silently misalign the target, and fail only at evaluation);
+    otherwise a ``ValueError`` names the file, the ref and both sizes.
 
     Required Keys:
 
     - img_path
+    - height, width (optional: annotation image size)
 
     Added Keys:
 
@@ -83,16 +192,24 @@ class LoadRefImage(BaseTransform):
     - ori_shape (tuple): (H, W)
 
     Args:
-        ignore_orientation (bool): Ignore the EXIF orientation tag.
-            Defaults to False (official behaviour).
+        ignore_orientation (bool, optional): Ignore the EXIF orientation
+            tag (True), apply it (False), or decide per sample (None: ignore
+            it for annotated samples). Defaults to None.
+        check_size (bool): Check the decoded size against ``height`` /
+            ``width`` when present. Defaults to True.
         backend_args (dict, optional): Arguments of the mmengine file backend.
             Defaults to None.
     """
 
     def __init__(self,
-                 ignore_orientation: bool = False,
+                 ignore_orientation: Optional[bool] = None,
+                 check_size: bool = True,
                  backend_args: Optional[dict] = None) -> None:
+        if ignore_orientation not in (None, True, False):
+            raise TypeError('ignore_orientation must be None, True or False, '
+                            f'got {ignore_orientation!r}')
         self.ignore_orientation = ignore_orientation
+        self.check_size = check_size
         self.backend_args = backend_args.copy() if backend_args else None
 
     def transform(self, results: dict) -> dict:
@@ -103,23 +220,44 @@ class LoadRefImage(BaseTransform):
             raise FileNotFoundError(f'Image file not found: {filename}') from e
         except OSError as e:
             raise OSError(f'Cannot read image file {filename}: {e}') from e
+        annotated = 'height' in results and 'width' in results
+        ignore = (annotated if self.ignore_orientation is None else
+                  self.ignore_orientation)
         flags = cv2.IMREAD_COLOR
-        if self.ignore_orientation:
+        if ignore:
             flags |= cv2.IMREAD_IGNORE_ORIENTATION
         buf = np.frombuffer(img_bytes, dtype=np.uint8)
         img = cv2.imdecode(buf, flags) if buf.size else None
         if img is None:
             raise OSError(f'Cannot decode image file {filename} (corrupt or '
                           'unsupported format)')
+        if annotated and self.check_size:
+            self._check_size(results, img.shape[:2])
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
         results['img'] = img
         results['img_shape'] = img.shape[:2]
         results['ori_shape'] = img.shape[:2]
         return results
 
+    @staticmethod
+    def _check_size(results: dict, shape: Tuple[int, int]) -> None:
+        expected = (int(results['height']), int(results['width']))
+        if tuple(shape) == expected:
+            return
+        ids = ', '.join(f'{k} {results[k]}'
+                        for k in ('ref_id', 'ann_id', 'image_id')
+                        if k in results)
+        raise ValueError(
+            f'Image {results["img_path"]} ({ids or "no ref"}) decodes to '
+            f'{shape[0]}x{shape[1]} (height x width) but its annotation '
+            f'(instances.json height/width) is {expected[0]}x{expected[1]}: '
+            'the mask would not be aligned with the image. Use the original '
+            'COCO file, not a resized or rotated copy (EXIF orientation is '
+            'ignored for annotated images; see LoadRefImage).')
+
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(ignore_orientation='
-                f'{self.ignore_orientation}, '
+                f'{self.ignore_orientation}, check_size={self.check_size}, '
                 f'backend_args={self.backend_args})')
 
 
