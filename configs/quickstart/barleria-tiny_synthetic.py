@@ -36,6 +36,9 @@ model = dict(
             type='Intertwiner', d_txt=width, d_img=width, hidden=16),
         out_indices=(1, 2),
         side_indices=(0, 1, 2, 3),
+        # trained from scratch here: keep "!" (BPE id 0) visible to the
+        # decoder (the paper configs use the official 'zero_id')
+        pad_mask_mode='after_eot',
         trainable=('.*', )),
     neck=dict(
         type='RISNeck',

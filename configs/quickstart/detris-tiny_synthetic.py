@@ -42,6 +42,9 @@ model = dict(
             scale=0.2,
             input='residual'),
         out_indices=(1, 2),
+        # trained from scratch here: keep "!" (BPE id 0) visible to the
+        # decoder (the paper configs use the official 'zero_id')
+        pad_mask_mode='after_eot',
         trainable=()),
     neck=dict(
         type='RISNeck',

@@ -41,6 +41,9 @@ model = dict(
             nhead=4),
         bridge_after=(1, 2, 3),
         out_indices=(1, 2),
+        # trained from scratch here: keep "!" (BPE id 0) visible to the
+        # decoder (the paper configs use the official 'zero_id')
+        pad_mask_mode='after_eot',
         trainable=('.*', )),
     neck=dict(
         type='RISNeck',

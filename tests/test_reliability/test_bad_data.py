@@ -197,7 +197,7 @@ def test_exclamation_id0_is_not_padding(tmp_path, tiny_model):
     eot = int((ids == EOT_TOKEN_ID).nonzero()[0, 0])
     zero_inside = (ids[:eot] == 0).nonzero()[:, 0].tolist()
     assert zero_inside, ids  # id 0 inside the sentence
-    mask = text_padding_mask(ids[None])[0]
+    mask = text_padding_mask(ids[None], 'after_eot')[0]
     assert not mask[:eot + 1].any() and mask[eot + 1:].all()
     assert (ids[None] == 0)[0, zero_inside].all()  # what the official masks
 

@@ -32,7 +32,15 @@ model = dict(
         out_indices=(3, 7),
         # CLIP blocks feeding the side network (C.5, FUSION_MAP).
         side_indices=(0, 3, 6, 9),
-        # Both positional tables train, as in the official code (C.1).
+        # (no BatchNorm in the frozen towers: norm_eval has no effect)
+        norm_eval=False,
+        # Decoder padding mask of the official code: ids == 0 (kkakkkka/ETRIS,
+        # model/segmenter.py). BPE id 0 is "!", so a "!" inside a sentence is
+        # masked too; 'after_eot' masks only the positions after EOT (use it
+        # for models trained with it, not with official checkpoints).
+        pad_mask_mode='zero_id',
+        # Both positional tables train, as in the official code
+        # (NastrondAd/BarLeRIa, model/segmenter.py).
         trainable=('positional_embedding', )),
     neck=dict(
         type='RISNeck',

@@ -36,6 +36,13 @@ model = dict(
             scale=0.2,
             input='residual'),
         out_indices=(4, 8),  # raw block outputs; the head map is norm(x)
+        # (no BatchNorm in the frozen towers: norm_eval has no effect)
+        norm_eval=False,
+        # Decoder padding mask of the official code: ids == 0 (kkakkkka/ETRIS,
+        # model/segmenter.py). BPE id 0 is "!", so a "!" inside a sentence is
+        # masked too; 'after_eot' masks only the positions after EOT (use it
+        # for models trained with it, not with official checkpoints).
+        pad_mask_mode='zero_id',
         trainable=()),  # the text positional table is frozen in DETRIS
     neck=dict(
         type='RISNeck',

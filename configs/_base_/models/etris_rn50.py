@@ -24,6 +24,17 @@ model = dict(
             strides=(2, 1, 2)),
         bridge_after=(0, 1, 2),
         out_indices=(0, 1),
+        # Official training (kkakkkka/ETRIS, engine/engine.py: model.train()):
+        # the frozen ResNet BatchNorms (and the random attnpool.connect BN)
+        # normalise with batch statistics and update their running
+        # statistics. norm_eval=True keeps them in eval mode instead (the
+        # *-fixbn configs); it changes training, not the architecture.
+        norm_eval=False,
+        # Decoder padding mask of the official code: ids == 0 (kkakkkka/ETRIS,
+        # model/segmenter.py). BPE id 0 is "!", so a "!" inside a sentence is
+        # masked too; 'after_eot' masks only the positions after EOT (use it
+        # for models trained with it, not with official checkpoints).
+        pad_mask_mode='zero_id',
         trainable=('positional_embedding', )),
     neck=dict(
         type='RISNeck',

@@ -22,7 +22,15 @@ model = dict(
             type='BridgerViT', d_img=(768, 768, 768), d_model=64, nhead=8),
         bridge_after=(3, 7, 11),
         out_indices=(3, 7),
-        # ETRIS also trains both positional tables (RIS-SPEC B.1, H.13).
+        # (no BatchNorm in the frozen towers: norm_eval has no effect)
+        norm_eval=False,
+        # Decoder padding mask of the official code: ids == 0 (kkakkkka/ETRIS,
+        # model/segmenter.py). BPE id 0 is "!", so a "!" inside a sentence is
+        # masked too; 'after_eot' masks only the positions after EOT (use it
+        # for models trained with it, not with official checkpoints).
+        pad_mask_mode='zero_id',
+        # ETRIS also trains both positional tables, as the official code
+        # (kkakkkka/ETRIS, model/segmenter.py).
         trainable=('positional_embedding', )),
     neck=dict(
         type='RISNeck',

@@ -53,15 +53,20 @@ class EncoderOutput:
     side: List[Tensor] = field(default_factory=list)  #: maps at side_indices
 
 
-def text_padding_mask(ids: Tensor, mode: str = 'after_eot') -> Tensor:
-    """Padding mask of CLIP token ids.
+def text_padding_mask(ids: Tensor, mode: str = 'zero_id') -> Tensor:
+    """Padding mask of CLIP token ids (True = padding).
 
     Args:
         ids (Tensor): (B, L) token ids.
-        mode (str): 'after_eot' masks the positions after the EOT token (the
-            largest id), which is robust to "!" (BPE id 0) inside a sentence;
-            'zero_id' reproduces the official ``ids == 0`` (RIS-SPEC H.6).
-            Defaults to 'after_eot'.
+        mode (str): 'zero_id' is the official rule ``ids == 0`` of ETRIS,
+            BarLeRIa and DETRIS (kkakkkka/ETRIS, model/segmenter.py:
+            ``pad_mask = torch.zeros_like(text).masked_fill_(text == 0,
+            1).bool()``). BPE id 0 is the symbol "!", so a "!" inside a
+            sentence is masked as if it were padding. 'after_eot' masks
+            only the positions after the EOT token (the largest id), which
+            keeps such words visible to the decoder; models trained with
+            one rule should be evaluated with the same one.
+            Defaults to 'zero_id'.
     """
     if mode == 'zero_id':
         return ids == 0
@@ -102,12 +107,21 @@ class AdaptedEncoderPair(BaseModule):
         side_indices (Sequence[int]): Visual units whose patch maps are also
             returned in ``EncoderOutput.side``. Defaults to ().
         trainable (Sequence[str]): Regexes of encoder parameter names that
-            stay trainable (e.g. 'positional_embedding'). Adapters attached
-            through the hooks are always trainable. Defaults to ().
-        norm_eval (bool): Keep the frozen encoders' BatchNorm layers in eval
-            mode during training. Defaults to True.
+            stay trainable (e.g. 'positional_embedding'). Parameters an
+            encoder declares unused (``unused_parameters``, e.g. CLIP's
+            ``logit_scale``) stay frozen even if they match, so that every
+            trainable parameter gets a gradient. Adapters attached through
+            the hooks are always trainable. Defaults to ().
+        norm_eval (bool): Keep the BatchNorm layers of the frozen encoders
+            (all parameters frozen) in eval mode during training, so their
+            running statistics stay the pretrained ones. False is the
+            official behaviour: the official training scripts call
+            ``model.train()`` on the whole model, so the frozen CLIP ResNet
+            BatchNorms normalise with batch statistics and their running
+            statistics drift (kkakkkka/ETRIS, train.py / engine/engine.py).
+            Defaults to False.
         pad_mask_mode (str): See :func:`text_padding_mask`.
-            Defaults to 'after_eot'.
+            Defaults to 'zero_id' (official).
         with_cp (bool): Gradient checkpointing of the frozen attention and
             FFN branches of every block (less memory, some recomputation;
             same results). Defaults to False.
@@ -129,8 +143,8 @@ class AdaptedEncoderPair(BaseModule):
                  out_indices: Sequence[int] = (),
                  side_indices: Sequence[int] = (),
                  trainable: Sequence[str] = (),
-                 norm_eval: bool = True,
-                 pad_mask_mode: str = 'after_eot',
+                 norm_eval: bool = False,
+                 pad_mask_mode: str = 'zero_id',
                  with_cp: bool = False,
                  init_cfg: OptConfigType = None):
         super().__init__(init_cfg=init_cfg)
@@ -188,8 +202,7 @@ class AdaptedEncoderPair(BaseModule):
     def _freeze_encoders(self) -> None:
         patterns = [re.compile(p) for p in self.trainable]
         for tower in (self.visual, self.text):
-            for name, param in tower.named_parameters():
-                param.requires_grad = any(p.search(name) for p in patterns)
+            tower.freeze(patterns)
 
     @staticmethod
     def _attach_adapters(encoder: nn.Module, cfg: OptConfigType,

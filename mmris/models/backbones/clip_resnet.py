@@ -18,8 +18,9 @@ class CRISAttentionPool2d(AttentionPool2d):
 
     ``out = ReLU(MHA(x + pos) + connect(x))`` over the h*w tokens (no class
     token), with the pretrained 7x7 table (class row dropped) bicubically
-    resized to (h, w) on every call (RIS-SPEC A.1.3). ``connect`` (1x1 conv +
-    BN) is not part of the OpenAI weights.
+    resized to (h, w) on every call, as CRIS / ETRIS (kkakkkka/ETRIS,
+    model/clip.py, ``AttentionPool2d``). ``connect`` (1x1 conv + BN) is not
+    part of the OpenAI weights.
 
     Args:
         spacial_dim (int): Side of the pretrained positional grid.
@@ -73,9 +74,16 @@ class CLIPModifiedResNet(VisualEncoder):
         width (int): Stem width. Defaults to 64.
         image_size (int): Pretraining resolution, sets the 7x7 pool table.
             Defaults to 224.
-        pretrained (str, optional): Local OpenAI checkpoint. Defaults to None.
+        pretrained (str, optional): Local OpenAI checkpoint; its ``visual.*``
+            entries must match every key of the network except the
+            ``attnpool.connect`` branch. Defaults to None.
         init_cfg (dict, optional): Defaults to None.
     """
+
+    #: The CRIS branch is not part of the OpenAI weights: the official code
+    #: loads them with strict=False and keeps ``connect`` randomly
+    #: initialised (kkakkkka/ETRIS, model/clip.py).
+    not_in_pretrained = ('attnpool.connect.', )
 
     def __init__(self,
                  layers: Sequence[int] = (3, 4, 6, 3),
@@ -106,13 +114,7 @@ class CLIPModifiedResNet(VisualEncoder):
         if self.pretrained is None:
             return super().init_weights()
         state = sub_state_dict(load_clip_state_dict(self.pretrained), 'visual.')
-        missing, unexpected = self.load_state_dict(state, strict=False)
-        # Only the CRIS branch is absent from OpenAI weights (RIS-SPEC A.1.3).
-        missing = [k for k in missing if not k.startswith('attnpool.connect.')]
-        if missing or unexpected:
-            raise KeyError(f'"{self.pretrained}" does not match CLIP '
-                           f'ModifiedResNet: missing {missing}, unexpected '
-                           f'{unexpected}')
+        self.load_pretrained_state_dict(state, self.pretrained)
 
     def embed(self, img: Tensor) -> Tuple[Tensor, Optional[tuple]]:
         x = img.to(self.conv1.weight.dtype)

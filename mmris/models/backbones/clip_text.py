@@ -16,7 +16,8 @@ from .clip_checkpoint import load_clip_state_dict
 
 @MODELS.register_module()
 class CLIPTextTransformer(TextEncoder):
-    """The OpenAI CLIP text encoder with the RIS semantics (RIS-SPEC A.1).
+    """The OpenAI CLIP text encoder with the RIS semantics of the official
+    ETRIS / BarLeRIa / DETRIS code (kkakkkka/ETRIS, model/clip.py).
 
     The positional table keeps its 77 rows and is sliced to the input length
     L; the causal mask is built for L; word features are the ``ln_final``
@@ -30,9 +31,15 @@ class CLIPTextTransformer(TextEncoder):
         heads (int): Defaults to 8.
         layers (int): Defaults to 12.
         embed_dim (int): Width of the sentence feature. Defaults to 512.
-        pretrained (str, optional): Local OpenAI checkpoint. Defaults to None.
+        pretrained (str, optional): Local OpenAI checkpoint. Its ``visual.*``
+            entries are ignored; every other entry must match a key of the
+            tower (adapters attached to the blocks excepted).
+            Defaults to None.
         init_cfg (dict, optional): Defaults to None.
     """
+
+    #: CLIP's contrastive temperature: in the file, unused by RIS models.
+    unused_parameters = ('logit_scale', )
 
     def __init__(self,
                  context_length: int = 77,
@@ -75,11 +82,14 @@ class CLIPTextTransformer(TextEncoder):
         return self.transformer.resblocks
 
     def init_weights(self) -> None:
+        """Load the text-tower tensors of ``pretrained`` (every key of the
+        file except ``visual.*``) strictly into the tower's own keys; the
+        attached adapters keep their initialisation."""
         if self.pretrained is None:
             return super().init_weights()
         state = load_clip_state_dict(self.pretrained)
         own = {k: v for k, v in state.items() if not k.startswith('visual.')}
-        self.load_state_dict(own, strict=True)
+        self.load_pretrained_state_dict(own, self.pretrained)
 
     def causal_mask(self, length: int, device: torch.device) -> Tensor:
         key = (length, device)

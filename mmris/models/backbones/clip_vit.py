@@ -20,8 +20,10 @@ class CLIPVisionTransformer(VisualEncoder):
 
     The positional table is built for ``img_size`` and, when pretrained
     weights of another resolution are loaded, resized once with bicubic
-    interpolation (RIS-SPEC A.1.2); inputs of any other size are handled by
-    resizing on the fly.
+    interpolation (``align_corners=False``, class row kept), as the
+    official ``build_model(state_dict, txt_length, new_resolution)``
+    (kkakkkka/ETRIS, model/clip.py); inputs of any other size are handled
+    by resizing on the fly.
 
     Args:
         img_size (int): Input resolution the table is built for.
@@ -32,7 +34,10 @@ class CLIPVisionTransformer(VisualEncoder):
         heads (int): Defaults to 12.
         output_dim (int): Width after ``proj``. Defaults to 512.
         pretrained (str, optional): Local OpenAI checkpoint (TorchScript
-            archive or state dict) holding ``visual.*`` keys. Defaults to None.
+            archive or state dict); its ``visual.*`` entries are loaded
+            strictly into the tower's own keys (shortcut flows or adapters
+            attached to the blocks keep their initialisation).
+            Defaults to None.
         init_cfg (dict, optional): Defaults to None.
     """
 
@@ -73,9 +78,10 @@ class CLIPVisionTransformer(VisualEncoder):
             return super().init_weights()
         state = sub_state_dict(load_clip_state_dict(self.pretrained), 'visual.')
         grid = int(round((self.positional_embedding.shape[0] - 1)**0.5))
-        state['positional_embedding'] = resize_pos_embed(
-            state['positional_embedding'], (grid, grid))
-        self.load_state_dict(state, strict=True)
+        if 'positional_embedding' in state:
+            state['positional_embedding'] = resize_pos_embed(
+                state['positional_embedding'], (grid, grid))
+        self.load_pretrained_state_dict(state, self.pretrained)
 
     def embed(self, img: Tensor) -> Tuple[Tensor, Tuple[int, int]]:
         x = self.conv1(img.to(self.conv1.weight.dtype))

@@ -1,6 +1,6 @@
 # Copyright (c) mmris contributors. All rights reserved.
 """DINOv2 ViT with register tokens (Meta layout) as a steppable frozen
-encoder (RIS-SPEC D.1, D.2).
+encoder, the DETRIS visual backbone (jiaqihuang01/DETRIS, model/dinov2/).
 
 Parameter names follow Meta's checkpoints (``dinov2_vit{s,b,l,g}14_reg4_
 pretrain.pth``): ``cls_token``, ``pos_embed``, ``register_tokens``,
@@ -23,9 +23,6 @@ from torch import Tensor
 from mmris.compat import safe_torch_load
 from .base_block import AdaptableBlock
 from .base_encoder import VisualEncoder
-
-_HOOKS = ('adapter', 'flow', 'flow2')
-
 
 def interpolate_pos_embed(pos_embed: Tensor,
                           grid: Tuple[int, int],
@@ -320,6 +317,9 @@ class DINOv2(VisualEncoder):
         init_cfg (dict, optional): Defaults to None.
     """
 
+    #: Meta's masked-image-modelling token: in the file, unused here.
+    unused_parameters = ('mask_token', )
+
     arch_zoo: Dict[str, dict] = {
         **dict.fromkeys(['s', 'small', 'vit-s'],
                         dict(embed_dims=384, num_layers=12, num_heads=6,
@@ -410,25 +410,24 @@ class DINOv2(VisualEncoder):
                     nn.init.zeros_(m.bias)
 
     # -- weights --------------------------------------------------------------
-    def _hook_prefixes(self) -> Tuple[str, ...]:
-        """State-dict prefixes of modules attached through block hooks."""
-        prefixes = []
-        for i, block in enumerate(self.blocks):
-            prefixes += [
-                f'blocks.{i}.{name}.' for name in _HOOKS
-                if getattr(block, name, None) is not None
-            ]
-        return tuple(prefixes)
+    def load_meta_state_dict(self,
+                             state: Dict[str, Tensor],
+                             source: Optional[str] = None) -> None:
+        """Load a Meta-format DINOv2 state dict strictly into the encoder's
+        own keys (adapters/shortcuts attached to the blocks excluded; they
+        keep their initialisation).
 
-    def load_meta_state_dict(self, state: Dict[str, Tensor]) -> None:
-        """Load a Meta-format DINOv2 state dict strictly.
-
-        Keys of attached adapters/shortcuts may be absent; every other key
-        must match. A positional table of another grid is resized to
-        this model's table (bicubic).
+        A positional table of another grid is resized to this model's table
+        (bicubic, DINOv2's ``interpolate_pos_encoding`` without offset).
 
         Args:
             state (dict): Meta key names (a ``dinov2.`` prefix is stripped).
+            source (str, optional): Where ``state`` comes from, for error
+                messages. Defaults to None = ``pretrained``.
+
+        Raises:
+            RuntimeError: Naming ``source`` and the missing, unexpected or
+                shape-mismatched keys.
         """
         if any(k.startswith('dinov2.') for k in state):
             state = {
@@ -441,13 +440,8 @@ class DINOv2(VisualEncoder):
             side = int(math.sqrt(self.pos_embed.shape[1] - 1))
             state['pos_embed'] = interpolate_pos_embed(
                 pos, (side, side), offset=0.0)
-        hooks = self._hook_prefixes()
-        missing, unexpected = self.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not (hooks and k.startswith(hooks))]
-        if missing or unexpected:
-            raise RuntimeError(
-                'Error(s) in loading the DINOv2 state dict: '
-                f'missing keys {missing}, unexpected keys {unexpected}')
+        self.load_pretrained_state_dict(
+            state, source or self.pretrained or 'the DINOv2 state dict')
 
     def init_weights(self) -> None:
         if self.pretrained is None:

@@ -202,21 +202,30 @@ def test_freezing_rule_and_one_optimizer_step():
         assert changed == (n in trainable), n
 
 
-def test_norm_eval_keeps_frozen_bn_in_eval():
+def test_frozen_bn_trains_by_default_norm_eval_keeps_it_in_eval():
+    """Default = official (``model.train()`` on everything); norm_eval=True
+    keeps the frozen BatchNorms in eval mode and their statistics fixed."""
     vis = dict(type='CLIPModifiedResNet', layers=(1, 1, 1, 1), width=8,
                output_dim=16, heads=2)
+    img, ids = torch.randn(2, 3, 64, 64), torch.tensor([[49406, 49407]] * 2)
     pair = AdaptedEncoderPair(vis, TXT).train()
+    assert pair.visual.bn1.training and not pair.visual.bn1.weight.requires_grad
+    before = pair.visual.bn1.running_mean.clone()
+    pair(img, ids)
+    assert not torch.equal(before, pair.visual.bn1.running_mean)  # drifts
+    pair = AdaptedEncoderPair(vis, TXT, norm_eval=True).train()
     assert not pair.visual.bn1.training
-    pair = AdaptedEncoderPair(vis, TXT, norm_eval=False).train()
-    assert pair.visual.bn1.training
+    before = pair.visual.bn1.running_mean.clone()
+    pair(img, ids)
+    assert torch.equal(before, pair.visual.bn1.running_mean)
 
 
 def test_padding_mask_modes():
     ids = torch.tensor([[49406, 0, 320, 49407, 0, 0]])  # "!" is BPE id 0
-    assert text_padding_mask(ids, 'zero_id').tolist() == [[
+    assert text_padding_mask(ids).tolist() == [[  # official default
         False, True, False, False, True, True
     ]]
-    assert text_padding_mask(ids).tolist() == [[
+    assert text_padding_mask(ids, 'after_eot').tolist() == [[
         False, False, False, False, True, True
     ]]
     with pytest.raises(ValueError, match='pad_mask_mode'):
