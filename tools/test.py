@@ -31,6 +31,17 @@ def parse_args():
         default=1,
         help='with --show-dir: draw the samples of every N-th batch')
     parser.add_argument(
+        '--out',
+        help='write the raw per-sentence results (dataset, split, ref and '
+        'sentence ids, image, sentence, I, U, IoU) and the metrics to this '
+        'JSON file')
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help='not available: none of ETRIS, BarLeRIa and DETRIS evaluates '
+        'with test-time augmentation, and flipping would contradict '
+        '"left"/"right" in the sentences; the flag only says so')
+    parser.add_argument(
         '--unsafe-load',
         action='store_true',
         help='allow checkpoints with arbitrary pickled objects (runs code '
@@ -71,8 +82,30 @@ def enable_show_dir(cfg: Config, show_dir: str, interval: int = 1) -> None:
     cfg.visualizer = visualizer
 
 
+def set_out_file(cfg: Config, out_file: str) -> None:
+    """Make every ``RISMetric`` of the test evaluator write ``out_file``
+    (one evaluator: the path itself; several: ``<stem>_<i>.json``)."""
+    evaluator = cfg.get('test_evaluator')
+    metrics = evaluator if isinstance(evaluator, list) else [evaluator]
+    targets = [m for m in metrics if isinstance(m, dict)]
+    if not targets:
+        raise ValueError('--out needs a test_evaluator in the config')
+    stem = osp.splitext(out_file)[0]
+    for i, metric in enumerate(targets):
+        metric['out_file'] = (out_file if len(targets) == 1 else
+                              f'{stem}_{i}.json')
+
+
 def main():
     args = parse_args()
+    if args.tta:
+        raise SystemExit(
+            'tools/test.py: --tta is not available for referring '
+            'segmentation (no official recipe uses it; flips contradict '
+            '"left"/"right" sentences)')
+    if args.out is not None and not args.out.endswith('.json'):
+        raise SystemExit(f'tools/test.py: --out must be a .json file, got '
+                         f'{args.out!r}')
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
@@ -85,6 +118,8 @@ def main():
     cfg.load_from = None if args.checkpoint == 'none' else args.checkpoint
     if args.show_dir is not None:
         enable_show_dir(cfg, args.show_dir, args.show_interval)
+    if args.out is not None:
+        set_out_file(cfg, args.out)
 
     # RISRunner (runner_type in default_runtime): strict checkpoint loading
     runner = build_runner(cfg)

@@ -113,7 +113,7 @@ def test_metric_matches_hand_computation():
     # mixed input kinds: data samples and their dict form (Evaluator)
     metric.process({}, samples[:4])
     metric.process({}, [s.to_dict() for s in samples[4:]])
-    assert metric.results[0] == (8, 8, 0, 10)
+    assert metric.results[0][:4] == (8, 8, 0, 10)
     res = metric.evaluate(len(CASES))
     assert set(res) == KEYS
     expected = _hand_metrics(CASES)
@@ -147,3 +147,36 @@ def test_missing_gt():
     s.pred_sem_seg = PixelData(data=torch.zeros(1, 2, 2))
     with pytest.raises(KeyError, match='gt_sem_seg'):
         metric.process({}, [s])
+
+
+def test_out_file_and_split_names(tmp_path):
+    """``out_file`` holds one record per sentence with its own I, U and IoU;
+    the table names the splits."""
+    import json
+    out = tmp_path / 'raw' / 'results.json'
+    metric = RISMetric(out_file=str(out))
+    samples = []
+    for k, (i, u) in enumerate([(3, 4), (0, 5)]):
+        gt = torch.zeros(1, 2, 5, dtype=torch.uint8)
+        pred = torch.zeros_like(gt)
+        gt.view(-1)[:u] = 1  # u pixels of GT, the first i predicted
+        pred.view(-1)[:i] = 1
+        ds = SegDataSample(metainfo=dict(
+            ref_id=k, sent_id=7 + k, text=f's{k}', img_path=f'i{k}.jpg',
+            split='testA', dataset='refcoco'))
+        ds.pred_sem_seg = PixelData(data=pred)
+        ds.gt_sem_seg = PixelData(data=gt)
+        samples.append(ds)
+    metric.process({}, samples)
+    metrics = metric.compute_metrics(metric.results)
+    raw = json.load(open(out))
+    assert [(r['ref_id'], r['sent_id'], r['inter'], r['union'])
+            for r in raw['sentences']] == [(0, 7, 3, 4), (1, 8, 0, 5)]
+    assert raw['sentences'][0]['iou'] == pytest.approx(0.75)
+    assert raw['sentences'][1]['split'] == 'testA'
+    assert raw['metrics']['mIoU'] == pytest.approx(metrics['mIoU'])
+    assert metrics['mIoU'] == pytest.approx(37.5, abs=1e-4)
+    assert RISMetric.describe_splits(
+        [r for r in raw['sentences']]) == 'refcoco testA'
+    with pytest.raises(ValueError, match='json'):
+        RISMetric(out_file='x.pkl')

@@ -3,11 +3,13 @@
 the synthetic REFER data (CPU, untrained tiny model)."""
 import glob
 import json
+import re
 import os.path as osp
 import subprocess
 import sys
 
 import cv2
+import pytest
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'quickstart', 'etris-tiny_synthetic.py')
@@ -35,11 +37,26 @@ def test_show_dir(synthetic_root, tmp_path):
     show = str(tmp_path / 'show')
     proc = _run([
         osp.join(ROOT, 'tools', 'test.py'), CONFIG, 'none', '--work-dir',
-        str(tmp_path / 'work'), '--show-dir', show
+        str(tmp_path / 'work'), '--show-dir', show, '--out',
+        str(tmp_path / 'raw.json')
     ] + _options(synthetic_root))
     out = proc.stdout + proc.stderr
-    assert 'RIS results over' in out
-    num = int(out.split('RIS results over ')[1].split()[0])
+    found = re.search(r'RIS results on refcoco val over (\d+) sentences', out)
+    assert found, out[-2000:]
+    num = int(found.group(1))
+    # --out: one raw record per sentence, consistent with the printed table
+    raw = json.load(open(tmp_path / 'raw.json'))
+    records = raw['sentences']
+    assert len(records) == num
+    assert {(r['dataset'], r['split']) for r in records} == {('refcoco',
+                                                              'val')}
+    assert len({(r['ref_id'], r['sent_id']) for r in records}) == num
+    for r in records:
+        assert 0 <= r['inter'] <= r['union']
+        assert r['iou'] == pytest.approx(r['inter'] / (r['union'] + 1e-6))
+        assert r['text'] and r['img_path'].endswith('.jpg')
+    miou = 100 * sum(r['iou'] for r in records) / num
+    assert raw['metrics']['mIoU'] == pytest.approx(miou)
     files = sorted(glob.glob(osp.join(show, 'vis_data', 'vis_image',
                                       'test_*.png')))
     assert len(files) == num  # one picture per sentence

@@ -11,7 +11,7 @@ from mmseg.structures import SegDataSample
 
 DEFAULT_META_KEYS = ('img_path', 'ori_shape', 'img_shape', 'affine',
                      'inv_affine', 'scale_factor', 'text', 'ref_id', 'sent_id',
-                     'ann_id', 'image_id', 'sample_idx')
+                     'ann_id', 'image_id', 'sample_idx', 'split', 'dataset')
 
 
 @TRANSFORMS.register_module()

@@ -1,5 +1,8 @@
 # Copyright (c) mmris contributors. All rights reserved.
 """Referring image segmentation metric (RIS-SPEC A.7)."""
+import json
+import os
+import os.path as osp
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -98,13 +101,19 @@ class RISMetric(BaseMetric):
       float32 threshold X/100,
 
     all in percent. Samples padded by a distributed sampler are dropped by
-    ``BaseMetric.evaluate(size)``.
+    ``BaseMetric.evaluate(size)``. The logged table names the dataset and
+    split(s) it was computed on.
 
     Args:
         collect_device (str): 'cpu' or 'gpu'. Defaults to 'cpu'.
         prefix (str, optional): Metric name prefix. Defaults to None.
         collect_dir (str, optional): Temporary directory for collecting
             results on CPU. Defaults to None.
+        out_file (str, optional): Write the raw per-sentence results
+            (dataset, split, ref/sent ids, image, sentence, I, U, IoU) and the
+            metrics to this JSON file (``tools/test.py --out``). Written by
+            rank 0 after collection, so it holds every sentence once.
+            Defaults to None.
     """
 
     default_prefix: Optional[str] = None
@@ -112,11 +121,16 @@ class RISMetric(BaseMetric):
     def __init__(self,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
-                 collect_dir: Optional[str] = None) -> None:
+                 collect_dir: Optional[str] = None,
+                 out_file: Optional[str] = None) -> None:
         super().__init__(
             collect_device=collect_device,
             prefix=prefix,
             collect_dir=collect_dir)
+        if out_file is not None and not str(out_file).endswith('.json'):
+            raise ValueError(
+                f'out_file must be a .json path, got {out_file!r}')
+        self.out_file = out_file
 
     @staticmethod
     def _get(sample: Any, key: str, default: Any = None) -> Any:
@@ -124,8 +138,12 @@ class RISMetric(BaseMetric):
             return sample.get(key, default)
         return getattr(sample, key, default)
 
+    #: Per-sentence meta information kept for ``out_file`` and the table.
+    RECORD_KEYS = ('dataset', 'split', 'ref_id', 'sent_id', 'img_path',
+                   'text')
+
     def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
-        """Store (I, U, ref_id, sent_id) of each sample.
+        """Store (I, U, ref_id, sent_id, meta) of each sample.
 
         Args:
             data_batch (Any): Unused.
@@ -144,14 +162,16 @@ class RISMetric(BaseMetric):
             pred = self._get(pred, 'data')
             gt = self._get(gt, 'data')
             inter, union = compute_iou_stats(pred, gt)
-            self.results.append((inter, union, self._get(sample, 'ref_id'),
-                                 self._get(sample, 'sent_id')))
+            meta = {k: self._get(sample, k) for k in self.RECORD_KEYS}
+            self.results.append((inter, union, meta['ref_id'],
+                                 meta['sent_id'], meta))
 
     def compute_metrics(self, results: List[tuple]) -> Dict[str, float]:
         """Compute the metrics from the collected per-sentence results.
 
         Args:
-            results (list[tuple]): ``(I, U, ref_id, sent_id)`` per sentence.
+            results (list[tuple]): ``(I, U, ref_id, sent_id, meta)`` per
+                sentence.
 
         Returns:
             dict[str, float]: ``mIoU``, ``oIoU``, ``Pr@50`` ... ``Pr@90``.
@@ -159,11 +179,46 @@ class RISMetric(BaseMetric):
         inter = [r[0] for r in results]
         union = [r[1] for r in results]
         metrics = ris_metrics_from_stats(inter, union)
-        self._log_table(metrics, len(results))
+        metas = [r[4] if len(r) > 4 else {} for r in results]
+        self._log_table(metrics, len(results), self.describe_splits(metas))
+        if self.out_file is not None:
+            self.dump_results(self.out_file, inter, union, metas, metrics)
         return dict(metrics)
 
     @staticmethod
-    def _log_table(metrics: Dict[str, float], num: int) -> None:
+    def describe_splits(metas: Sequence[dict]) -> str:
+        """``"refcoco val"``-style names of the splits in ``metas``."""
+        names = []
+        for meta in metas:
+            parts = [meta.get('dataset'), meta.get('split')]
+            name = ' '.join(str(p) for p in parts if p is not None)
+            if name and name not in names:
+                names.append(name)
+        return ', '.join(names) or 'unnamed split'
+
+    @staticmethod
+    def dump_results(out_file: str, inter: Sequence[int],
+                     union: Sequence[int], metas: Sequence[dict],
+                     metrics: Dict[str, float]) -> None:
+        """Write the per-sentence results and the metrics as JSON."""
+        records = []
+        for i, u, meta in zip(inter, union, metas):
+            record = {k: meta.get(k) for k in RISMetric.RECORD_KEYS}
+            record.update(
+                inter=int(i), union=int(u), iou=float(i / (u + IOU_EPS)))
+            records.append(record)
+        folder = osp.dirname(osp.abspath(out_file))
+        os.makedirs(folder, exist_ok=True)
+        with open(out_file, 'w') as f:
+            json.dump(
+                dict(metrics=dict(metrics), sentences=records), f, indent=1)
+        print_log(
+            f'Per-sentence results ({len(records)}) written to {out_file}',
+            logger=MMLogger.get_current_instance())
+
+    @staticmethod
+    def _log_table(metrics: Dict[str, float], num: int,
+                   splits: str = 'unnamed split') -> None:
         try:
             from prettytable import PrettyTable
             table = PrettyTable()
@@ -173,4 +228,6 @@ class RISMetric(BaseMetric):
         except ImportError:  # pragma: no cover
             text = ' | '.join(f'{k}: {v:.2f}' for k, v in metrics.items())
         logger = MMLogger.get_current_instance()
-        print_log(f'RIS results over {num} sentences:\n' + text, logger=logger)
+        print_log(
+            f'RIS results on {splits} over {num} sentences:\n' + text,
+            logger=logger)
