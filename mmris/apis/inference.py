@@ -2,6 +2,9 @@
 """Build a referring segmentor from a config and segment images by text."""
 import copy
 import logging
+import math
+import numbers
+import warnings
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
@@ -12,7 +15,6 @@ from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
-from mmengine.runner import load_checkpoint
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
@@ -65,8 +67,16 @@ def _inference_settings(cfg: Config) -> dict:
 def init_model(config: Union[str, Path, Config],
                checkpoint: Optional[str] = None,
                device: str = 'cpu',
-               cfg_options: Optional[dict] = None) -> nn.Module:
+               cfg_options: Optional[dict] = None,
+               strict: Optional[bool] = None) -> nn.Module:
     """Build a referring segmentor from a config and load a checkpoint.
+
+    The checkpoint is read by :func:`mmris.compat.safe_torch_load`
+    (weights-only allow-list, zip CRC check) and loaded strictly, like the
+    runner's ``load_from``: a file of another config (method, width, depth)
+    raises :class:`mmris.engine.CheckpointMismatchError` listing the
+    missing, unexpected and shape-mismatched keys instead of giving a
+    partly random model.
 
     Args:
         config (str | Path | Config): Config file path or object.
@@ -77,6 +87,9 @@ def init_model(config: Union[str, Path, Config],
         device (str): Device, e.g. 'cpu' or 'cuda:0'. Defaults to 'cpu'.
         cfg_options (dict, optional): Overrides merged into the config.
             Defaults to None.
+        strict (bool, optional): Raise on any key / shape mismatch. Defaults
+            to None: the config's ``strict_load`` (True when unset).
+            ``False`` loads the matching tensors and logs the rest.
 
     Returns:
         nn.Module: The model in eval mode on ``device``, with ``model.cfg``
@@ -106,7 +119,11 @@ def init_model(config: Union[str, Path, Config],
         finally:
             logger.setLevel(level)
     else:
-        ckpt = load_checkpoint(model, str(checkpoint), map_location='cpu')
+        from mmris.engine import load_ris_checkpoint
+        if strict is None:
+            strict = bool(config.get('strict_load', True))
+        ckpt = load_ris_checkpoint(
+            model, str(checkpoint), strict=strict, map_location='cpu')
         meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
         if isinstance(meta, dict) and 'dataset_meta' in meta:
             model.dataset_meta = meta['dataset_meta']
@@ -157,19 +174,66 @@ def build_inference_pipeline(cfg: Config) -> Compose:
     return Compose(transforms)
 
 
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    """Apply the dtype rule of :func:`load_image` to an (h, w, 3) array."""
+    dtype = img.dtype
+    if dtype == np.uint8:
+        return img
+    if dtype == np.uint16:
+        return (img >> 8).astype(np.uint8)
+    if dtype == np.bool_ or not (np.issubdtype(dtype, np.integer)
+                                 or np.issubdtype(dtype, np.floating)):
+        raise TypeError(f'image array has dtype {dtype}; use uint8, uint16, '
+                        'another integer type or a float type')
+    if np.issubdtype(dtype, np.floating):
+        bad = ~np.isfinite(img)
+        if bad.any():
+            pos = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f'image array is not finite: {int(bad.sum())} '
+                             f'NaN/inf value(s), first at {pos}')
+    low, high = img.min(), img.max()
+    if low < 0 or high > 255:
+        raise ValueError(f'image array ({dtype}) values must be in [0, 255], '
+                         f'got min {low} and max {high}')
+    if np.issubdtype(dtype, np.floating):
+        if high <= 1:
+            warnings.warn(
+                'float image has all values in [0, 1], but float images are '
+                'read as 0..255; multiply it by 255 if it is a [0, 1] image')
+        img = np.round(img)
+    return img.astype(np.uint8)
+
+
 def load_image(image: ImageType, channel_order: str = 'rgb') -> dict:
     """Load ``image`` like ``LoadRefImage`` (OpenCV decoding, EXIF
     orientation applied, RGB uint8).
 
+    Pixel values, one rule for files and arrays:
+
+    * ``uint8``: as is.
+    * ``uint16`` (an array, or a 16-bit PNG / TIFF file, which OpenCV's
+      ``IMREAD_COLOR`` decodes the same way, as the dataset pipeline does):
+      the high byte, ``v >> 8``.
+    * float arrays: the 0..255 scale (no [0, 1] detection; a [0, 1] image
+      must be multiplied by 255 first, a warning says so), rounded; every
+      value must be finite and in [0, 255].
+    * other integer arrays: values must be in [0, 255].
+
     Args:
-        image (str | Path | np.ndarray): A file path, or an (h, w, 3) /
-            (h, w) uint8 array.
+        image (str | Path | np.ndarray): A file path, or an (h, w),
+            (h, w, 3) or (h, w, 4) array (alpha dropped).
         channel_order (str): Channel order of an array: 'rgb' (PIL,
             scikit-image, matplotlib) or 'bgr' (OpenCV, ``mmcv.imread``).
             Defaults to 'rgb'.
 
     Returns:
         dict: ``img``, ``img_path``, ``ori_shape`` and ``img_shape``.
+
+    Raises:
+        TypeError: For another image type or array dtype (bool, complex,
+            object).
+        ValueError: For a bad shape, NaN / inf values or values outside
+            [0, 255].
     """
     from mmris.datasets.transforms import LoadRefImage
     if isinstance(image, (str, Path)):
@@ -183,20 +247,51 @@ def load_image(image: ImageType, channel_order: str = 'rgb') -> dict:
     img = image
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
-    if img.ndim != 3 or img.shape[2] not in (3, 4):
+    if img.ndim != 3 or img.shape[2] not in (3, 4) or 0 in img.shape:
         raise ValueError(f'image array must be (h, w), (h, w, 3) or '
-                         f'(h, w, 4), got {image.shape}')
-    img = img[..., :3]
-    if img.dtype != np.uint8:
-        if np.issubdtype(img.dtype, np.floating) and img.max() <= 1.0:
-            img = img * 255.
-        img = np.clip(np.round(img), 0, 255).astype(np.uint8)
+                         f'(h, w, 4) with h, w > 0, got {image.shape}')
+    img = _to_uint8(img[..., :3])
     if channel_order == 'bgr':
         img = img[..., ::-1]
     img = np.ascontiguousarray(img)
     return dict(
         img=img, img_path=None, ori_shape=img.shape[:2],
         img_shape=img.shape[:2])
+
+
+def _check_texts(texts: Union[str, Sequence[str]]) -> List[str]:
+    """``texts`` as a list of non-empty sentences, or a clear error."""
+    if isinstance(texts, str):
+        sentences, names = [texts], ['texts']
+    elif isinstance(texts, (list, tuple)):
+        sentences = list(texts)
+        names = [f'texts[{i}]' for i in range(len(sentences))]
+        if not sentences:
+            raise ValueError('texts is empty: give at least one sentence')
+    else:
+        raise TypeError('texts must be a str or a non-empty list of '
+                        f'non-empty str, got {type(texts).__name__}')
+    for name, text in zip(names, sentences):
+        if not isinstance(text, str):
+            raise TypeError(f'{name} must be a str, got '
+                            f'{type(text).__name__}')
+        if not text.strip():
+            raise ValueError(f'{name} is an empty sentence ({text!r})')
+    return sentences
+
+
+def _check_threshold(threshold: Optional[float]) -> Optional[float]:
+    if threshold is None:
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold,
+                                                     numbers.Real):
+        raise TypeError('threshold must be a number in [0, 1], got '
+                        f'{type(threshold).__name__}')
+    threshold = float(threshold)
+    if not (math.isfinite(threshold) and 0. <= threshold <= 1.):
+        raise ValueError('threshold must be a finite probability in [0, 1], '
+                         f'got {threshold}')
+    return threshold
 
 
 @torch.no_grad()
@@ -216,12 +311,13 @@ def inference_model(
     Args:
         model (nn.Module): From :func:`init_model`.
         image (str | Path | np.ndarray): Image path or array (see
-            :func:`load_image`).
-        texts (str | Sequence[str]): One sentence or several.
-        batch_size (int): Sentences per forward pass. Defaults to 8.
+            :func:`load_image` for the dtype / value rule).
+        texts (str | list[str]): One non-empty sentence, or a non-empty
+            list (or tuple) of them.
+        batch_size (int): Sentences per forward pass (>= 1). Defaults to 8.
         threshold (float, optional): Overrides the model's
-            ``test_cfg.threshold`` (0.35) for the binary masks.
-            Defaults to None.
+            ``test_cfg.threshold`` (0.35) for the binary masks; a finite
+            value in [0, 1]. Defaults to None.
         channel_order (str): Channel order of an array image.
             Defaults to 'rgb'.
 
@@ -231,13 +327,18 @@ def inference_model(
         {0, 1}, (1, h, w), original resolution), ``seg_logits.data`` (the
         foreground probability map, float32 (1, h, w)) and the sentence in
         ``metainfo['text']``.
+
+    Raises:
+        TypeError / ValueError: For bad ``texts``, ``threshold``,
+            ``batch_size`` or image values, naming the argument.
     """
     single = isinstance(texts, str)
-    sentences = [texts] if single else list(texts)
-    if not sentences:
-        raise ValueError('texts is empty: give at least one sentence')
-    if not all(isinstance(t, str) for t in sentences):
-        raise TypeError('texts must be a str or a sequence of str')
+    sentences = _check_texts(texts)
+    threshold = _check_threshold(threshold)
+    if isinstance(batch_size, bool) or not isinstance(batch_size,
+                                                      numbers.Integral):
+        raise TypeError('batch_size must be an int, got '
+                        f'{type(batch_size).__name__}')
     if batch_size < 1:
         raise ValueError(f'batch_size must be >= 1, got {batch_size}')
     cfg = getattr(model, 'cfg', None)

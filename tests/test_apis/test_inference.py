@@ -104,3 +104,122 @@ def test_inference_model_bad_inputs(model):
         inference_model(model, _image(), 'a', batch_size=0)
     with pytest.raises(FileNotFoundError):
         inference_model(model, '/nonexistent/image.jpg', 'a')
+
+
+# --- strict checkpoint loading -----------------------------------------------
+@pytest.fixture(scope='module')
+def width_configs(tmp_path_factory):
+    """Two tiny configs of different width (32, 64) and a width-32
+    checkpoint."""
+    from mmengine.config import Config
+
+    from mmris.apis import init_model
+    from test_reliability._helpers import tiny_model_cfg
+    root = tmp_path_factory.mktemp('widths')
+    cfgs = {}
+    for width in (32, 64):
+        cfg = Config.fromfile(CONFIG)
+        cfg.model = tiny_model_cfg(width)
+        cfgs[width] = cfg
+    torch.manual_seed(0)
+    small = init_model(cfgs[32])
+    ckpt = str(root / 'tiny_w32.pth')
+    torch.save({'state_dict': small.state_dict(), 'meta': {}}, ckpt)
+    return cfgs, ckpt, small.state_dict()
+
+
+def test_init_model_refuses_checkpoint_of_another_width(width_configs):
+    from mmris.apis import init_model
+    from mmris.engine import CheckpointMismatchError
+    cfgs, ckpt, state = width_configs
+    with pytest.raises(CheckpointMismatchError) as info:
+        init_model(cfgs[64], ckpt)
+    msg = str(info.value)
+    assert f'Checkpoint "{ckpt}"' in msg
+    assert 'shape-mismatched' in msg
+    assert 'checkpoint (32,) vs model (64,)' in msg
+    assert info.value.report.mismatched and not info.value.report.missing
+    # the matching config loads every tensor
+    model = init_model(cfgs[32], ckpt)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    # explicit opt-outs: strict=False, or strict_load=False in the config
+    for kwargs in (dict(strict=False),
+                   dict(cfg_options=dict(strict_load=False))):
+        lax = init_model(cfgs[64], ckpt, **kwargs)
+        key = 'backbone.visual.conv1.weight'
+        assert lax.state_dict()[key].shape != state[key].shape
+
+
+# --- input rules ---------------------------------------------------------------
+def test_load_image_dtype_rules(tmp_path):
+    from mmris.apis import load_image
+    img = _image(20, 30)
+    # uint8: as is; other integer arrays in [0, 255]: the same picture
+    assert np.array_equal(load_image(img)['img'], img)
+    assert np.array_equal(load_image(img.astype(np.int64))['img'], img)
+    # float: 0..255, rounded; a [0, 1] image is NOT rescaled, so one value
+    # slightly above 1 changes nothing else (no data-dependent switch)
+    as_float = img.astype(np.float32)
+    assert np.array_equal(load_image(as_float)['img'], img)
+    unit = img.astype(np.float32) / 255.
+    with pytest.warns(UserWarning, match='0..255'):
+        dark = load_image(unit)['img']
+    assert dark.max() <= 1
+    bumped = unit.copy()
+    bumped[0, 0, 0] = 1.001
+    out = load_image(bumped)['img']
+    assert np.array_equal(out[1:], dark[1:]) and out[0, 0, 0] == 1
+    # uint16: the array and the same picture as a 16-bit PNG file agree
+    # (OpenCV's IMREAD_COLOR keeps the high byte: v >> 8)
+    wide = img.astype(np.uint16) * 256 + 200  # high byte = img
+    path = str(tmp_path / 'img16.png')
+    cv2.imwrite(path, cv2.cvtColor(wide, cv2.COLOR_RGB2BGR))
+    from_file = load_image(path)['img']
+    from_array = load_image(wide)['img']
+    assert np.array_equal(from_file, from_array)
+    assert np.array_equal(from_array, img)
+
+
+@pytest.mark.parametrize('bad,error,match', [
+    (np.nan, ValueError, 'image.*not finite'),
+    (np.inf, ValueError, 'image.*not finite'),
+    (-0.5, ValueError, r'image.*\[0, 255\]'),
+    (300.0, ValueError, r'image.*\[0, 255\]'),
+])
+def test_load_image_rejects_bad_float_values(bad, error, match):
+    from mmris.apis import load_image
+    img = _image(20, 30).astype(np.float64)
+    img[3, 4, 1] = bad
+    with pytest.raises(error, match=match):
+        load_image(img)
+
+
+def test_load_image_rejects_bad_integer_arrays():
+    from mmris.apis import load_image
+    img = _image(20, 30).astype(np.int32)
+    img[0, 0, 0] = 256
+    with pytest.raises(ValueError, match=r'image.*int32.*\[0, 255\]'):
+        load_image(img)
+    with pytest.raises(TypeError, match='image.*bool'):
+        load_image(np.zeros((4, 4, 3), bool))
+
+
+@pytest.mark.parametrize('threshold', [float('nan'), float('inf'), 2, -0.1])
+def test_inference_model_rejects_bad_threshold(model, threshold):
+    from mmris.apis import inference_model
+    with pytest.raises(ValueError, match=r'threshold.*\[0, 1\]'):
+        inference_model(model, _image(), 'a', threshold=threshold)
+
+
+@pytest.mark.parametrize('texts,error,match', [
+    (None, TypeError, 'texts must be a str or a non-empty list'),
+    ('', ValueError, 'texts is an empty sentence'),
+    (['the cat', '  '], ValueError, r'texts\[1\] is an empty sentence'),
+    (['the cat', None], TypeError, r'texts\[1\] must be a str'),
+    ([], ValueError, 'texts is empty'),
+])
+def test_inference_model_rejects_bad_texts(model, texts, error, match):
+    from mmris.apis import inference_model
+    with pytest.raises(error, match=match):
+        inference_model(model, _image(), texts)
