@@ -3,8 +3,8 @@
 
 The official ``train.py`` of ETRIS, BarLeRIa and DETRIS saves
 ``{'state_dict': DDP(model).state_dict(), ...}``: every key starts with
-``module.`` and the whole model is stored, frozen encoders included
-(RIS-SPEC G). mmris keeps the official names inside each component, so the
+``module.`` and the whole model is stored, frozen encoders included.
+mmris keeps the official names inside each component, so the
 conversion is a prefix table per method.
 """
 import re
@@ -52,7 +52,8 @@ KEY_MAPS: Dict[str, List[Tuple[str, str]]] = dict(
 #: converter checks equality and drops the duplicate.
 TIED_KEYS: Dict[str, List[Tuple[str, str]]] = dict(
     # BarLeRIa planar flows are stored twice: the log-det helpers share the
-    # planar tensors (RIS-SPEC H.18).
+    # planar tensors (BarLeRIa's NormalizingFlow: ``log_jacobians.k`` reuse
+    # the parameters of ``transforms.k``).
     barleria=[(r'^(.*\.flow2?)\.log_jacobians\.(\d+)\.(weight|bias|scale)$',
                r'\1.transforms.\2.\3')], )
 

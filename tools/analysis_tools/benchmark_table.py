@@ -57,9 +57,18 @@ def parse_args():
     parser.add_argument(
         '--splits', nargs='+', help='evaluate only these splits')
     parser.add_argument('--data-root', help='override the data root')
-    parser.add_argument('--batch-size', type=int, default=None)
-    parser.add_argument('--num-workers', type=int, default=0)
-    parser.add_argument('--device', default='cpu')
+    parser.add_argument(
+        '--batch-size',
+        type=int,
+        default=None,
+        help="sentences per batch (default: the config's test batch size)")
+    parser.add_argument(
+        '--num-workers',
+        type=int,
+        default=0,
+        help='data loading worker processes (default: 0, in-process)')
+    parser.add_argument(
+        '--device', default='cpu', help='e.g. cpu, cuda:0 (default: cpu)')
     parser.add_argument('--out', help='write the results as JSON here')
     parser.add_argument(
         '--print-json',
@@ -67,7 +76,11 @@ def parse_args():
         help='also print the JSON after the table')
     parser.add_argument(
         '--no-progress', action='store_true', help='hide progress bars')
-    parser.add_argument('--unsafe-load', action='store_true')
+    parser.add_argument(
+        '--unsafe-load',
+        action='store_true',
+        help='allow checkpoints with arbitrary pickled objects (runs code '
+        'from the file; only for files you trust)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',

@@ -2,7 +2,8 @@
 """Convert an official ETRIS / DETRIS checkpoint to an mmris checkpoint.
 
 The official files are ``{'state_dict': ..., 'optimizer': ..., ...}`` with
-``module.``-prefixed keys (RIS-SPEC G). Only the model weights are kept.
+``module.``-prefixed keys (``torch.save`` of the DistributedDataParallel
+model in the official ``train.py``). Only the model weights are kept.
 
 Example:
     python tools/model_converters/ris2mmris.py etris best_model.pth \
@@ -24,7 +25,10 @@ from mmris.utils import KEY_MAPS, convert_official_state_dict
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('method', choices=sorted(KEY_MAPS))
+    parser.add_argument(
+        'method',
+        choices=sorted(KEY_MAPS),
+        help='the official repository the checkpoint comes from')
     parser.add_argument('src', help='official checkpoint')
     parser.add_argument('dst', help='output mmris checkpoint')
     parser.add_argument(
@@ -33,7 +37,8 @@ def main():
     parser.add_argument(
         '--unsafe-load',
         action='store_true',
-        help='unpickle arbitrary objects (only for files you trust)')
+        help='unpickle arbitrary objects (runs code from the file; only for '
+        'files you trust)')
     args = parser.parse_args()
 
     ckpt = safe_torch_load(args.src, unsafe=args.unsafe_load or None)
