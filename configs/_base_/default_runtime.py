@@ -17,8 +17,10 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=True),
     param_scheduler=dict(type='ParamSchedulerHook'),
+    # crash-safe CheckpointHook: new file written atomically, then
+    # last_checkpoint, then the outdated / previous best files removed
     checkpoint=dict(
-        type='CheckpointHook',
+        type='RISCheckpointHook',
         by_epoch=True,
         interval=1,
         max_keep_ckpts=1,
@@ -29,9 +31,13 @@ default_hooks = dict(
     # (`tools/test.py --show-dir`), also during validation
     visualization=dict(type='RISVisualizationHook', draw=False))
 # mmris runner: strict load_from/resume (opt out: strict_load = False),
-# reproducible resume (RNG states, sentence draw keyed by seed/epoch/index)
+# exact resume (RNG states, sentence draw keyed by seed/epoch/index also in
+# persistent workers, mid-epoch skip by samples seen), atomic checkpoints,
+# --resume takes the newest checkpoint that opens and is finite
 runner_type = 'RISRunner'
-# stop with the iteration and the batch's ref/sent ids on a NaN/inf loss
+# stop with the iteration and the batch's ref/sent ids on a NaN/inf loss or
+# NaN/inf parameters after an update (checked every param_interval steps
+# and before every save: no non-finite checkpoint is written)
 custom_hooks = [
     dict(type='NonFiniteLossHook'),
     dict(type='EvalProgressBarHook'),  # progress bar over val/test batches

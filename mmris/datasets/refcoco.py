@@ -416,26 +416,37 @@ class RefCOCODataset(BaseDataset):
     def set_sentence_epoch(self, epoch: int, seed: Optional[int]) -> None:
         """Key the training sentence draw by ``(seed, epoch, idx)``.
 
-        Called by ``RISRunner`` before every training epoch. With it, the
-        sentence of each object is a deterministic function of the seed, the
-        epoch and the index when samples are loaded in the main process
-        (``num_workers=0``), so a resumed run draws exactly the sentences of
-        an uninterrupted one. Dataloader workers (possibly persistent, thus
-        holding a stale epoch) keep drawing with their ``np.random``, which
-        MMEngine seeds per worker.
+        Called by ``RISRunner`` before every training epoch; used for plain
+        ``int`` indices loaded in the main process (``num_workers=0``).
+        Indices from ``RISEpochSampler`` (``SampleKey``) carry their own seed
+        and epoch and take precedence, which is what makes the draw exact in
+        dataloader workers, persistent ones included (their copy of the
+        dataset never sees this call).
+
+        Args:
+            epoch (int): The training epoch (0-based).
+            seed (int, optional): The run's seed; None switches the keyed
+                draw off (``np.random``).
         """
         self._sentence_key = (None if seed is None else
                               (int(seed) % 2**32, int(epoch)))
 
     def _draw_sentence(self, idx: int, num: int) -> int:
-        key = getattr(self, '_sentence_key', None)
-        if key is not None:
+        """Index of the training sentence of sample ``idx`` (of ``num``).
+
+        A pure function of ``(seed, epoch, idx)`` when ``idx`` carries them
+        (``SampleKey`` from ``RISEpochSampler``) or, in the main process,
+        after :meth:`set_sentence_epoch`; otherwise ``np.random``.
+        """
+        seed, epoch = getattr(idx, 'seed', None), getattr(idx, 'epoch', None)
+        if seed is None or epoch is None:
+            key = getattr(self, '_sentence_key', None)
             from torch.utils.data import get_worker_info
-            if get_worker_info() is None:
-                return int(
-                    np.random.default_rng([key[0], key[1],
-                                           int(idx)]).integers(num))
-        return int(np.random.randint(num))
+            if key is None or get_worker_info() is not None:
+                return int(np.random.randint(num))
+            seed, epoch = key
+        rng = np.random.default_rng([int(seed) % 2**32, int(epoch), int(idx)])
+        return int(rng.integers(num))
 
     def get_data_info(self, idx: int) -> dict:
         """Data info of sample ``idx``; draws the sentence in train mode."""

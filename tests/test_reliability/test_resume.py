@@ -2,7 +2,9 @@
 """A training run killed with SIGKILL in the middle of an epoch resumes with
 ``tools/train.py --resume`` from its last checkpoint, and on CPU with a fixed
 seed the iterations after the resume give the losses of an uninterrupted
-run (within 1e-6), across the following epoch boundary too."""
+run (within 1e-6), across the following epoch boundary too, with 0, 1 or 2
+persistent dataloader workers and dropout on (random sentence draw and
+dropout masks both reproduced)."""
 import glob
 import json
 import os
@@ -45,7 +47,16 @@ runpy.run_path(sys.argv[0], run_name='__main__')
 '''
 
 
-def _train(work_dir, data_root, resume=False, kill_at=0, wait=True):
+def _loader_options(workers):
+    """The shipped loader settings: persistent workers when there are any."""
+    return [
+        f'train_dataloader.num_workers={workers}',
+        f'train_dataloader.persistent_workers={workers > 0}'
+    ]
+
+
+def _train(work_dir, data_root, resume=False, kill_at=0, wait=True,
+           workers=0):
     args = [sys.executable, '-c', LAUNCHER, TRAIN, TINY_CONFIG,
             '--work-dir', work_dir]
     if resume:
@@ -58,8 +69,9 @@ def _train(work_dir, data_root, resume=False, kill_at=0, wait=True):
             'default_hooks.checkpoint.by_epoch=False',
             f'default_hooks.checkpoint.interval={CKPT_EVERY}',
             'default_hooks.checkpoint.save_best=None',
-            'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None'
-        ])
+            'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
+            'model.decode_head.dropout=0.1'  # the torch RNG matters too
+        ] + _loader_options(workers))
     env = dict(os.environ, KILL_AT_ITER=str(kill_at), OMP_NUM_THREADS='1')
     log = open(f'{work_dir}_{int(resume)}{kill_at}.out', 'w')
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log,
@@ -89,41 +101,53 @@ def _losses(work_dir):
     return list(out.values())
 
 
+WORKERS = (0, 1, 2)
+
+
 def test_sigkill_mid_epoch_then_resume_matches(synthetic_root, tmp_path):
+    """kill -9 + --resume with 0, 1 and 2 persistent workers: the losses of
+    an uninterrupted main-process run, before the kill and after the resume
+    (incl. the next epoch). The runs go in parallel to save time."""
     total = MAX_EPOCHS * ITERS_PER_EPOCH
-    ref_dir, run_dir = str(tmp_path / 'ref'), str(tmp_path / 'run')
-
-    # the uninterrupted reference and the run to be killed, in parallel
-    ref_proc = _train(ref_dir, synthetic_root, wait=False)
-    proc = _wait(_train(run_dir, synthetic_root, kill_at=KILL_AT,
-                        wait=False))
-    assert proc.returncode == -signal.SIGKILL, proc.stdout_text[-3000:]
-    last = open(osp.join(run_dir, 'last_checkpoint')).read().strip()
     resume_iter = (KILL_AT - 1) // CKPT_EVERY * CKPT_EVERY
-    assert last.endswith(f'iter_{resume_iter}.pth')
     assert resume_iter % ITERS_PER_EPOCH != 0  # in the middle of an epoch
+    epoch, skip = divmod(resume_iter, ITERS_PER_EPOCH)
+    ref_dir = str(tmp_path / 'ref')
+    run_dirs = {w: str(tmp_path / f'run_w{w}') for w in WORKERS}
 
-    proc = _train(run_dir, synthetic_root, resume=True)
-    assert proc.returncode == 0, proc.stdout_text[-3000:]
-    out = proc.stdout_text
+    ref_proc = _train(ref_dir, synthetic_root, wait=False)
+    killed = {
+        w: _train(d, synthetic_root, kill_at=KILL_AT, wait=False, workers=w)
+        for w, d in run_dirs.items()
+    }
+    resumed = {}
+    for w, proc in killed.items():
+        proc = _wait(proc)
+        assert proc.returncode == -signal.SIGKILL, proc.stdout_text[-3000:]
+        last = open(osp.join(run_dirs[w], 'last_checkpoint')).read().strip()
+        assert last.endswith(f'iter_{resume_iter}.pth'), (w, last)
+        resumed[w] = _train(run_dirs[w], synthetic_root, resume=True,
+                            wait=False, workers=w)
     ref_proc = _wait(ref_proc)
     assert ref_proc.returncode == 0, ref_proc.stdout_text[-3000:]
     (ref, ) = _losses(ref_dir)
     assert sorted(ref) == list(range(1, total + 1))
-    epoch, skip = divmod(resume_iter, ITERS_PER_EPOCH)
-    assert f'resumed epoch: {epoch}, iter: {resume_iter}' in out
-    assert (f'Resuming in the middle of epoch {epoch + 1}: skipping its '
-            f'first {skip} batches') in out
-    killed, resumed = _losses(run_dir)
-    assert sorted(killed) == list(range(1, KILL_AT))
-    assert sorted(resumed) == list(range(resume_iter + 1, total + 1))
 
-    # before the kill: same as the reference run
-    for it, loss in killed.items():
-        assert abs(loss - ref[it]) <= 1e-6, (it, loss, ref[it])
-    # after the resume (incl. the next epoch): same as the reference run
-    diffs = {it: abs(loss - ref[it]) for it, loss in resumed.items()}
-    print('max |loss diff| after resume:', max(diffs.values()), diffs)
-    assert max(diffs.values()) <= 1e-6, diffs
-    # and the losses do change from iteration to iteration (a real check)
-    assert len({round(v, 6) for v in resumed.values()}) == len(resumed)
+    for w, proc in resumed.items():
+        proc = _wait(proc)
+        assert proc.returncode == 0, (w, proc.stdout_text[-3000:])
+        out = proc.stdout_text
+        assert f'resumed epoch: {epoch}, iter: {resume_iter}' in out, w
+        assert (f'Resuming in the middle of epoch {epoch + 1}: skipping its '
+                f'first {skip} batches ({skip * 8} samples') in out, w
+        before, after = _losses(run_dirs[w])
+        assert sorted(before) == list(range(1, KILL_AT)), w
+        assert sorted(after) == list(range(resume_iter + 1, total + 1)), w
+        for name, losses in (('before the kill', before),
+                             ('after the resume', after)):
+            diffs = {it: abs(loss - ref[it]) for it, loss in losses.items()}
+            print(f'workers={w}: max |loss diff| {name}:',
+                  max(diffs.values()), diffs)
+            assert max(diffs.values()) <= 1e-6, (w, name, diffs)
+        # and the losses do change from iteration to iteration
+        assert len({round(v, 6) for v in after.values()}) == len(after), w
