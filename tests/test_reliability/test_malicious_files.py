@@ -265,3 +265,49 @@ def test_torchscript_archive_with_edited_pickle_is_refused(tmp_path):
         raw = zf.read(next(n for n in zf.namelist()
                            if n.endswith('/data.pkl')))
     assert b'posix\nsystem' in raw and pickle.STOP[0] == raw[-1]
+
+
+# --- damaged files --------------------------------------------------------------
+def _flip_one_bit(path: str) -> str:
+    """Flip one bit inside the largest tensor record of a zip checkpoint;
+    returns the record's name."""
+    raw = bytearray(open(path, 'rb').read())
+    with zipfile.ZipFile(path) as zf:
+        info = max((i for i in zf.infolist() if '/data/' in i.filename),
+                   key=lambda i: i.file_size)
+    head = info.header_offset
+    start = head + 30 + int.from_bytes(raw[head + 26:head + 28], 'little') \
+        + int.from_bytes(raw[head + 28:head + 30], 'little')
+    raw[start + info.file_size // 2] ^= 0x04
+    open(path, 'wb').write(bytes(raw))
+    return info.filename
+
+
+@pytest.mark.parametrize('loader', [
+    'load_checkpoint', 'init_model', 'demo', 'converter', 'train_load_from',
+    'test_tool', 'clip_pretrained', 'clip_torchscript', 'dinov2_pretrained'
+])
+def test_loader_rejects_bit_flipped_checkpoint(loader, tiny_state,
+                                               synthetic_root, tmp_path,
+                                               monkeypatch):
+    from mmris.compat import CorruptCheckpointError
+    path = str(tmp_path / 'flipped.pth')
+    if loader == 'clip_torchscript':
+        _jit_save(_OpenAIShaped(), path, example=torch.zeros(1))
+        call = _via_clip_pretrained
+    else:
+        if loader == 'clip_pretrained':
+            state = {'visual.' + k: v
+                     for k, v in _clip_vit().state_dict().items()}
+        elif loader == 'dinov2_pretrained':
+            state = _dinov2().state_dict()
+        else:
+            state = tiny_state
+        torch.save(dict(state_dict=state, meta={}), path)
+        call = LOADERS[loader]
+    record = _flip_one_bit(path)
+    ctx = dict(tmp=tmp_path, monkeypatch=monkeypatch, data=synthetic_root)
+    with pytest.raises(CorruptCheckpointError) as info:
+        call(path, ctx)
+    assert f'"{path}" is damaged: record "{record}" fails its CRC-32' in \
+        str(info.value)
