@@ -1,5 +1,6 @@
 # Copyright (c) mmris contributors. All rights reserved.
 import importlib.util
+import json
 import os.path as osp
 import pickle
 import shutil
@@ -155,6 +156,81 @@ def test_python2_pickle_latin1(synthetic_root, tmp_path):
         ds = RefCOCODataset(root, split='val', mode='val_first')
     texts = [ds.get_data_info(i)['text'] for i in range(len(ds))]
     assert sent + ' café' in texts
+
+
+def _copy_root_with_instances(src_root, dst, edit):
+    """Copy the refcoco annotations of ``src_root``, ``edit`` the COCO dict
+    of instances.json in place."""
+    ann_dir = dst / 'refcoco'
+    ann_dir.mkdir(parents=True)
+    shutil.copy(osp.join(src_root, 'refcoco', 'refs(unc).p'), ann_dir)
+    with open(osp.join(src_root, 'refcoco', 'instances.json')) as f:
+        data = json.load(f)
+    edit(data)
+    with open(ann_dir / 'instances.json', 'w') as f:
+        json.dump(data, f)
+    return str(dst)
+
+
+def test_degenerate_annotations_warn_and_skip_empty(synthetic_root,
+                                                    tmp_path):
+    refs = [r for r in _refs(synthetic_root) if r['split'] == 'val']
+    square = [2.0, 2.0, 20.0, 2.0, 20.0, 20.0, 2.0, 20.0]
+    bad = {
+        # empty masks
+        'empty segmentation list': [],
+        'has 4 coordinates (fewer than 3 points)': [[1, 2, 3, 4]],
+        'covers no pixel': [[2, 2, 10, 10, 18, 18]],  # collinear: no area
+        # truncated / partly dropped, mask still non-empty
+        'odd number of coordinates (9)': [square + [5.0]],
+        'polygon 1 has 2 coordinates': [square, [3, 4]],
+    }
+    victims = dict(zip(bad, refs))
+
+    def edit(data):
+        anns = {a['id']: a for a in data['annotations']}
+        for problem, ref in victims.items():
+            anns[ref['ann_id']]['segmentation'] = bad[problem]
+
+    root = _copy_root_with_instances(synthetic_root, tmp_path, edit)
+    for mode, n_expected in (('train', len(refs) - 3), ('test', None),
+                             ('val_first', len(refs))):
+        with pytest.warns(UserWarning) as record:
+            ds = RefCOCODataset(root, split='val', mode=mode)
+        msg = '\n'.join(str(w.message) for w in record)
+        assert '5 refs of split' in msg and 'instances.json' in msg
+        for problem, ref in victims.items():
+            assert f"ref_id {ref['ref_id']} ann_id {ref['ann_id']}: " in msg
+            assert problem in msg
+        ids = {ds.get_data_info(i)['ref_id'] for i in range(len(ds))}
+        empty = {victims[p]['ref_id'] for p in list(bad)[:3]}
+        if mode == 'train':  # never train on an empty target
+            assert len(ds) == n_expected and not ids & empty
+            assert '3 of them have an empty mask and were skipped' in msg
+        else:  # evaluation keeps them (IoU 0), official sentence count
+            assert empty <= ids
+            assert '3 of them have an empty mask and are kept' in msg
+        if n_expected is not None:
+            assert len(ds) == n_expected
+    ds = RefCOCODataset(root, split='val', mode='test', skip_empty_masks=True)
+    assert len(ds) == sum(
+        len(r['sentences']) for r in refs
+        if r['ref_id'] not in {victims[p]['ref_id']
+                               for p in list(bad)[:3]})
+
+
+def test_malformed_segmentation_names_ann(synthetic_root, tmp_path):
+    ref = next(r for r in _refs(synthetic_root) if r['split'] == 'val')
+
+    def edit(data):
+        ann = next(a for a in data['annotations'] if a['id'] == ref['ann_id'])
+        ann['segmentation'] = dict(size=[3, 3], counts='abc')  # wrong size
+
+    root = _copy_root_with_instances(synthetic_root, tmp_path, edit)
+    with pytest.raises(ValueError,
+                       match=f"ann_id {ref['ann_id']} .ref_id "
+                       f"{ref['ref_id']}.*RLE size \\[3, 3\\] differs"):
+        RefCOCODataset(root, split='val')
 
 
 def test_concat_dataset_with_metric(synthetic_root):

@@ -3,7 +3,6 @@
 import json
 import os.path as osp
 import pickle
-import shlex
 import warnings
 
 import pytest
@@ -14,6 +13,7 @@ from mmris.datasets.refer_io import (AnnotationFileError, RefusedGlobalError,
                                      decode_byte_strings, load_json,
                                      load_refer_pickle)
 from mmris.datasets.synthetic import python2_pickle_dumps
+from test_reliability._malicious_refer import REFUSED, malicious_refs
 
 TEXTS = ['caf\xe9 on the left', '\u5de6\u8fb9\u7684\u7537\u4eba',
          'plain ascii man']
@@ -83,45 +83,6 @@ def test_decode_byte_strings_keys_and_containers():
         lambda where, raw: seen.append((where, raw)))
     assert out == {'id': 3, 'a': ('x', ['\xff']), 'b': {'\xe9'}}
     assert seen == [(('id=3', "key 'a'"), b'\xff')]
-
-
-class _OpenFile:
-
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, 'w'))
-
-
-def malicious_refs(kind: str, marker: str) -> bytes:
-    """A refs pickle whose payload writes ``marker`` when unpickled.
-
-    Returns the bytes and, through :data:`REFUSED`, the global the loader
-    must name.
-    """
-    if kind == 'py3_reduce':
-        return pickle.dumps([dict(ref_id=0, ann_id=0, split='val',
-                                  sentences=[_OpenFile(marker)])], protocol=2)
-    if kind == 'py2_os_system':  # hand-written protocol 0, Python 2 style
-        cmd = f'touch {shlex.quote(marker)}'.encode()
-        return (b"(lp0\n(dp1\nS'ref_id'\np2\nI0\nsS'split'\np3\nS'val'\n"
-                b"p4\nsS'sentences'\np5\ncos\nsystem\np6\n(S" +
-                repr(cmd)[1:].encode() + b"\np7\ntp8\nRp9\nsa.")
-    if kind == 'py2_builtin_eval':  # protocol 2, GLOBAL '__builtin__ eval'
-        code = f"open({marker!r}, 'w')".encode()
-        return (b'\x80\x02]q\x00}q\x01(U\x06ref_idq\x02K\x00U\x05splitq\x03'
-                b'U\x03valq\x04U\tsentencesq\x05c__builtin__\neval\nq\x06'
-                b'T' + len(code).to_bytes(4, 'little') + code +
-                b'\x85q\x07Rq\x08ua.')
-    raise ValueError(kind)
-
-
-#: payload kind -> the global the loader must name.
-REFUSED = dict(
-    py3_reduce='io.open',  # builtins.open is io.open
-    py2_os_system='os.system',
-    py2_builtin_eval='__builtin__.eval')
 
 
 @pytest.mark.parametrize('kind', list(REFUSED))

@@ -26,7 +26,11 @@ from mmris.datasets import RefCOCODataset
 from mmris.datasets.transforms import EOT_TOKEN_ID, SOT_TOKEN_ID
 from mmris.models.backbones.adapted_encoder_pair import text_padding_mask
 
-from ._helpers import tiny_model_cfg
+from mmris.datasets.refer_io import RefusedGlobalError
+
+from ._helpers import (ROOT, TEST, TINY_CONFIG, run_tool_inprocess,
+                       small_options, tiny_model_cfg)
+from ._malicious_refer import REFUSED, malicious_refs
 
 SIZE, L = 64, 17
 
@@ -137,6 +141,126 @@ def test_missing_and_corrupt_image_through_dataset(synthetic_root, tmp_path):
     with pytest.raises(FileNotFoundError,
                        match=f'Image file not found: .*{osp.basename(path)}'):
         ds[0]
+
+
+def _info_with_aspect(ds):
+    """Index and data info of a sample whose image is not square."""
+    for i in range(len(ds)):
+        info = ds.get_data_info(i)
+        if info['height'] != info['width']:
+            return i, info
+    raise AssertionError('no non-square image')
+
+
+def _save_with_orientation(path, rgb, orientation):
+    from PIL import Image
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # EXIF Orientation
+    Image.fromarray(rgb).save(path, exif=exif.tobytes(), quality=95)
+
+
+def test_exif_rotated_jpeg_stays_in_annotation_pixel_order(
+        synthetic_root, tmp_path):
+    """COCO annotations are in the stored pixel order of the JPEG; OpenCV
+    would rotate an Orientation=6 file by 90 degrees (misaligned target)."""
+    root = _copy_root(synthetic_root, tmp_path)
+    ds = _dataset(root, mode='test')
+    idx, info = _info_with_aspect(ds)
+    h, w, path = info['height'], info['width'], info['img_path']
+    stored = cv2.imread(path)[..., ::-1]
+    _save_with_orientation(path, np.ascontiguousarray(stored), 6)
+    assert cv2.imread(path).shape[:2] == (w, h)  # what OpenCV does
+    expected = cv2.imread(
+        path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)[..., ::-1]
+    init_default_scope('mmseg')
+    loaded = Compose([dict(type='LoadRefImage'),
+                      dict(type='LoadRefMask')])(dict(info))
+    assert loaded['img'].shape[:2] == loaded['gt_seg_map'].shape == (h, w)
+    assert np.array_equal(loaded['img'], expected)
+    # the object's pixels are where the annotation says: the masked region
+    # is uniform (one shape colour), not half background
+    obj = loaded['img'][loaded['gt_seg_map'] > 0].astype(float)
+    assert obj.std(axis=0).max() < 20
+    # full pipeline: ground truth at the annotation size
+    packed = ds[idx]['data_samples']
+    assert packed.ori_shape == (h, w)
+    assert packed.gt_sem_seg.data.shape == (1, h, w)
+    # a free image (inference on a photo) is still shown upright
+    from mmris.datasets.transforms import LoadRefImage
+    assert LoadRefImage()(dict(img_path=path))['img'].shape[:2] == (w, h)
+
+
+@pytest.mark.parametrize('mode', ['train', 'test'])
+def test_resized_image_fails_naming_file_ref_and_sizes(
+        synthetic_root, tmp_path, mode):
+    root = _copy_root(synthetic_root, tmp_path)
+    ds = _dataset(root, mode=mode)
+    info = ds.get_data_info(0)
+    h, w, path = info['height'], info['width'], info['img_path']
+    cv2.imwrite(path, cv2.resize(cv2.imread(path), (w + 8, h)))
+    with pytest.raises(ValueError) as err:
+        ds[0]
+    msg = str(err.value)
+    assert osp.basename(path) in msg and f"ref_id {info['ref_id']}" in msg
+    assert f'{h}x{w + 8}' in msg and f'{h}x{w}' in msg
+
+
+def _union_baseline(root):
+    import runpy
+    tool = runpy.run_path(
+        osp.join(ROOT, 'tools', 'analysis_tools', 'union_baseline.py'))
+    return tool['union_baseline'](root, 'refcoco', 'unc', 'val')
+
+
+def _check_refer_root(root, capsys):
+    import runpy
+    tool = runpy.run_path(
+        osp.join(ROOT, 'tools', 'dataset_converters', 'check_refer_root.py'))
+    assert tool['main']([root, '--datasets', 'refcoco']) == 1
+    out = capsys.readouterr().out
+    assert 'All checks passed' not in out
+    return out
+
+
+#: entry point -> payload kind (every kind is tested on load_refs in
+#: tests/test_datasets/test_refer_io.py).
+ENTRY_POINTS = {
+    'RefCOCODataset': 'py3_reduce',
+    'tools/test.py': 'py2_os_system',
+    'check_refer_root.py': 'py2_builtin_eval',
+    'union_baseline.py': 'py2_os_system',
+}
+
+
+@pytest.mark.parametrize('entry', list(ENTRY_POINTS))
+def test_malicious_refs_refused_at_every_entry_point(
+        synthetic_root, tmp_path, monkeypatch, capsys, entry):
+    """A refs(unc).p from a mirror must not run code anywhere."""
+    root = tmp_path / 'root'
+    (root / 'refcoco').mkdir(parents=True)
+    shutil.copy(
+        osp.join(synthetic_root, 'refcoco', 'instances.json'),
+        root / 'refcoco')
+    (root / 'images').symlink_to(osp.join(synthetic_root, 'images'))
+    marker = tmp_path / 'pwned'
+    refs_file = root / 'refcoco' / 'refs(unc).p'
+    refs_file.write_bytes(malicious_refs(ENTRY_POINTS[entry], str(marker)))
+    if entry == 'check_refer_root.py':  # reports, exits with 1
+        text = _check_refer_root(str(root), capsys)
+    else:
+        with pytest.raises(RefusedGlobalError) as info:
+            if entry == 'RefCOCODataset':
+                RefCOCODataset(str(root), split='val', mode='test')
+            elif entry == 'tools/test.py':
+                run_tool_inprocess(TEST, [
+                    TINY_CONFIG, 'none', '--work-dir', tmp_path / 'work'
+                ] + small_options(root), monkeypatch)
+            else:
+                _union_baseline(str(root))
+        text = str(info.value)
+    assert str(refs_file) in text
+    assert f'"{REFUSED[ENTRY_POINTS[entry]]}"' in text
+    assert not marker.exists()
 
 
 @pytest.fixture(scope='module')

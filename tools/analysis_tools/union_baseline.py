@@ -7,12 +7,14 @@ Example:
         --dataset refcoco --split-by unc --split val
 """
 import argparse
+import sys
 from collections import defaultdict
 
 import numpy as np
 
 import mmris  # noqa: F401
 from mmris.datasets import RefCOCODataset
+from mmris.datasets.refer_io import AnnotationFileError, RefusedGlobalError
 from mmris.datasets.transforms.loading import decode_segmentation
 from mmris.evaluation.metrics.ris_metric import (compute_iou_stats,
                                                  ris_metrics_from_stats)
@@ -20,7 +22,12 @@ from mmris.evaluation.metrics.ris_metric import (compute_iou_stats,
 
 def union_baseline(data_root: str, dataset: str, split_by: str,
                    split: str) -> dict:
-    """Metrics of the union-of-all-objects prediction on ``split``."""
+    """Metrics of the union-of-all-objects prediction on ``split``.
+
+    The REFER files are read by ``RefCOCODataset`` (safe pickle reader: a
+    refs file pickling any global is refused). Refs whose annotation is
+    empty are kept, as in the evaluation (IoU 0).
+    """
     ds = RefCOCODataset(data_root, dataset, split_by, split, mode='test')
     masks = {}
     union = defaultdict(lambda: None)
@@ -42,15 +49,19 @@ def union_baseline(data_root: str, dataset: str, split_by: str,
     return ris_metrics_from_stats(inter, uni)
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('data_root')
     parser.add_argument('--dataset', default='refcoco')
     parser.add_argument('--split-by', default='unc')
     parser.add_argument('--split', default='val')
     args = parser.parse_args()
-    metrics = union_baseline(args.data_root, args.dataset, args.split_by,
-                             args.split)
+    try:
+        metrics = union_baseline(args.data_root, args.dataset, args.split_by,
+                                 args.split)
+    except (AnnotationFileError, RefusedGlobalError, FileNotFoundError) as e:
+        # the annotation files are read safely; report, no traceback
+        sys.exit(f'union_baseline: {e}')
     print('union-of-all-objects baseline on '
           f'{args.dataset}({args.split_by}) {args.split}:')
     print(' '.join(f'{k}: {v:.2f}' for k, v in metrics.items()))

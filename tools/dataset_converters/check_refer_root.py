@@ -15,17 +15,29 @@ Expected layout::
 
 Prints per split the number of referred objects (compared with the
 official counts: ✓ equal, ✗ different), sentences and images present /
-missing. Exits with 1 if a file or an image is missing (or, with
-``--strict``, if a count differs from the official one).
+missing, then lists images whose size (read from the header, stored pixel
+order: the EXIF orientation is ignored, as the COCO annotations and
+``LoadRefImage`` do) differs from ``instances.json`` and degenerate
+annotations (empty segmentation, polygons with < 3 points, an odd number of
+coordinates or no area). Annotation pickles are read safely (any pickled
+global is refused) and corrupt files are reported, not raised.
+
+Exits with 1 if a file is missing or corrupt, a split is absent, an image
+is missing or has another size than its annotation, or an annotation is
+absent or malformed; with ``--strict`` also if a count differs from the
+official one or an annotation is degenerate.
 """
 import argparse
 import os.path as osp
 import sys
 from collections import OrderedDict
+from typing import List, Optional, Tuple
 
 import mmris  # noqa: F401  (compat first)
 from mmris.datasets.refcoco import (OFFICIAL_SPLIT_SIZES, REFER_DATASETS,
                                     load_instances, load_refs, refer_paths)
+from mmris.datasets.refer_io import AnnotationFileError, RefusedGlobalError
+from mmris.datasets.transforms.loading import inspect_segmentation
 
 LAYOUT = """Expected layout:
   DATA_ROOT/images/train2014/COCO_train2014_*.jpg   (COCO train2014 images)
@@ -52,13 +64,55 @@ def parse_args(argv=None):
     parser.add_argument(
         '--strict',
         action='store_true',
-        help='also fail when object counts differ from the official ones')
+        help='also fail when object counts differ from the official ones '
+        'or annotations are degenerate')
+    parser.add_argument(
+        '--max-list',
+        type=int,
+        default=10,
+        help='problems listed per kind (all are counted)')
     return parser.parse_args(argv)
 
 
-def check_dataset(data_root: str, name: str, img_dir: str,
-                  strict: bool) -> bool:
-    """Check one dataset; print a report. Returns True when all is fine."""
+def _report_list(title: str, items: List[str], max_list: int) -> None:
+    print(f'    {len(items)} {title}:')
+    for item in items[:max_list]:
+        print(f'      {item}')
+    if len(items) > max_list:
+        print(f'      ... and {len(items) - max_list} more (--max-list)')
+
+
+def _image_size_problem(path: str, img: dict) -> Optional[str]:
+    """Compare the header size of an image with its annotation.
+
+    Reads the header only (no decoding). PIL's ``size`` is the stored pixel
+    order, ignoring the EXIF orientation, like the annotations and
+    ``LoadRefImage`` for annotated images.
+    """
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except (OSError, UnidentifiedImageError) as err:
+        return f'{path}: unreadable image ({err})'
+    if (h, w) != (int(img['height']), int(img['width'])):
+        return (f'{path}: {h}x{w} (height x width) but instances.json says '
+                f'{img["height"]}x{img["width"]} (image_id {img["id"]})')
+    return None
+
+
+def check_dataset(data_root: str,
+                  name: str,
+                  img_dir: str,
+                  strict: bool,
+                  max_list: int = 10) -> bool:
+    """Check one dataset; print a report. Returns True when all is fine.
+
+    Fails on a missing or corrupt file, a split absent from the refs file,
+    a missing image, an image whose size differs from ``instances.json``, a
+    ref whose annotation is absent or malformed, and (``strict``) object
+    counts that differ from the official ones or degenerate annotations.
+    """
     dataset, split_by = REFER_DATASETS[name]
     refs_file, instances_file = refer_paths(data_root, dataset, split_by)
     print(f'== {name} ({dataset}, split_by={split_by})')
@@ -69,31 +123,46 @@ def check_dataset(data_root: str, name: str, img_dir: str,
             ok = False
     if not ok:
         return False
-    refs = load_refs(refs_file)
-    imgs, anns, _ = load_instances(instances_file)
+    try:
+        refs = load_refs(refs_file)
+        imgs, anns, _ = load_instances(instances_file)
+    except (AnnotationFileError, RefusedGlobalError, OSError) as err:
+        print(f'  ERROR: {err}')
+        return False
     official = OFFICIAL_SPLIT_SIZES.get((dataset, split_by), {})
     stats = OrderedDict()
     for ref in refs:
         st = stats.setdefault(
-            ref.get('split'),
+            ref['split'],
             dict(objects=0, sentences=0, images=set(), missing_ann=0))
         st['objects'] += 1
         st['sentences'] += len(ref.get('sentences', []))
-        st['images'].add(ref['image_id'])
+        st['images'].add(ref.get('image_id'))
         if ref['ann_id'] not in anns:
             st['missing_ann'] += 1
-    order = list(official) + sorted(s for s in stats if s not in official)
+    order = list(official) + sorted(
+        (s for s in stats if s not in official), key=str)
     print(f'  {"split":<8}{"objects":>9}{"official":>10}   '
           f'{"sentences":>9}{"images":>8}{"missing":>9}')
+    size_problems: List[str] = []
     for split in order:
         st = stats.get(split)
         if st is None:
-            print(f'  {split:<8}{0:>9}{official[split]:>10} ✗ split absent')
-            ok = ok and not strict
+            print(f'  {split:<8}{0:>9}{official[split]:>10} ✗ split absent '
+                  f'from {refs_file}')
+            ok = False
             continue
-        missing = sum(
-            1 for image_id in st['images'] if image_id not in imgs
-            or not osp.isfile(osp.join(img_dir, imgs[image_id]['file_name'])))
+        missing = 0
+        for image_id in sorted(st['images'], key=str):
+            img = imgs.get(image_id)
+            path = None if img is None else osp.join(img_dir,
+                                                     img['file_name'])
+            if path is None or not osp.isfile(path):
+                missing += 1
+                continue
+            problem = _image_size_problem(path, img)
+            if problem:
+                size_problems.append(problem)
         ref_count = official.get(split)
         if ref_count is None:
             mark = ' '
@@ -103,7 +172,7 @@ def check_dataset(data_root: str, name: str, img_dir: str,
             ref_text = str(ref_count)
             if mark == '✗' and strict:
                 ok = False
-        print(f'  {split:<8}{st["objects"]:>9}{ref_text:>10} {mark} '
+        print(f'  {split!s:<8}{st["objects"]:>9}{ref_text:>10} {mark} '
               f'{st["sentences"]:>9}{len(st["images"]):>8}{missing:>9}')
         if missing:
             ok = False
@@ -111,7 +180,48 @@ def check_dataset(data_root: str, name: str, img_dir: str,
             print(f'    {st["missing_ann"]} refs point to ann ids absent from '
                   f'{instances_file}')
             ok = False
+    if size_problems:
+        _report_list(
+            'images whose size differs from instances.json (resized or '
+            'rotated copies? the masks would be misaligned)', size_problems,
+            max_list)
+        ok = False
+    degenerate, malformed = _annotation_problems(refs, imgs, anns)
+    if malformed:
+        _report_list(f'malformed annotations in {instances_file}', malformed,
+                     max_list)
+        ok = False
+    if degenerate:
+        n_empty = sum(d.endswith('the mask is empty') for d in degenerate)
+        _report_list(
+            f'refs with degenerate annotations ({n_empty} with an empty '
+            'mask: skipped in training, IoU 0 in evaluation)', degenerate,
+            max_list)
+        ok = ok and not strict
     return ok
+
+
+def _annotation_problems(refs: List[dict], imgs: dict,
+                         anns: dict) -> Tuple[List[str], List[str]]:
+    """Degenerate (warned) and malformed (refused) annotations of refs."""
+    degenerate, malformed = [], []
+    for ref in refs:
+        ann = anns.get(ref['ann_id'])
+        img = None if ann is None else imgs.get(ann['image_id'])
+        if img is None:
+            continue
+        where = f'{ref["split"]}: ref_id {ref["ref_id"]} ann_id {ann["id"]}'
+        try:
+            problems, _ = inspect_segmentation(ann['segmentation'],
+                                               img['height'], img['width'])
+        except (TypeError, ValueError) as err:
+            malformed.append(f'{where}: {err}')
+            continue
+        if any(p.startswith('RLE size') for p in problems):
+            malformed.append(f'{where}: ' + ', '.join(problems))
+        elif problems:
+            degenerate.append(f'{where}: ' + ', '.join(problems))
+    return degenerate, malformed
 
 
 def main(argv=None) -> int:
@@ -126,8 +236,8 @@ def main(argv=None) -> int:
         print(f'MISSING: image folder {img_dir}')
         all_ok = False
     for name in args.datasets:
-        all_ok = check_dataset(args.data_root, name, img_dir,
-                               args.strict) and all_ok
+        all_ok = check_dataset(args.data_root, name, img_dir, args.strict,
+                               args.max_list) and all_ok
     if not all_ok:
         print(f'\nSome checks failed.\n{LAYOUT}')
         return 1
