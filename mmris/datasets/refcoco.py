@@ -1,7 +1,7 @@
 # Copyright (c) mmris contributors. All rights reserved.
 """RefCOCO / RefCOCO+ / RefCOCOg read straight from the REFER files.
 
-Expected layout (L. Yu's REFER API, RIS-SPEC A.6)::
+Expected layout (L. Yu's REFER API, lichengunc/refer, refer.py)::
 
     <data_root>/
     ├── images/train2014/COCO_train2014_000000000009.jpg ...
@@ -9,8 +9,8 @@ Expected layout (L. Yu's REFER API, RIS-SPEC A.6)::
     ├── refcoco+/{instances.json, refs(unc).p}
     └── refcocog/{instances.json, refs(umd).p, refs(google).p}
 
-Mixed training (DETRIS-L*, RIS-SPEC D.7) needs no extra class: concatenate
-several datasets with MMEngine's ``ConcatDataset``::
+Mixed training (DETRIS-L*, DETRIS's ``refcoco_mixed``) needs no extra
+class: concatenate several datasets with MMEngine's ``ConcatDataset``::
 
     train_dataloader = dict(dataset=dict(
         type='ConcatDataset',
@@ -26,6 +26,15 @@ several datasets with MMEngine's ``ConcatDataset``::
 All RefCOCODataset instances share the same ``metainfo`` so the wrapper
 accepts them. Note that the three datasets share COCO train2014 images, so
 train images of one are evaluation images of another (a known caveat).
+
+Trust: ``refs(*).p`` files come from mirrors (the original links are dead),
+so they are read by :func:`~mmris.datasets.refer_io.load_refer_pickle`,
+which refuses every pickled global; corrupt files fail naming the file.
+Degenerate annotations (empty segmentation, polygons with < 3 points, an
+odd number of coordinates or no area) are listed in a warning at load time
+and empty masks are never trained on (``skip_empty_masks``). Images are
+decoded in the stored pixel order of the COCO annotations and checked
+against their ``height`` / ``width`` (``LoadRefImage``).
 """
 import os.path as osp
 import warnings
@@ -39,7 +48,8 @@ from .refer_io import AnnotationFileError, load_json, load_refer_pickle
 from .transforms.loading import inspect_segmentation
 
 #: Official number of referred objects per split, keyed by
-#: ``(dataset, split_by)`` (RIS-SPEC A.6, hard-coded in the official code).
+#: ``(dataset, split_by)``, as hard-coded in the official code
+#: (jiaqihuang01/DETRIS, utils/dataset.py).
 OFFICIAL_SPLIT_SIZES: Dict[Tuple[str, str], Dict[str, int]] = {
     ('refcoco', 'unc'): dict(train=42404, val=3811, testA=1975, testB=1810),
     ('refcoco+', 'unc'): dict(train=42278, val=3805, testA=1975, testB=1798),
@@ -192,7 +202,8 @@ class RefCOCODataset(BaseDataset):
       ``np.random`` (seeded per dataloader worker by MMEngine), so an epoch
       is one pass over the objects (official training).
     - ``'val_first'``: always sentence 0 of each object (official
-      training-time validation, RIS-SPEC H.2).
+      training-time validation: ``sents[0]`` in 'val' mode of
+      jiaqihuang01/DETRIS, utils/dataset.py).
     - ``'test'``: every sentence of every object (official test).
 
     Each data info holds ``img_path``, ``ref_id``, ``ann_id``, ``image_id``,

@@ -8,7 +8,7 @@ its image by colour, shape, size and/or position, e.g. "the red circle",
 "the big square", "the triangle on the left", "the object at the top".
 Colours are distinct within an image, so a model can learn the task.
 
-The files written are those of the real datasets (RIS-SPEC A.6)::
+The files written are those of the real datasets (REFER format)::
 
     <root>/images/train2014/COCO_train2014_%012d.jpg
     <root>/<dataset>/instances.json        (COCO format, polygon masks)

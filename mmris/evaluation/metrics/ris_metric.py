@@ -1,5 +1,6 @@
 # Copyright (c) mmris contributors. All rights reserved.
-"""Referring image segmentation metric (RIS-SPEC A.7)."""
+"""Referring image segmentation metric (as the ``inference`` of
+kkakkkka/ETRIS, engine/engine.py, plus DETRIS's overall IoU)."""
 import json
 import os
 import os.path as osp
