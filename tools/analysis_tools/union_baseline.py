@@ -10,8 +10,6 @@ import argparse
 import sys
 from collections import defaultdict
 
-import numpy as np
-
 import mmris  # noqa: F401
 from mmris.datasets import RefCOCODataset
 from mmris.datasets.refer_io import AnnotationFileError, RefusedGlobalError
@@ -51,10 +49,17 @@ def union_baseline(data_root: str, dataset: str, split_by: str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('data_root')
-    parser.add_argument('--dataset', default='refcoco')
-    parser.add_argument('--split-by', default='unc')
-    parser.add_argument('--split', default='val')
+    parser.add_argument(
+        'data_root', help='REFER data root (<root>/<dataset>/refs(*).p, '
+        'instances.json, images/train2014)')
+    parser.add_argument(
+        '--dataset',
+        default='refcoco',
+        help='refcoco, refcoco+ or refcocog (default: refcoco)')
+    parser.add_argument(
+        '--split-by', default='unc', help='unc, umd or google (default: unc)')
+    parser.add_argument(
+        '--split', default='val', help='split to score (default: val)')
     args = parser.parse_args()
     try:
         metrics = union_baseline(args.data_root, args.dataset, args.split_by,
