@@ -7,7 +7,11 @@ Covered elsewhere: decoding of grayscale / RGBA / 16-bit PNG and corrupt or
 empty files at the transform level (tests/test_datasets/test_transforms.py),
 a ref whose ann_id is absent from instances.json
 (tests/test_datasets/test_refcoco.py::test_missing_ann_id), tokenizer ids of
-empty / unicode / long / "!" sentences (tests/test_datasets/test_tokenizer.py).
+empty / unicode / long / "!" sentences (tests/test_datasets/test_tokenizer.py),
+corrupt / Python 2 / malicious refs pickles and corrupt instances.json
+(tests/test_datasets/test_refer_io.py), degenerate annotations
+(tests/test_datasets/test_refcoco.py), damaged roots in the check script
+(tests/test_tools/test_check_refer_root.py).
 """
 import os
 import os.path as osp
