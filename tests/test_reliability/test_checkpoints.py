@@ -231,3 +231,189 @@ def test_converter_refuses_malicious_and_reports_wrong_config(
     assert report.missing and report.unexpected and report.mismatched
     assert 'official.pth converted for etris' in str(info.value)
     assert not (tmp_path / 'out.pth').exists()
+
+
+# -- atomic checkpoints, resuming from the newest usable one -----------------
+
+# Runs tools/train.py; the KILL_AT_SAVE-th checkpoint write puts half of its
+# bytes on disk and SIGKILLs the process (a kill in the middle of saving).
+KILL_WHILE_SAVING = r'''
+import os, runpy, signal, sys
+kill_at = int(os.environ.get('KILL_AT_SAVE', '0'))
+if kill_at:
+    from mmengine.fileio.backends.local_backend import LocalBackend
+    _put, count = LocalBackend.put, [0]
+
+    def put(self, obj, filepath):
+        if str(filepath).endswith('.pth') or '.pth.' in str(filepath):
+            count[0] += 1
+            if count[0] == kill_at:
+                with open(filepath, 'wb') as f:
+                    f.write(obj[:len(obj) // 2])
+                os.kill(os.getpid(), signal.SIGKILL)
+        return _put(self, obj, filepath)
+
+    LocalBackend.put = put
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+'''
+
+
+def _train_subprocess(work_dir, data_root, *extra, kill_at_save=0):
+    import os
+    import subprocess
+    import sys
+    args = [sys.executable, '-c', KILL_WHILE_SAVING, TRAIN, TINY_CONFIG,
+            '--work-dir', work_dir, *extra]
+    args += small_options(
+        data_root,
+        batch_size=8,
+        max_epochs=2,
+        extra=[
+            'default_hooks.checkpoint.save_best=None', 'val_cfg=None',
+            'val_dataloader=None', 'val_evaluator=None'
+        ])
+    env = dict(os.environ, KILL_AT_SAVE=str(kill_at_save),
+               OMP_NUM_THREADS='1')
+    return subprocess.run(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=300)
+
+
+def test_kill_while_saving_keeps_the_previous_checkpoint(
+        synthetic_root, tmp_path):
+    """max_keep_ckpts=1 (the default runtime): SIGKILL half-way through
+    writing epoch_2.pth leaves epoch_1.pth complete and named by
+    last_checkpoint; --resume then trains epoch 2."""
+    import signal
+    work = str(tmp_path / 'work')
+    proc = _train_subprocess(work, synthetic_root, kill_at_save=2)
+    assert proc.returncode == -signal.SIGKILL, proc.stdout[-3000:]
+    assert 'Saving checkpoint at 2 epochs' in proc.stdout
+    last = open(osp.join(work, 'last_checkpoint')).read().strip()
+    assert osp.basename(last) == 'epoch_1.pth'
+    ckpt = torch.load(last, weights_only=False)  # complete, opens
+    assert ckpt['meta']['epoch'] == 1 and ckpt['optimizer']
+    assert not osp.exists(osp.join(work, 'epoch_2.pth'))  # nothing torn
+
+    proc = _train_subprocess(work, synthetic_root, '--resume')
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert 'resumed epoch: 1, iter: 4' in proc.stdout
+    assert 'an incomplete checkpoint of an interrupted run' in proc.stdout
+    assert 'Epoch(train) [2][4/4]' in proc.stdout
+    import os
+    assert sorted(f for f in os.listdir(work)
+                  if '.pth' in f) == ['epoch_2.pth']  # old one removed after
+
+
+def test_save_checkpoint_is_atomic(synthetic_root, tmp_path, monkeypatch):
+    """A write that dies half-way leaves the previous file intact and no
+    temporary file (RISRunner.save_checkpoint)."""
+    from mmengine.fileio.backends.local_backend import LocalBackend
+    runner = _runner(
+        tmp_path, **{'train_dataloader.dataset.data_root': synthetic_root})
+    out = str(tmp_path / 'work')
+    runner.save_checkpoint(out, 'iter_1.pth', save_optimizer=False,
+                           save_param_scheduler=False)
+    before = open(osp.join(out, 'iter_1.pth'), 'rb').read()
+    assert torch.load(osp.join(out, 'iter_1.pth'),
+                      weights_only=False)['state_dict']
+
+    def dying_put(self, obj, filepath):
+        with open(filepath, 'wb') as f:
+            f.write(obj[:len(obj) // 2])
+        raise KeyboardInterrupt('killed while writing')
+
+    monkeypatch.setattr(LocalBackend, 'put', dying_put)
+    with pytest.raises(KeyboardInterrupt):
+        runner.save_checkpoint(out, 'iter_1.pth', save_optimizer=False,
+                               save_param_scheduler=False)
+    assert open(osp.join(out, 'iter_1.pth'), 'rb').read() == before
+    with pytest.raises(KeyboardInterrupt):
+        runner.save_checkpoint(out, 'iter_2.pth', save_optimizer=False,
+                               save_param_scheduler=False)
+    import os
+    assert sorted(f for f in os.listdir(out)
+                  if '.pth' in f) == ['iter_1.pth']  # no torn iter_2.pth
+
+
+def _corrupt_copies(work):
+    """epoch_2.pth: truncated; epoch_3.pth: a NaN weight (named by
+    last_checkpoint); both newer than the valid epoch_1.pth."""
+    import os
+    import time
+    good = osp.join(work, 'epoch_1.pth')
+    data = open(good, 'rb').read()
+    with open(osp.join(work, 'epoch_2.pth'), 'wb') as f:
+        f.write(data[:len(data) // 2])
+    ckpt = torch.load(good, weights_only=False)
+    key = next(k for k, v in ckpt['state_dict'].items()
+               if v.is_floating_point())
+    ckpt['state_dict'][key] = ckpt['state_dict'][key].clone()
+    ckpt['state_dict'][key].view(-1)[0] = float('nan')
+    ckpt['meta']['epoch'] = 3
+    torch.save(ckpt, osp.join(work, 'epoch_3.pth'))
+    now = time.time()
+    os.utime(osp.join(work, 'epoch_2.pth'), (now + 1, now + 1))
+    os.utime(osp.join(work, 'epoch_3.pth'), (now + 2, now + 2))
+    with open(osp.join(work, 'last_checkpoint'), 'w') as f:
+        f.write(osp.join(work, 'epoch_3.pth'))
+    return key
+
+
+def _run_log(work):
+    import glob
+    logs = sorted(glob.glob(osp.join(work, '*', '*.log')))
+    return open(logs[-1]).read()
+
+
+def test_resume_skips_broken_checkpoints(synthetic_root, tmp_path,
+                                         monkeypatch):
+    work = str(tmp_path / 'work')
+    run_tool_inprocess(
+        TRAIN, [TINY_CONFIG, '--work-dir', work] +
+        small_options(synthetic_root, batch_size=8), monkeypatch)
+    key = _corrupt_copies(work)
+
+    # explicitly named: refused, with the reason
+    with pytest.raises(RuntimeError) as info:
+        run_tool_inprocess(
+            TRAIN, [TINY_CONFIG, '--work-dir', work, '--resume'] +
+            small_options(
+                synthetic_root, batch_size=8, max_epochs=2,
+                extra=[f'load_from={work}/epoch_3.pth']), monkeypatch)
+    msg = str(info.value)
+    assert 'Cannot resume from' in msg and 'epoch_3.pth' in msg
+    assert f'hold NaN/inf (e.g. {key})' in msg
+
+    # auto resume: the NaN one and the truncated one are skipped
+    run_tool_inprocess(
+        TRAIN, [TINY_CONFIG, '--work-dir', work, '--resume'] +
+        small_options(synthetic_root, batch_size=8, max_epochs=2),
+        monkeypatch)
+    log = _run_log(work)
+    assert (f'Not resuming from {work}/epoch_3.pth: 1 of ') in log
+    assert f'hold NaN/inf (e.g. {key})' in log
+    assert f'Not resuming from {work}/epoch_2.pth: it does not open' in log
+    assert f'Auto resumed from the latest checkpoint {work}/epoch_1.pth' \
+        in log
+    assert 'resumed epoch: 1, iter: 4' in log
+    assert 'Epoch(train) [2][4/4]' in log
+    ckpt = torch.load(osp.join(work, 'epoch_2.pth'), weights_only=False)
+    assert ckpt['meta']['epoch'] == 2  # the torn file was replaced
+
+
+def test_resume_with_no_usable_checkpoint_lists_them(synthetic_root,
+                                                     tmp_path, monkeypatch):
+    work = tmp_path / 'work'
+    work.mkdir()
+    (work / 'epoch_1.pth').write_bytes(b'PK\x03\x04 truncated')
+    (work / 'last_checkpoint').write_text(str(work / 'epoch_9.pth'))
+    from mmris.engine.resume import NoResumableCheckpointError
+    with pytest.raises(NoResumableCheckpointError) as info:
+        run_tool_inprocess(
+            TRAIN, [TINY_CONFIG, '--work-dir', work, '--resume'] +
+            small_options(synthetic_root), monkeypatch)
+    msg = str(info.value)
+    assert f'no usable checkpoint in {work}' in msg
+    assert f'{work}/epoch_9.pth: the file does not exist' in msg
+    assert f'{work}/epoch_1.pth: it does not open' in msg
