@@ -91,6 +91,18 @@ def test_iou_just_above_official_threshold_counts(inter, union, name):
     assert {k: metrics[k] for k in PR_NAMES} == official
 
 
+def test_shape_mismatch_names_the_sample():
+    s = SegDataSample()
+    s.pred_sem_seg = PixelData(data=torch.zeros(1, 4, 6, dtype=torch.bool))
+    s.gt_sem_seg = PixelData(data=torch.zeros(1, 6, 4, dtype=torch.uint8))
+    s.set_metainfo(dict(ref_id=5, sent_id=51, img_path='data/x/img_9.jpg'))
+    with pytest.raises(ValueError) as info:
+        RISMetric().process({}, [s])
+    msg = str(info.value)
+    assert 'data/x/img_9.jpg' in msg and 'ref_id 5' in msg
+    assert 'sent_id 51' in msg and '(4, 6)' in msg and '(6, 4)' in msg
+
+
 def test_iou_stats():
     for inter, union in CASES:
         pred, gt = _masks(inter, union)

@@ -162,7 +162,15 @@ class RISMetric(BaseMetric):
                     'evaluation pipeline)')
             pred = self._get(pred, 'data')
             gt = self._get(gt, 'data')
-            inter, union = compute_iou_stats(pred, gt)
+            try:
+                inter, union = compute_iou_stats(pred, gt)
+            except ValueError as err:
+                where = ', '.join(
+                    f'{key} {self._get(sample, key)}'
+                    for key in ('img_path', 'ref_id', 'sent_id')
+                    if self._get(sample, key) is not None)
+                raise ValueError(f'RISMetric: sample {where or "?"}: '
+                                 f'{err}') from err
             meta = {k: self._get(sample, k) for k in self.RECORD_KEYS}
             self.results.append((inter, union, meta['ref_id'],
                                  meta['sent_id'], meta))
