@@ -19,6 +19,7 @@
 This module is imported first by ``import mmris``.
 """
 import contextlib
+import functools
 import importlib
 import importlib.machinery
 import os
@@ -108,7 +109,7 @@ def _describe(obj: Any) -> str:
     """Short, side-effect free description of an unpickled object."""
     if obj is history_buffer_getattr:
         return 'builtins.getattr'
-    if isinstance(obj, type):
+    if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)):
         return f'{obj.__module__}.{obj.__qualname__}'
     if isinstance(obj, types.ModuleType):
         return f'module {obj.__name__}'
@@ -133,8 +134,8 @@ def history_buffer_getattr(obj: Any, name: str) -> Any:
         pickle.UnpicklingError: For any other object or name.
     """
     from mmengine.logging.history_buffer import HistoryBuffer
-    if obj is HistoryBuffer and isinstance(name, str) and \
-            name in HISTORY_BUFFER_STATISTICS:
+    if obj in (HistoryBuffer, _checked_history_buffer()) and \
+            isinstance(name, str) and name in HISTORY_BUFFER_STATISTICS:
         return getattr(HistoryBuffer, name)
     raise pickle.UnpicklingError(
         f'refused global: builtins.getattr({_describe(obj)}, {name!r}); '
@@ -142,16 +143,51 @@ def history_buffer_getattr(obj: Any, name: str) -> Any:
         '|'.join(HISTORY_BUFFER_STATISTICS) + '>) is allowed')
 
 
+@functools.lru_cache(maxsize=1)
+def _checked_history_buffer() -> type:
+    """Stand-in resolved for ``HistoryBuffer`` in weights-only loads.
+
+    ``HistoryBuffer.__setstate__`` merges the pickled ``statistics_methods``
+    into the class-level table that every buffer of the process uses, so a
+    file could rebind ``'mean'`` to another allowed callable. The stand-in
+    accepts only the class's own statistics, then turns the object into a
+    plain ``HistoryBuffer``.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    class CheckedHistoryBuffer(HistoryBuffer):
+
+        def __setstate__(self, state: Any) -> None:
+            methods = state.get('statistics_methods', {}) \
+                if isinstance(state, dict) else None
+            if not isinstance(methods, dict) or any(
+                    key not in HISTORY_BUFFER_STATISTICS
+                    or value is not getattr(HistoryBuffer, key)
+                    for key, value in methods.items()):
+                shown = {k: _describe(v) for k, v in methods.items()} \
+                    if isinstance(methods, dict) else _describe(state)
+                raise pickle.UnpicklingError(
+                    'refused global: HistoryBuffer statistics_methods '
+                    f'{shown}; only HistoryBuffer.<' +
+                    '|'.join(HISTORY_BUFFER_STATISTICS) + '> are allowed;')
+            self.__class__ = HistoryBuffer
+            HistoryBuffer.__setstate__(self, state)
+
+    return CheckedHistoryBuffer
+
+
 def _mmengine_safe_globals() -> list:
     """The globals that MMEngine checkpoints (meta, message hub) pickle.
 
-    ``builtins.getattr`` resolves to :func:`history_buffer_getattr`; no
-    general callable is allow-listed.
+    ``builtins.getattr`` resolves to :func:`history_buffer_getattr` and
+    ``HistoryBuffer`` to a subclass that checks its statistics; no general
+    callable is allow-listed.
     """
     import numpy as np
     from mmengine.logging.history_buffer import HistoryBuffer
 
-    safe = [HistoryBuffer, np.ndarray, np.dtype,
+    safe = [(_checked_history_buffer(), f'{HistoryBuffer.__module__}.'
+             f'{HistoryBuffer.__qualname__}'), np.ndarray, np.dtype,
             (history_buffer_getattr, 'builtins.getattr')]
     try:  # numpy >= 2
         from numpy._core.multiarray import _reconstruct, scalar
@@ -264,6 +300,7 @@ def check_checkpoint_integrity(filename: Any) -> None:
 _REFUSAL_PATTERNS = (
     # (regex on torch's / the stand-in's message, how to show the match)
     (r'refused global: (builtins\.getattr\(.*?\));', r'\1'),
+    (r'refused global: (HistoryBuffer statistics_methods .*?);', r'\1'),
     (r'GLOBAL (\S+) was not an allowed global', r'\1'),
     (r'unsupported GLOBAL (\S+) whose module', r'\1'),
     (r'unrecognized function (.+?)(?: which belongs|$)', r'\1'),
@@ -277,8 +314,7 @@ def _refused_global(message: str) -> str:
         match = re.search(pattern, message, flags=re.MULTILINE)
         if match:
             found = match.expand(repl)
-            if not found.startswith('builtins.getattr(') and '.' not in \
-                    found.split('(')[0]:
+            if ' ' not in found and '(' not in found and '.' not in found:
                 found = 'builtins.' + found  # torch strips "builtins."
             return found
     lines = [line.strip() for line in message.splitlines() if line.strip()]

@@ -228,3 +228,43 @@ def test_non_checkpoint_says_what_it_is_not(tmp_path, content):
     assert f'"{path}" is not a PyTorch checkpoint' in msg
     assert 'neither a zip archive written by torch.save' in msg
     assert 'unsafe' not in msg
+
+
+class _ForgedHistoryBuffer:
+    """Pickles as a HistoryBuffer whose statistics_methods maps ``name`` to
+    ``method`` (HistoryBuffer.__setstate__ merges that into the class-level
+    table every buffer of the process uses)."""
+
+    def __init__(self, name, method):
+        self.name = name
+        self.method = method
+
+    def __reduce__(self):
+        import numpy as np
+        from mmengine.logging import HistoryBuffer
+        state = dict(max_length=10, _log_history=np.array([1.0, 3.0]),
+                     _count_history=np.array([1, 1]),
+                     statistics_methods={self.name: self.method})
+        return (HistoryBuffer, (), state)
+
+
+def test_history_buffer_state_cannot_rebind_statistics(tmp_path):
+    from mmengine.logging import HistoryBuffer
+    before = dict(HistoryBuffer._statistics_methods)
+    path = str(tmp_path / 'hub.pth')
+    # an honest buffer loads (its statistics are the class's own)
+    torch.save({'hub': _ForgedHistoryBuffer('mean',
+                                            GetAttr(HistoryBuffer, 'mean'))},
+               path)
+    buf = safe_torch_load(path)['hub']
+    assert type(buf) is HistoryBuffer and buf.mean() == 2.0
+    # 'mean' rebound to another allowed callable: refused, table untouched
+    for method in (GetAttr(HistoryBuffer, 'max'), OrderedDict):
+        torch.save({'hub': _ForgedHistoryBuffer('mean', method)}, path)
+        with pytest.raises(UnsafeCheckpointError) as info:
+            safe_torch_load(path)
+        assert 'HistoryBuffer statistics_methods' in str(info.value)
+        assert f'"{path}"' in str(info.value)
+    assert HistoryBuffer._statistics_methods == before or not before
+    assert HistoryBuffer._statistics_methods.get(
+        'mean', HistoryBuffer.mean) is HistoryBuffer.mean
