@@ -1,10 +1,10 @@
 # Copyright (c) mmris contributors. All rights reserved.
 """Safe readers of referring-segmentation annotation files.
 
-REFER ``refs(*).p`` files (L. Yu's REFER API, lichengunc/refer; the same
-files are read by kkakkkka/ETRIS, tools/data_process.py) are pickles holding
-only dicts, lists, tuples, strings and numbers. Users fetch them from
-mirrors, and a plain ``pickle.load`` runs any code a crafted file names, so
+REFER ``refs(*).p`` files (L. Yu's REFER API, lichengunc/refer; copied as
+kkakkkka/ETRIS, tools/refer.py) are pickles holding only dicts, lists,
+tuples, strings and numbers. Users fetch them from mirrors, and the plain
+``pickle.load`` of the REFER API runs any code a crafted file names, so
 :func:`load_refer_pickle` refuses every pickled global (class or function):
 a data-only file loads, anything else fails before a single object is built.
 
