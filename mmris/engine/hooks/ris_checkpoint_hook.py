@@ -59,8 +59,8 @@ class RISCheckpointHook(CheckpointHook):
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
         stale = []
-        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and
-                                            self.keep_ckpt_ids[-1] == step):
+        kept = list(getattr(self, 'keep_ckpt_ids', []))
+        if self.max_keep_ckpts > 0 and not (kept and kept[-1] == step):
             # ids are updated before saving: they are saved in message_hub
             while len(self.keep_ckpt_ids) >= self.max_keep_ckpts:
                 stale.append(self.keep_ckpt_ids.popleft())
@@ -69,19 +69,31 @@ class RISCheckpointHook(CheckpointHook):
                                            list(self.keep_ckpt_ids))
 
         ckpt_filename = self.filename_tmpl.format(step)
+        last_ckpt = getattr(self, 'last_ckpt', None)
         self.last_ckpt = self.file_backend.join_path(self.out_dir,
                                                      ckpt_filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        runner.save_checkpoint(
-            self.out_dir,
-            ckpt_filename,
-            self.file_client_args,
-            save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler,
-            meta=meta,
-            by_epoch=self.by_epoch,
-            backend_args=self.backend_args,
-            **self.args)
+        try:
+            runner.save_checkpoint(
+                self.out_dir,
+                ckpt_filename,
+                self.file_client_args,
+                save_optimizer=self.save_optimizer,
+                save_param_scheduler=self.save_param_scheduler,
+                meta=meta,
+                by_epoch=self.by_epoch,
+                backend_args=self.backend_args,
+                **self.args)
+        except BaseException:
+            # not saved: the bookkeeping still describes the files on disk
+            if self.max_keep_ckpts > 0:
+                self.keep_ckpt_ids.clear()
+                self.keep_ckpt_ids.extend(kept)
+                runner.message_hub.update_info('keep_ckpt_ids', kept)
+            self.last_ckpt = last_ckpt
+            if last_ckpt is not None:
+                runner.message_hub.update_info('last_ckpt', last_ckpt)
+            raise
         if not is_main_process():
             return
         write_text_atomic(
