@@ -1,20 +1,24 @@
 # Copyright (c) mmris contributors. All rights reserved.
-"""Absorbs the two incompatibilities of the pinned stack (see README, "Installation").
+"""Absorbs the two incompatibilities of the pinned stack (README,
+"Installation").
 
-1. ``mmcv-lite`` ships no compiled ops, yet ``import mmseg.models`` imports ``mmcv.ops``
-   at module level, which needs ``mmcv._ext``. When (and only when) the compiled
-   extension is missing, a placeholder module is registered whose functions raise a
-   clear error if a compiled op is actually called. Pure-torch helpers keep working.
-2. ``torch>=2.6`` loads checkpoints with ``weights_only=True`` by default, and
-   MMEngine 0.10.7 calls plain ``torch.load``, so MMEngine's own checkpoints (which
-   pickle ``HistoryBuffer``, numpy objects and ``getattr(HistoryBuffer, 'mean')``)
-   fail to load. We keep ``weights_only=True`` and allow-list exactly the globals
-   MMEngine writes; ``builtins.getattr`` resolves to a stand-in that answers only
-   ``getattr(HistoryBuffer, <min|max|current|mean>)``. Loading a checkpoint with any
-   other pickled global is refused with a message naming the file and that global,
-   unless the caller opts in explicitly with :func:`unsafe_checkpoint_loading`
-   (``--unsafe-load`` in the tools). Every load first checks the zip CRC-32s
-   (:class:`CorruptCheckpointError` for a damaged or non-checkpoint file).
+1. ``mmcv-lite`` ships no compiled ops, yet ``import mmseg.models`` imports
+   ``mmcv.ops`` at module level, which needs ``mmcv._ext``. When (and only
+   when) the compiled extension is missing, a placeholder module is
+   registered whose functions raise a clear error if a compiled op is
+   actually called. Pure-torch helpers keep working.
+2. ``torch>=2.6`` loads checkpoints with ``weights_only=True`` by default,
+   and MMEngine 0.10.7 calls plain ``torch.load``, so MMEngine's own
+   checkpoints (which pickle ``HistoryBuffer``, numpy objects and
+   ``getattr(HistoryBuffer, 'mean')``) fail to load. We keep
+   ``weights_only=True`` and allow-list exactly the globals MMEngine writes;
+   ``builtins.getattr`` resolves to a stand-in that answers only
+   ``getattr(HistoryBuffer, <min|max|current|mean>)``. Loading a checkpoint
+   with any other pickled global is refused with a message naming the file
+   and that global, unless the caller opts in explicitly with
+   :func:`unsafe_checkpoint_loading` (``--unsafe-load`` in the tools). Every
+   load first checks the zip CRC-32s (:class:`CorruptCheckpointError` for a
+   damaged or non-checkpoint file).
 
 This module is imported first by ``import mmris``.
 """
@@ -101,7 +105,8 @@ HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
 
 #: How the legacy (non-zip) ``torch.save`` format starts: the pickled magic
 #: number, as LONG1 (protocol >= 2) or decimal (protocols 0/1).
-_LEGACY_MAGIC = (b'\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19', b'119547037146038801333356')
+_LEGACY_MAGIC = (b'\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19',
+                 b'119547037146038801333356')
 _ZIP_MAGIC = b'PK\x03\x04'
 
 

@@ -111,8 +111,8 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if is_model_wrapper(model) else model
 
 
-def check_state_dict(model: nn.Module, state_dict: Dict[str,
-                                                         Any]) -> StateDictReport:
+def check_state_dict(model: nn.Module,
+                     state_dict: Dict[str, Any]) -> StateDictReport:
     """Compare ``state_dict`` with ``model.state_dict()`` (keys + shapes)."""
     own = _unwrap(model).state_dict()
     missing = [k for k in own if k not in state_dict]
@@ -170,7 +170,8 @@ def load_ris_checkpoint(model: nn.Module,
     """Load an mmris (or converted) checkpoint safely and strictly.
 
     The file is read with :func:`mmris.compat.safe_torch_load`
-    (``weights_only=True`` + allow-list), then matched against the model.
+    (zip CRC-32 check, ``weights_only=True`` + allow-list), then matched
+    against the model.
 
     Args:
         model (nn.Module): Target model (wrappers are unwrapped).
@@ -184,6 +185,13 @@ def load_ris_checkpoint(model: nn.Module,
 
     Returns:
         dict: The loaded checkpoint.
+
+    Raises:
+        mmris.compat.UnsafeCheckpointError: The file pickles a global outside
+            the allow-list (nothing of it is executed).
+        mmris.compat.CorruptCheckpointError: The file is damaged or not a
+            checkpoint.
+        CheckpointMismatchError: ``strict`` and the keys / shapes differ.
     """
     from mmris.compat import safe_torch_load
     checkpoint = safe_torch_load(filename, map_location=map_location,

@@ -151,7 +151,7 @@ def test_init_model_refuses_checkpoint_of_another_width(width_configs):
         assert lax.state_dict()[key].shape != state[key].shape
 
 
-# --- input rules ---------------------------------------------------------------
+# --- input rules ----------------------------------------------------------
 def test_load_image_dtype_rules(tmp_path):
     from mmris.apis import load_image
     img = _image(20, 30)

@@ -205,8 +205,9 @@ def test_torchscript_archive_read_as_weights_without_jit_load(
     state = load_clip_state_dict(path)
     assert set(state) == set(expected) - {'input_resolution'}
     for key, value in state.items():
-        assert value.dtype == (torch.float32 if expected[key].is_floating_point()
-                               else expected[key].dtype), key
+        want = torch.float32 if expected[key].is_floating_point() else \
+            expected[key].dtype
+        assert value.dtype == want, key
         assert torch.equal(value, expected[key].to(value.dtype)), key
     vit = _clip_vit(path)
     vit.init_weights()
@@ -267,7 +268,7 @@ def test_torchscript_archive_with_edited_pickle_is_refused(tmp_path):
     assert b'posix\nsystem' in raw and pickle.STOP[0] == raw[-1]
 
 
-# --- damaged files --------------------------------------------------------------
+# --- damaged files ---------------------------------------------------------
 def _flip_one_bit(path: str) -> str:
     """Flip one bit inside the largest tensor record of a zip checkpoint;
     returns the record's name."""

@@ -51,8 +51,11 @@ def main():
         init_default_scope(cfg.get('default_scope', 'mmseg'))
         model = MODELS.build(cfg.model)
         # missing / unexpected / shape-mismatched keys listed on failure
-        load_state_dict_strict(model, converted, strict=True,
-                               source=f'{args.src} converted for {args.method}')
+        load_state_dict_strict(
+            model,
+            converted,
+            strict=True,
+            source=f'{args.src} converted for {args.method}')
         print(f'{args.config}: all {len(converted)} tensors load strictly')
     torch.save(dict(state_dict=converted, meta=dict(source=args.src)),
                args.dst)

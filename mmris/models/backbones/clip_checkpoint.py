@@ -7,11 +7,11 @@ archives (``openai/CLIP``, ``clip/clip.py`` loads them with
 loading (a class's TorchScript ``__setstate__`` can, e.g., create files with
 ``torch.from_file(..., shared=True)``), so mmris never calls it: an archive is
 a zip file whose ``<name>/data.pkl`` pickles the module tree and whose
-``<name>/data/<key>`` records hold the tensor bytes. :func:`read_torchscript_weights`
-unpickles ``data.pkl`` with a restricted unpickler that resolves only the
-tensor-rebuild functions, the storage types and ``OrderedDict``; every
-``__torch__.*`` class becomes an inert record of its attributes, and nothing
-of ``code/`` or ``constants.pkl`` is read.
+``<name>/data/<key>`` records hold the tensor bytes.
+:func:`read_torchscript_weights` unpickles ``data.pkl`` with a restricted
+unpickler that resolves only the tensor-rebuild functions, the storage types
+and ``OrderedDict``; every ``__torch__.*`` class becomes an inert record of
+its attributes, and nothing of ``code/`` or ``constants.pkl`` is read.
 """
 import os.path as osp
 import pickle
@@ -266,7 +266,10 @@ def load_clip_state_dict(path: str) -> Dict[str, Tensor]:
 
 def sub_state_dict(state: Dict[str, Tensor], prefix: str) -> Dict[str, Tensor]:
     """The entries under ``prefix`` with the prefix removed."""
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {
+        k[len(prefix):]: v
+        for k, v in state.items() if k.startswith(prefix)
+    }
 
 
 def resize_pos_embed(pos: Tensor, grid: tuple, num_prefix: int = 1,
