@@ -94,7 +94,7 @@ def test_image_sizes_are_checked(root, capsys):
                                               rotated['height'])
     code, out = _run(root, capsys)
     assert code == 1 and PASSED not in out
-    assert '1 images whose size differs from instances.json' in out
+    assert '1 image(s) whose size differs from instances.json' in out
     assert f'{path}: {h + 6}x{w} (height x width)' in out
     assert f'says {h}x{w}' in out and str(rot) not in out
 
@@ -111,7 +111,7 @@ def test_degenerate_annotations_are_listed(root, capsys):
         json.dump(data, f)
     code, out = _run(root, capsys)
     assert code == 0 and PASSED in out  # listed, not fatal
-    assert '3 refs with degenerate annotations (2 with an empty mask' in out
+    assert '3 ref(s) with degenerate annotations (2 with an empty mask' in out
     problems = ('empty segmentation list', 'polygon 0 has 4 coordinates',
                 'polygon 0 has an odd number of coordinates (7)')
     for ref, problem in zip(victims, problems):

@@ -182,19 +182,19 @@ def check_dataset(data_root: str,
             ok = False
     if size_problems:
         _report_list(
-            'images whose size differs from instances.json (resized or '
+            'image(s) whose size differs from instances.json (resized or '
             'rotated copies? the masks would be misaligned)', size_problems,
             max_list)
         ok = False
     degenerate, malformed = _annotation_problems(refs, imgs, anns)
     if malformed:
-        _report_list(f'malformed annotations in {instances_file}', malformed,
+        _report_list(f'malformed annotation(s) in {instances_file}', malformed,
                      max_list)
         ok = False
     if degenerate:
         n_empty = sum(d.endswith('the mask is empty') for d in degenerate)
         _report_list(
-            f'refs with degenerate annotations ({n_empty} with an empty '
+            f'ref(s) with degenerate annotations ({n_empty} with an empty '
             'mask: skipped in training, IoU 0 in evaluation)', degenerate,
             max_list)
         ok = ok and not strict
