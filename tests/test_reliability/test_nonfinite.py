@@ -95,3 +95,82 @@ def test_logged_losses_checked_after_iteration():
     assert 'loss=inf' in msg and 'iteration 42 (epoch 3, batch 5)' in msg
     assert 'ref_id=0, sent_id=10, img_path=im0.jpg' in msg
     assert 'ref_id=1' in msg and 'ref_id=2' not in msg and '(+1 more)' in msg
+
+
+def _huge_lr_cfg(data_root, work_dir, **extra):
+    """SGD with lr=1e38: the loss of iteration 1 is finite, its update
+    overflows some weights to +-inf (fp32) and the loss of iteration 2 is
+    NaN. Checkpoints after every iteration."""
+    return _cfg(
+        data_root, work_dir,
+        **{
+            'optim_wrapper.optimizer': dict(type='SGD', lr=1e38),
+            'default_hooks.checkpoint.by_epoch': False,
+            'default_hooks.checkpoint.save_best': None,
+            **extra
+        })
+
+
+def test_nonfinite_update_named_at_its_iteration(synthetic_root, tmp_path):
+    from mmris.engine.hooks import NonFiniteParametersError
+    cfg = _huge_lr_cfg(synthetic_root, str(tmp_path / 'work'))
+    runner = build_runner(cfg)
+    batches = []
+    loss_fn = runner.model.loss
+
+    def recorded_loss(inputs, data_samples):
+        batches.append([ds.ref_id for ds in data_samples])
+        return loss_fn(inputs, data_samples)
+
+    runner.model.loss = recorded_loss
+    with pytest.raises(NonFiniteParametersError) as info:
+        runner.train()
+    msg = str(info.value)
+    params = [p for p in runner.model.parameters() if p.requires_grad]
+    bad = sum(not torch.isfinite(p).all() for p in params)
+    assert 0 < bad <= len(params)
+    assert ('Non-finite parameters after the optimizer step of iteration 1 '
+            '(epoch 1, batch 0)') in msg
+    assert f'{bad} of {len(params)} trainable tensors hold NaN/inf' in msg
+    assert 'The loss of iteration 1 was finite (loss=' in msg
+    assert 'optim_wrapper.optimizer.lr' in msg
+    # the samples named are those of iteration 1, the only one run
+    assert len(batches) == 1
+    for ref_id in batches[0]:
+        assert f'ref_id={ref_id}, sent_id=' in msg
+    # no checkpoint with the broken weights
+    assert not any('.pth' in f for f in os.listdir(cfg.work_dir))
+
+
+def test_nonfinite_state_never_saved(synthetic_root, tmp_path):
+    """Periodic check off: the save after iteration 1 is refused, and the
+    NaN loss of iteration 2 blames the earlier update, not its batch."""
+    from mmris.engine.hooks import NonFiniteParametersError
+    cfg = _huge_lr_cfg(
+        synthetic_root, str(tmp_path / 'work'),
+        custom_hooks=[dict(type='NonFiniteLossHook', param_interval=0)])
+    runner = build_runner(cfg)
+    with pytest.raises(NonFiniteParametersError) as info:
+        runner.train()
+    msg = str(info.value)
+    assert 'Refusing to save a checkpoint at iteration 1 (epoch 1)' in msg
+    assert 'floating-point tensors of its state_dict hold NaN/inf' in msg
+    assert not any('.pth' in f for f in os.listdir(cfg.work_dir))
+
+    cfg = _huge_lr_cfg(
+        synthetic_root, str(tmp_path / 'work2'),
+        custom_hooks=[dict(type='NonFiniteLossHook', param_interval=0)],
+        **{'default_hooks.checkpoint.interval': 100})
+    runner = build_runner(cfg)
+    with pytest.raises(NonFiniteParametersError) as info:
+        runner.train()
+    msg = str(info.value)
+    assert 'Non-finite loss at iteration 2 (epoch 1, batch 1)' in msg
+    assert 'trainable tensors already hold NaN/inf' in msg
+    assert 'an optimizer step after iteration 0' in msg
+    assert 'not the samples of this batch' in msg
+
+
+def test_param_interval_argument_checked():
+    with pytest.raises(ValueError, match='param_interval must be an int'):
+        NonFiniteLossHook(param_interval=-1)
