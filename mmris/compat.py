@@ -370,6 +370,9 @@ def safe_torch_load(filename: Any,
             'in explicitly with `--unsafe-load` (tools) or '
             '`mmris.compat.unsafe_checkpoint_loading()` (Python).') from None
     except (EOFError, KeyError, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and 'PytorchStreamReader' not in \
+                str(err):
+            raise  # e.g. a CUDA map_location on a CPU-only machine
         raise CorruptCheckpointError(
             f'Checkpoint "{name}" is damaged: torch.load failed with '
             f'{type(err).__name__}: {err}') from None
