@@ -223,3 +223,21 @@ def test_inference_model_rejects_bad_texts(model, texts, error, match):
     from mmris.apis import inference_model
     with pytest.raises(error, match=match):
         inference_model(model, _image(), texts)
+
+
+def test_demo_refuses_checkpoint_of_another_width(width_configs, tmp_path,
+                                                  monkeypatch):
+    from mmris.engine import CheckpointMismatchError
+    from test_reliability._helpers import run_tool_inprocess
+    cfgs, ckpt, _ = width_configs
+    config = str(tmp_path / 'tiny_w64.py')
+    cfgs[64].dump(config)
+    image = str(tmp_path / 'img.png')
+    cv2.imwrite(image, _image())
+    out = tmp_path / 'overlay.png'
+    with pytest.raises(CheckpointMismatchError, match='tiny_w32.pth'):
+        run_tool_inprocess(
+            osp.join(ROOT, 'tools', 'demo.py'),
+            [image, 'the red circle', '--config', config, '--checkpoint',
+             ckpt, '--out', out], monkeypatch)
+    assert not out.exists()
