@@ -19,7 +19,7 @@ import mmcv
 import numpy as np
 
 import mmris  # noqa: F401  (compat + registries first)
-from mmengine.config import DictAction
+from mmengine.config import Config, DictAction
 
 from mmris.apis import inference_model, init_model, load_image
 from mmris.compat import unsafe_checkpoint_loading
@@ -75,17 +75,36 @@ def output_paths(out: str, num: int) -> List[str]:
     return [f'{stem}_{i}{ext or ".png"}' for i in range(num)]
 
 
+def describe_weights(cfg: Config, checkpoint: str) -> str:
+    """One line saying which weights run, with the config's ``model_note``
+    (e.g. that the quick-start model only knows synthetic shapes)."""
+    if checkpoint is None:
+        line = ('random weights (no checkpoint given): the masks mean '
+                'nothing')
+    else:
+        line = f'weights from {checkpoint}'
+    note = cfg.get('model_note')
+    return line + (f'\n[demo] note: {note}' if note else '')
+
+
 def main():
     args = parse_args()
     checkpoint = None if args.checkpoint.lower() == 'none' else \
         args.checkpoint
+    # check the inputs before the (slow) model build
+    try:
+        image = load_image(args.image)['img']
+    except (OSError, ValueError, TypeError) as err:
+        raise SystemExit(f'demo.py: cannot use image "{args.image}": {err}')
+    if checkpoint is not None and not osp.isfile(checkpoint):
+        raise SystemExit(f'demo.py: checkpoint file not found: {checkpoint}')
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
     with unsafe_checkpoint_loading(args.unsafe_load):
-        model = init_model(
-            args.config,
-            checkpoint,
-            device=args.device,
-            cfg_options=args.cfg_options)
-    image = load_image(args.image)['img']
+        model = init_model(cfg, checkpoint, device=args.device)
+    print(f'[demo] model: {args.config}; '
+          f'{describe_weights(cfg, checkpoint)}')
     results = inference_model(
         model,
         image,

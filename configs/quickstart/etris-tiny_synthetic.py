@@ -84,3 +84,8 @@ default_hooks = dict(
     logger=dict(interval=25),
     checkpoint=dict(interval=4),
     visualization=dict(type='RISVisualizationHook', draw=False))
+
+# printed by tools/demo.py (and the web demo) next to the weights in use
+model_note = ('quick-start model: trained only on the synthetic coloured '
+              'shapes of make_synthetic_refer.py; on real photos its masks '
+              'are meaningless (use a paper config and checkpoint)')

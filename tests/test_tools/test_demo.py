@@ -68,3 +68,33 @@ def test_demo_overlay(synthetic_root, tmp_path):
     tinted = (np.abs(overlay[inner] - expected).max(1) <= 1).mean()
     kept = (np.abs(overlay[outer] - src[outer]).max(1) <= 1).mean()
     assert tinted > 0.99 and kept > 0.99, (tinted, kept)
+
+
+def test_demo_checks_image_first_and_names_the_weights(tmp_path):
+    """A missing image fails before the model is built; the demo says
+    which weights run and what the quick-start model knows."""
+    demo = osp.join(ROOT, 'tools', 'demo.py')
+    proc = subprocess.run([
+        sys.executable, demo,
+        str(tmp_path / 'missing.jpg'), 'the red circle', '--config', CONFIG,
+        '--checkpoint', 'none'
+    ], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert 'missing.jpg' in proc.stderr
+    assert '[demo] model:' not in proc.stdout  # stopped before the build
+    proc = subprocess.run([
+        sys.executable, demo,
+        osp.join(ROOT, 'demo', 'demo.jpg'), 'the red circle', '--config',
+        CONFIG, '--checkpoint', str(tmp_path / 'absent.pth')
+    ], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and 'absent.pth' in proc.stderr
+    out = str(tmp_path / 'o.png')
+    proc = subprocess.run([
+        sys.executable, demo,
+        osp.join(ROOT, 'demo', 'demo.jpg'), 'the red circle', '--config',
+        CONFIG, '--checkpoint', 'none', '--out', out
+    ], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'random weights' in proc.stdout
+    assert 'synthetic coloured shapes' in proc.stdout
+    assert cv2.imread(out) is not None
