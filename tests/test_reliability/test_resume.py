@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from ._helpers import ROOT, TINY_CONFIG, TRAIN, small_options
 
 # 36 training objects, batch 8, drop_last: 4 iterations per epoch; 2 epochs.
@@ -151,3 +153,129 @@ def test_sigkill_mid_epoch_then_resume_matches(synthetic_root, tmp_path):
             assert max(diffs.values()) <= 1e-6, (w, name, diffs)
         # and the losses do change from iteration to iteration
         assert len({round(v, 6) for v in after.values()}) == len(after), w
+
+
+# -- resuming with another batch size / number of processes -----------------
+
+class _Stop(Exception):
+    """Ends an in-process run at an iteration (what is on disk is what a
+    kill leaves: complete checkpoints)."""
+
+
+def _record_batches(monkeypatch, stop_at=0):
+    """[(epoch, iteration, ref_ids)] of every training iteration run by the
+    next RISRunner.train calls; raise _Stop before iteration ``stop_at``."""
+    from mmengine.hooks import Hook
+
+    from mmris.engine import RISRunner
+    from mmris.engine.hooks.nonfinite_loss_hook import batch_sample_ids
+    seen = []
+
+    class _Recorder(Hook):
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            if stop_at and runner.iter + 1 == stop_at:
+                raise _Stop
+            seen.append((runner.epoch, runner.iter + 1, [
+                s['ref_id'] for s in batch_sample_ids(data_batch)
+            ]))
+
+    train = getattr(RISRunner.train, 'unpatched', RISRunner.train)
+
+    def recorded_train(self):
+        self.register_hook(_Recorder())
+        return train(self)
+
+    recorded_train.unpatched = train
+    monkeypatch.setattr(RISRunner, 'train', recorded_train)
+    return seen
+
+
+def _inprocess(work_dir, data_root, monkeypatch, batch_size, max_epochs,
+               *extra, resume=False):
+    from ._helpers import run_tool_inprocess
+    args = [TINY_CONFIG, '--work-dir', work_dir] + (['--resume']
+                                                     if resume else [])
+    args += small_options(
+        data_root,
+        batch_size=batch_size,
+        max_epochs=max_epochs,
+        extra=[
+            'default_hooks.checkpoint.save_best=None', 'val_cfg=None',
+            'val_dataloader=None', 'val_evaluator=None', *extra
+        ])
+    run_tool_inprocess(TRAIN, args, monkeypatch)
+
+
+def _log_text(work_dir):
+    logs = sorted(glob.glob(osp.join(work_dir, '*', '*.log')))
+    return open(logs[-1]).read()
+
+
+def test_resume_after_batch_size_change_at_epoch_end(synthetic_root,
+                                                     tmp_path, monkeypatch):
+    """Epoch 1 at batch 4 (9 iterations), resumed at batch 8: epoch 2 trains
+    its 4 iterations (it used to skip all of them and exit 0)."""
+    work = str(tmp_path / 'work')
+    first = _record_batches(monkeypatch)
+    _inprocess(work, synthetic_root, monkeypatch, 4, 1)
+    assert [it for _, it, _ in first] == list(range(1, 10))
+
+    resumed = _record_batches(monkeypatch)
+    _inprocess(work, synthetic_root, monkeypatch, 8, 2, resume=True)
+    assert [(e, it) for e, it, _ in resumed] == [(1, 5), (1, 6), (1, 7),
+                                                  (1, 8)]
+    assert all(len(ids) == 8 for _, _, ids in resumed)
+    log = _log_text(work)
+    assert ('The global batch size changed from 4 (4 x 1 processes) to 8 '
+            '(8 x 1): resuming epoch 2 after the 0 samples already '
+            'trained; the iteration counter goes from 9 to 4') in log
+
+
+def test_resume_mid_epoch_after_batch_size_change_skips_samples_seen(
+        synthetic_root, tmp_path, monkeypatch):
+    """Stopped after iteration 3 of batch 4 (12 samples, checkpoint
+    iter_3.pth), resumed at batch 8: the 24 samples not yet seen in that
+    epoch are trained, each once, in 3 iterations."""
+    work = str(tmp_path / 'work')
+    by_iter = ['default_hooks.checkpoint.by_epoch=False',
+               'default_hooks.checkpoint.interval=3']
+    first = _record_batches(monkeypatch, stop_at=4)
+    with pytest.raises(_Stop):
+        _inprocess(work, synthetic_root, monkeypatch, 4, 1, *by_iter)
+    assert [it for _, it, _ in first] == [1, 2, 3]
+    assert open(osp.join(work, 'last_checkpoint')).read().endswith(
+        'iter_3.pth')
+
+    resumed = _record_batches(monkeypatch)
+    _inprocess(work, synthetic_root, monkeypatch, 8, 1, *by_iter,
+               resume=True)
+    assert [(e, it) for e, it, _ in resumed] == [(0, 2), (0, 3), (0, 4)]
+    seen_before = [i for _, _, ids in first for i in ids]
+    seen_after = [i for _, _, ids in resumed for i in ids]
+    assert len(seen_before) == 12 and len(seen_after) == 24
+    # every object of the epoch exactly once over the two runs
+    assert len(set(seen_before + seen_after)) == 36
+    log = _log_text(work)
+    assert ('Resuming in the middle of epoch 1: skipping its first 12 '
+            'samples (batch size changed, already trained)') in log
+
+
+def test_resume_refuses_unknown_epoch_position(synthetic_root, tmp_path,
+                                               monkeypatch):
+    """A checkpoint without meta['train_progress'] (MMEngine's own) whose
+    iteration does not fit the new batch size: a clear refusal."""
+    work = str(tmp_path / 'work')
+    _inprocess(work, synthetic_root, monkeypatch, 4, 1)
+    import torch
+    ckpt_file = osp.join(work, 'epoch_1.pth')
+    ckpt = torch.load(ckpt_file, weights_only=False)
+    del ckpt['meta']['train_progress']
+    torch.save(ckpt, ckpt_file)
+    with pytest.raises(RuntimeError) as info:
+        _inprocess(work, synthetic_root, monkeypatch, 8, 2, resume=True)
+    msg = str(info.value)
+    assert f'Cannot resume from {ckpt_file}: it was saved at iteration 9' \
+        in msg
+    assert 'records no batch size' in msg
+    assert 'The batch size or the number of GPUs has changed' in msg
