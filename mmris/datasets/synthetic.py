@@ -274,6 +274,79 @@ def python2_pickle_dumps(obj: Any, protocol: int = 2) -> bytes:
     return b''.join(out)
 
 
+def _write_scene(img_dir: str, seed: int, index: int, lo: int,
+                 hi: int) -> Tuple[np.random.Generator, dict, List[dict],
+                                   List[dict]]:
+    """Render scene ``index``, write its JPEG and build its COCO entries.
+
+    Returns:
+        tuple: The scene's generator (for the sentence draws that follow),
+        the COCO image dict, its annotation dicts (one per object, in the
+        order of the objects) and the objects.
+    """
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng([seed, index])
+    h, w = (int(v) for v in rng.integers(lo, hi + 1, size=2))
+    img, objs = _render(rng, h, w)
+    image_id = IMAGE_ID_OFFSET + index
+    file_name = f'COCO_train2014_{image_id:012d}.jpg'
+    ok = cv2.imwrite(
+        osp.join(img_dir, file_name), img[..., ::-1],
+        [cv2.IMWRITE_JPEG_QUALITY, 95])
+    if not ok:
+        raise OSError(f'Cannot write {osp.join(img_dir, file_name)}')
+    anns = []
+    for k, obj in enumerate(objs):
+        poly = [float(round(v, 2)) for v in obj['poly'].reshape(-1)]
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', DeprecationWarning)
+            rle = mask_utils.merge(mask_utils.frPyObjects([poly], h, w))
+            x, y, bw, bh = (float(v) for v in mask_utils.toBbox(rle))
+            area = float(mask_utils.area(rle))
+        anns.append(
+            dict(
+                id=image_id * 10 + k,
+                image_id=image_id,
+                category_id=SHAPES.index(obj['shape']) + 1,
+                segmentation=[poly],
+                area=area,
+                bbox=[x, y, bw, bh],
+                iscrowd=0))
+    image = dict(id=image_id, file_name=file_name, height=h, width=w)
+    return rng, image, anns, objs
+
+
+def _pick_sentences(rng: np.random.Generator, cands: List[str],
+                    first_id: int, most: int = 3) -> List[dict]:
+    """2..``most`` of ``cands`` as REFER sentence dicts (ids from
+    ``first_id``)."""
+    n_sent = min(len(cands), int(rng.integers(2, most + 1)))
+    chosen = [cands[i] for i in rng.permutation(len(cands))[:n_sent]]
+    sentences = []
+    for k, sent in enumerate(chosen):
+        raw = sent[0].upper() + sent[1:] + ('.' if rng.random() < 0.5 else '')
+        sentences.append(
+            dict(tokens=sent.split(), raw=raw, sent_id=first_id + k,
+                 sent=sent))
+    return sentences
+
+
+def _ref_dict(ref_id: int, ann_id: Any, category_id: Any, image_id: int,
+              split: str, sentences: List[dict]) -> dict:
+    """A REFER ref (gRefCOCO: ``ann_id`` / ``category_id`` lists)."""
+    first = ann_id[0] if isinstance(ann_id, list) else ann_id
+    return dict(
+        ref_id=ref_id,
+        ann_id=ann_id,
+        image_id=image_id,
+        split=split,
+        sentences=sentences,
+        sent_ids=[s['sent_id'] for s in sentences],
+        category_id=category_id,
+        file_name=f'COCO_train2014_{image_id:012d}_{first}.jpg')
+
+
 def make_synthetic_refer(root: str,
                          seed: int = 0,
                          num_images: Union[None, int, Dict[str, int]] = None,
@@ -314,8 +387,6 @@ def make_synthetic_refer(root: str,
     if not 1 <= lo <= hi:
         raise ValueError(f'image_size must be (min, max) with 1 <= min <= '
                          f'max, got {image_size}')
-    from pycocotools import mask as mask_utils
-
     img_dir = osp.join(root, img_prefix)
     ann_dir = osp.join(root, dataset)
     os.makedirs(img_dir, exist_ok=True)
@@ -326,62 +397,19 @@ def make_synthetic_refer(root: str,
     split_of_image = [name for name, n in counts.items() for _ in range(n)]
     ref_id = sent_id = 0
     for index, split in enumerate(split_of_image):
-        rng = np.random.default_rng([seed, index])
-        h, w = (int(v) for v in rng.integers(lo, hi + 1, size=2))
-        img, objs = _render(rng, h, w)
-        image_id = IMAGE_ID_OFFSET + index
-        file_name = f'COCO_train2014_{image_id:012d}.jpg'
-        ok = cv2.imwrite(
-            osp.join(img_dir, file_name), img[..., ::-1],
-            [cv2.IMWRITE_JPEG_QUALITY, 95])
-        if not ok:
-            raise OSError(f'Cannot write {osp.join(img_dir, file_name)}')
-        images.append(
-            dict(id=image_id, file_name=file_name, height=h, width=w))
+        rng, image, anns, objs = _write_scene(img_dir, seed, index, lo, hi)
+        images.append(image)
+        annotations.extend(anns)
         stat = splits.setdefault(split, dict(images=0, refs=0, sentences=0))
         stat['images'] += 1
-        for k, obj in enumerate(objs):
-            ann_id = image_id * 10 + k
-            poly = [float(round(v, 2)) for v in obj['poly'].reshape(-1)]
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore', DeprecationWarning)
-                rle = mask_utils.merge(mask_utils.frPyObjects([poly], h, w))
-                x, y, bw, bh = (float(v) for v in mask_utils.toBbox(rle))
-                area = float(mask_utils.area(rle))
-            cat_id = SHAPES.index(obj['shape']) + 1
-            annotations.append(
-                dict(
-                    id=ann_id,
-                    image_id=image_id,
-                    category_id=cat_id,
-                    segmentation=[poly],
-                    area=area,
-                    bbox=[x, y, bw, bh],
-                    iscrowd=0))
+        h, w = image['height'], image['width']
+        for obj, ann in zip(objs, anns):
             cands = _sentences(obj, objs, h, w)
-            n_sent = min(len(cands), int(rng.integers(2, 4)))
-            chosen = [cands[i] for i in rng.permutation(len(cands))[:n_sent]]
-            sentences = []
-            for sent in chosen:
-                raw = sent[0].upper() + sent[1:] + ('.' if rng.random() < 0.5
-                                                    else '')
-                sentences.append(
-                    dict(
-                        tokens=sent.split(),
-                        raw=raw,
-                        sent_id=sent_id,
-                        sent=sent))
-                sent_id += 1
+            sentences = _pick_sentences(rng, cands, sent_id)
+            sent_id += len(sentences)
             refs.append(
-                dict(
-                    ref_id=ref_id,
-                    ann_id=ann_id,
-                    image_id=image_id,
-                    split=split,
-                    sentences=sentences,
-                    sent_ids=[s['sent_id'] for s in sentences],
-                    category_id=cat_id,
-                    file_name=f'COCO_train2014_{image_id:012d}_{ann_id}.jpg'))
+                _ref_dict(ref_id, ann['id'], ann['category_id'], image['id'],
+                          split, sentences))
             ref_id += 1
             stat['refs'] += 1
             stat['sentences'] += len(sentences)
@@ -446,3 +474,187 @@ def make_synthetic_refer_all(
             small=small)
         for d, s in names
     }
+
+
+_COUNT_WORDS = {2: 'two', 3: 'three', 4: 'four'}
+
+
+def _multi_sentences(objs: List[dict]) -> List[Tuple[List[int], List[str]]]:
+    """Multi-target expressions of a scene: ``(object indices, sentences)``.
+
+    Groups of >= 2 objects sharing a shape ("the two circles", "all the
+    circles"), a size ("the big objects") or all the objects ("all the
+    shapes"). Colours are distinct within an image, so no colour group.
+    """
+    groups: Dict[Tuple[int, ...], List[str]] = {}
+    n = len(objs)
+    for shape in SHAPES:
+        idx = tuple(k for k, o in enumerate(objs) if o['shape'] == shape)
+        if len(idx) >= 2:
+            num = _COUNT_WORDS[len(idx)]
+            cands = [f'the {num} {shape}s', f'all the {shape}s',
+                     f'every {shape}']
+            if len(idx) == 2:
+                cands.append(f'both {shape}s')
+            groups.setdefault(idx, []).extend(cands)
+    for size in ('big', 'small'):
+        idx = tuple(k for k, o in enumerate(objs) if o['size'] == size)
+        if 2 <= len(idx) < n:
+            groups.setdefault(idx, []).extend([
+                f'the {size} objects', f'all the {size} shapes',
+                f'the {_COUNT_WORDS[len(idx)]} {size} ones'
+            ])
+    groups.setdefault(tuple(range(n)), []).extend(
+        ['all the shapes', 'every object', f'all {_COUNT_WORDS[n]} objects'])
+    # one ref per set of objects (its expressions merged)
+    return [(list(idx), cands) for idx, cands in groups.items()]
+
+
+def _no_target_sentences(objs: List[dict]) -> List[str]:
+    """Expressions that match no object of the scene.
+
+    An absent colour ("the purple circle"), an absent shape ("the
+    triangle") or a present colour with another shape ("the red square"
+    where the red object is a circle).
+    """
+    present = {o['colour'] for o in objs}
+    shapes = {o['shape'] for o in objs}
+    cands = []
+    for colour in COLOURS:
+        if colour not in present:
+            cands += [f'the {colour} {s}' for s in SHAPES]
+            cands.append(f'the {colour} one')
+    for shape in SHAPES:
+        if shape not in shapes:
+            cands += [f'the {shape}', f'the big {shape}',
+                      f'the small {shape}']
+    for o in objs:
+        cands += [f'the {o["colour"]} {s}' for s in SHAPES
+                  if s != o['shape']]
+    return cands
+
+
+def make_synthetic_grefcoco(root: str,
+                            seed: int = 0,
+                            num_images: Union[None, int, Dict[str,
+                                                              int]] = None,
+                            image_size: Tuple[int, int] = (96, 160),
+                            small: bool = False,
+                            refs_format: str = 'json',
+                            img_prefix: str = 'images/train2014') -> dict:
+    """Write a synthetic dataset in the gRefCOCO format under ``root``.
+
+    The images are those :func:`make_synthetic_refer` writes with the same
+    ``seed``, ``num_images`` and ``image_size`` (so a RefCOCO-format and a
+    gRefCOCO-format root can share them, as the real datasets do). Per
+    image the refs are: one single-target ref per object (the RefCOCO
+    sentences), one multi-target ref per group of >= 2 objects sharing a
+    shape or size, plus "all the shapes" (``ann_id`` lists every member),
+    and one no-target ref (``ann_id == [-1]``, ``category_id == [-1]``)
+    such as "the purple circle" where there is none. Deterministic in the
+    arguments.
+
+    Files::
+
+        <root>/images/train2014/COCO_train2014_%012d.jpg
+        <root>/grefcoco/instances.json
+        <root>/grefcoco/grefs(unc).json   (or grefs(unc).p, protocol 2)
+
+    Args:
+        root (str): Output data root (created if needed).
+        seed (int): Random seed. Defaults to 0.
+        num_images (int | dict, optional): As :func:`make_synthetic_refer`
+            (UNC splits train/val/testA/testB). Defaults to None.
+        image_size (tuple[int, int]): Side range. Defaults to (96, 160).
+        small (bool): 16 images when ``num_images`` is None.
+            Defaults to False.
+        refs_format (str): 'json' or 'pickle'. Defaults to 'json'.
+        img_prefix (str): Image folder relative to ``root``.
+            Defaults to 'images/train2014'.
+
+    Returns:
+        dict: Summary with ``root``, ``refs_file``, ``instances_file``,
+        ``image_dir``, ``num_images``, ``num_refs``, ``num_sentences`` and
+        per split ``dict(images, refs, sentences, no_target_refs,
+        multi_target_refs)``.
+    """
+    if refs_format not in ('json', 'pickle'):
+        raise ValueError(
+            f"refs_format must be 'json' or 'pickle', got {refs_format!r}")
+    counts = _split_counts('unc', num_images, small)
+    lo, hi = int(image_size[0]), int(image_size[1])
+    if not 1 <= lo <= hi:
+        raise ValueError(f'image_size must be (min, max) with 1 <= min <= '
+                         f'max, got {image_size}')
+    img_dir = osp.join(root, img_prefix)
+    ann_dir = osp.join(root, 'grefcoco')
+    os.makedirs(img_dir, exist_ok=True)
+    os.makedirs(ann_dir, exist_ok=True)
+
+    images, annotations, refs = [], [], []
+    splits: Dict[str, dict] = {}
+    split_of_image = [name for name, n in counts.items() for _ in range(n)]
+    ref_id = sent_id = 0
+    for index, split in enumerate(split_of_image):
+        _, image, anns, objs = _write_scene(img_dir, seed, index, lo, hi)
+        images.append(image)
+        annotations.extend(anns)
+        stat = splits.setdefault(
+            split,
+            dict(
+                images=0,
+                refs=0,
+                sentences=0,
+                no_target_refs=0,
+                multi_target_refs=0))
+        stat['images'] += 1
+        h, w = image['height'], image['width']
+        # Sentence draws use their own generator: the images stay those of
+        # make_synthetic_refer whatever the gRefCOCO expressions are.
+        srng = np.random.default_rng([seed, index, 1])
+        targets = [([k], _sentences(o, objs, h, w))
+                   for k, o in enumerate(objs)]
+        targets += _multi_sentences(objs)
+        targets.append(([], _no_target_sentences(objs)))
+        for members, cands in targets:
+            sentences = _pick_sentences(srng, cands, sent_id)
+            sent_id += len(sentences)
+            ann_ids = [anns[k]['id'] for k in members] or [-1]
+            cat_ids = [anns[k]['category_id'] for k in members] or [-1]
+            refs.append(
+                _ref_dict(ref_id, ann_ids, cat_ids, image['id'], split,
+                          sentences))
+            ref_id += 1
+            stat['refs'] += 1
+            stat['sentences'] += len(sentences)
+            stat['no_target_refs'] += int(not members)
+            stat['multi_target_refs'] += int(len(members) > 1)
+
+    instances_file = osp.join(ann_dir, 'instances.json')
+    with open(instances_file, 'w') as f:
+        json.dump(
+            dict(
+                info=dict(
+                    description=f'mmris synthetic gRefCOCO, seed {seed}'),
+                images=images,
+                annotations=annotations,
+                categories=CATEGORIES), f)
+    if refs_format == 'json':
+        refs_file = osp.join(ann_dir, 'grefs(unc).json')
+        with open(refs_file, 'w') as f:
+            json.dump(refs, f)
+    else:
+        refs_file = osp.join(ann_dir, 'grefs(unc).p')
+        with open(refs_file, 'wb') as f:
+            pickle.dump(refs, f, protocol=2)
+    return dict(
+        root=root,
+        dataset='grefcoco',
+        split_by='unc',
+        refs_file=refs_file,
+        instances_file=instances_file,
+        image_dir=img_dir,
+        num_images=len(images),
+        num_refs=len(refs),
+        num_sentences=sent_id,
+        splits=splits)

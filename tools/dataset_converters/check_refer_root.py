@@ -12,6 +12,11 @@ Expected layout::
     DATA_ROOT/refcoco/{instances.json, refs(unc).p}
     DATA_ROOT/refcoco+/{instances.json, refs(unc).p}
     DATA_ROOT/refcocog/{instances.json, refs(umd).p, refs(google).p}
+    DATA_ROOT/grefcoco/{instances.json, grefs(unc).json | grefs(unc).p}
+
+``--datasets grefcoco`` checks the gRefCOCO layout (henghuiding/ReLA's
+release) and prints per split the refs, sentences and the shares of
+no-target (``ann_id == [-1]``) and multi-target expressions.
 
 Prints per split the number of referred objects (compared with the
 official counts: ✓ equal, ✗ different), sentences and images present /
@@ -34,6 +39,7 @@ from collections import OrderedDict
 from typing import List, Optional, Tuple
 
 import mmris  # noqa: F401  (compat first)
+from mmris.datasets.grefcoco import gref_paths, load_grefs
 from mmris.datasets.refcoco import (OFFICIAL_SPLIT_SIZES, REFER_DATASETS,
                                     load_instances, load_refs, refer_paths)
 from mmris.datasets.refer_io import AnnotationFileError, RefusedGlobalError
@@ -44,7 +50,11 @@ LAYOUT = """Expected layout:
   DATA_ROOT/<dataset>/instances.json
   DATA_ROOT/<dataset>/refs(<split_by>).p
 with (dataset, split_by) in (refcoco, unc), (refcoco+, unc), (refcocog, umd),
-(refcocog, google)."""
+(refcocog, google); gRefCOCO: DATA_ROOT/grefcoco/grefs(unc).json (or .p)
+with DATA_ROOT/grefcoco/instances.json (--datasets grefcoco)."""
+
+#: ``--datasets`` name of the gRefCOCO layout.
+GREFCOCO = 'grefcoco'
 
 
 def parse_args(argv=None):
@@ -55,8 +65,8 @@ def parse_args(argv=None):
         '--datasets',
         nargs='+',
         default=['refcoco', 'refcoco+', 'refcocog_umd', 'refcocog_google'],
-        choices=sorted(REFER_DATASETS),
-        help='datasets to check')
+        choices=sorted(REFER_DATASETS) + [GREFCOCO],
+        help='datasets to check ("grefcoco": the gRefCOCO layout)')
     parser.add_argument(
         '--img-prefix',
         default='images/train2014',
@@ -205,8 +215,9 @@ def _annotation_problems(refs: List[dict], imgs: dict,
                          anns: dict) -> Tuple[List[str], List[str]]:
     """Degenerate (warned) and malformed (refused) annotations of refs."""
     degenerate, malformed = [], []
-    for ref in refs:
-        ann = anns.get(ref['ann_id'])
+    pairs = [(ref, ann_id) for ref in refs for ann_id in _ann_ids(ref)]
+    for ref, ann_id in pairs:
+        ann = anns.get(ann_id)
         img = None if ann is None else imgs.get(ann['image_id'])
         if img is None:
             continue
@@ -224,6 +235,114 @@ def _annotation_problems(refs: List[dict], imgs: dict,
     return degenerate, malformed
 
 
+def _ann_ids(ref: dict) -> List:
+    """Annotation ids of a REFER ref (one) or gRefCOCO ref (a list, [-1]
+    for no target: none)."""
+    ann_ids = ref['ann_id']
+    if not isinstance(ann_ids, (list, tuple)):
+        return [ann_ids]
+    return [a for a in ann_ids if a != -1]
+
+
+def _share(part: int, whole: int) -> str:
+    return f'{100.0 * part / whole:.1f}%' if whole else '-'
+
+
+def check_grefcoco(data_root: str,
+                   img_dir: str,
+                   strict: bool,
+                   max_list: int = 10) -> bool:
+    """Check the gRefCOCO files; print per-split counts and shares.
+
+    Per split: refs, sentences, the share of no-target refs / sentences
+    (``ann_id == [-1]``), of multi-target refs / sentences (several ann
+    ids), images and missing images. Fails like :func:`check_dataset`
+    (missing or corrupt file, a split of train/val/testA/testB absent,
+    missing or resized images, absent or malformed annotations; with
+    ``strict`` degenerate annotations).
+    """
+    refs_file, instances_file = gref_paths(data_root)
+    print(f'== {GREFCOCO} (split_by=unc, {osp.basename(refs_file)})')
+    missing_files = [p for p in (refs_file, instances_file)
+                     if not osp.isfile(p)]
+    for path in missing_files:
+        print(f'  MISSING: {path}')
+    if missing_files:
+        return False
+    try:
+        refs = load_grefs(refs_file)
+        imgs, anns, _ = load_instances(instances_file)
+    except (AnnotationFileError, RefusedGlobalError, OSError) as err:
+        print(f'  ERROR: {err}')
+        return False
+    ok = True
+    stats = OrderedDict((s, None) for s in ('train', 'val', 'testA', 'testB'))
+    for ref in refs:
+        st = stats.get(ref['split']) or dict(
+            refs=0, sentences=0, nt_refs=0, nt_sents=0, mt_refs=0,
+            mt_sents=0, images=set(), missing_ann=0)
+        stats[ref['split']] = st
+        ids = _ann_ids(ref)
+        n_sents = len(ref.get('sentences', []))
+        st['refs'] += 1
+        st['sentences'] += n_sents
+        st['nt_refs'] += int(not ids)
+        st['nt_sents'] += n_sents * int(not ids)
+        st['mt_refs'] += int(len(ids) > 1)
+        st['mt_sents'] += n_sents * int(len(ids) > 1)
+        st['images'].add(ref.get('image_id'))
+        st['missing_ann'] += sum(a not in anns for a in ids)
+    print(f'  {"split":<8}{"refs":>8}{"sentences":>10}{"no-target":>18}'
+          f'{"multi-target":>18}{"images":>8}{"missing":>9}')
+    print(f'  {"":<8}{"":>8}{"":>10}{"refs / sents":>18}'
+          f'{"refs / sents":>18}')
+    size_problems: List[str] = []
+    for split, st in stats.items():
+        if st is None:
+            print(f'  {split:<8} ✗ split absent from {refs_file}')
+            ok = False
+            continue
+        missing = 0
+        for image_id in sorted(st['images'], key=str):
+            img = imgs.get(image_id)
+            path = None if img is None else osp.join(img_dir,
+                                                     img['file_name'])
+            if path is None or not osp.isfile(path):
+                missing += 1
+                continue
+            problem = _image_size_problem(path, img)
+            if problem:
+                size_problems.append(problem)
+        nt = (f'{_share(st["nt_refs"], st["refs"])} / '
+              f'{_share(st["nt_sents"], st["sentences"])}')
+        mt = (f'{_share(st["mt_refs"], st["refs"])} / '
+              f'{_share(st["mt_sents"], st["sentences"])}')
+        print(f'  {split!s:<8}{st["refs"]:>8}{st["sentences"]:>10}{nt:>18}'
+              f'{mt:>18}{len(st["images"]):>8}{missing:>9}')
+        if missing:
+            ok = False
+        if st['missing_ann']:
+            print(f'    {st["missing_ann"]} target ids point to annotations '
+                  f'absent from {instances_file}')
+            ok = False
+    if size_problems:
+        _report_list(
+            'image(s) whose size differs from instances.json (resized or '
+            'rotated copies? the masks would be misaligned)', size_problems,
+            max_list)
+        ok = False
+    degenerate, malformed = _annotation_problems(refs, imgs, anns)
+    if malformed:
+        _report_list(f'malformed annotation(s) in {instances_file}', malformed,
+                     max_list)
+        ok = False
+    if degenerate:
+        _report_list('target annotation(s) that are degenerate', degenerate,
+                     max_list)
+        ok = ok and not strict
+    return ok
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if not osp.isdir(args.data_root):
@@ -236,6 +355,10 @@ def main(argv=None) -> int:
         print(f'MISSING: image folder {img_dir}')
         all_ok = False
     for name in args.datasets:
+        if name == GREFCOCO:
+            all_ok = check_grefcoco(args.data_root, img_dir, args.strict,
+                                    args.max_list) and all_ok
+            continue
         all_ok = check_dataset(args.data_root, name, img_dir, args.strict,
                                args.max_list) and all_ok
     if not all_ok:

@@ -10,6 +10,11 @@ Usage::
     python tools/dataset_converters/make_synthetic_refer.py data/quickstart \
         --splits train=1280 val=80 testA=20 testB=20
 
+    # a gRefCOCO-format root (grefcoco/grefs(unc).json + instances.json):
+    # single-, multi- and no-target expressions on the same images
+    python tools/dataset_converters/make_synthetic_refer.py data/quickstart \
+        --datasets refcoco grefcoco --splits train=1280 val=80 testA=20 testB=20
+
 Then train with ``data_root='data/synthetic'`` like on RefCOCO.
 """
 import argparse
@@ -18,7 +23,11 @@ from typing import Dict, Sequence
 
 import mmris  # noqa: F401  (compat first)
 from mmris.datasets.refcoco import REFER_DATASETS
-from mmris.datasets.synthetic import make_synthetic_refer
+from mmris.datasets.synthetic import (make_synthetic_grefcoco,
+                                      make_synthetic_refer)
+
+#: gRefCOCO-format output (besides the REFER pairs of REFER_DATASETS).
+GREFCOCO = 'grefcoco'
 
 
 def parse_args(argv=None):
@@ -49,8 +58,14 @@ def parse_args(argv=None):
         '--datasets',
         nargs='+',
         default=['refcoco'],
-        choices=sorted(REFER_DATASETS),
-        help='REFER (dataset, split_by) pairs to write')
+        choices=sorted(REFER_DATASETS) + [GREFCOCO],
+        help='REFER (dataset, split_by) pairs to write; "grefcoco" writes '
+        'the gRefCOCO format (multi- and no-target expressions)')
+    parser.add_argument(
+        '--grefs-format',
+        choices=('json', 'pickle'),
+        default='json',
+        help='gRefCOCO refs file: grefs(unc).json or grefs(unc).p')
     args = parser.parse_args(argv)
     if args.splits is not None:
         if args.num_images is not None:
@@ -75,6 +90,15 @@ def _parse_splits(parser: argparse.ArgumentParser,
 def main(argv=None) -> int:
     args = parse_args(argv)
     for name in args.datasets:
+        if name == GREFCOCO:
+            summary = make_synthetic_grefcoco(
+                args.out_dir,
+                seed=args.seed,
+                num_images=args.num_images,
+                image_size=tuple(args.image_size),
+                refs_format=args.grefs_format)
+            print(json.dumps(summary, indent=2))
+            continue
         dataset, split_by = REFER_DATASETS[name]
         summary = make_synthetic_refer(
             args.out_dir,

@@ -11,7 +11,8 @@ from mmseg.structures import SegDataSample
 
 DEFAULT_META_KEYS = ('img_path', 'ori_shape', 'img_shape', 'affine',
                      'inv_affine', 'scale_factor', 'text', 'ref_id', 'sent_id',
-                     'ann_id', 'image_id', 'sample_idx', 'split', 'dataset')
+                     'ann_id', 'image_id', 'sample_idx', 'split', 'dataset',
+                     'no_target', 'num_targets')
 
 
 @TRANSFORMS.register_module()
@@ -39,7 +40,10 @@ class PackRISInputs(BaseTransform):
         meta_keys (Sequence[str]): Keys copied to the metainfo when present.
             Defaults to ``('img_path', 'ori_shape', 'img_shape', 'affine',
             'inv_affine', 'scale_factor', 'text', 'ref_id', 'sent_id',
-            'ann_id', 'image_id', 'sample_idx')``.
+            'ann_id', 'image_id', 'sample_idx', 'split', 'dataset',
+            'no_target', 'num_targets')`` (the last two from
+            ``GRefCOCODataset``: gRefCOCO's no-target flag and number of
+            targets).
     """
 
     def __init__(self, meta_keys: Sequence[str] = DEFAULT_META_KEYS) -> None:
