@@ -21,7 +21,10 @@ def parse_args():
         '--resume',
         action='store_true',
         default=False,
-        help='resume from the latest checkpoint in the work_dir')
+        help='resume from the newest usable checkpoint of the work_dir '
+        '(the one named by last_checkpoint, else the newest *.pth; files '
+        'that do not open or hold NaN/inf weights are skipped with a '
+        'message); with load_from set, resume from that file')
     parser.add_argument(
         '--amp',
         action='store_true',
