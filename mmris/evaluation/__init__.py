@@ -1,8 +1,9 @@
 # Copyright (c) mmris contributors. All rights reserved.
-from .metrics import (PR_NAMES, PR_THRESHOLDS, RISMetric, compute_iou_stats,
+from .metrics import (GRIS_METRIC_NAMES, GRISMetric, gris_metrics_from_stats,
+                      PR_NAMES, PR_THRESHOLDS, RISMetric, compute_iou_stats,
                       ris_metrics_from_stats)
 
 __all__ = [
-    'RISMetric', 'compute_iou_stats', 'ris_metrics_from_stats', 'PR_NAMES',
-    'PR_THRESHOLDS'
+    'GRISMetric', 'gris_metrics_from_stats', 'GRIS_METRIC_NAMES', 'RISMetric',
+    'compute_iou_stats', 'ris_metrics_from_stats', 'PR_NAMES', 'PR_THRESHOLDS'
 ]

@@ -205,14 +205,14 @@ class RISMetric(BaseMetric):
                 names.append(name)
         return ', '.join(names) or 'unnamed split'
 
-    @staticmethod
-    def dump_results(out_file: str, inter: Sequence[int],
+    @classmethod
+    def dump_results(cls, out_file: str, inter: Sequence[int],
                      union: Sequence[int], metas: Sequence[dict],
                      metrics: Dict[str, float]) -> None:
         """Write the per-sentence results and the metrics as JSON."""
         records = []
         for i, u, meta in zip(inter, union, metas):
-            record = {k: meta.get(k) for k in RISMetric.RECORD_KEYS}
+            record = {k: meta.get(k) for k in cls.RECORD_KEYS}
             record.update(
                 inter=int(i), union=int(u), iou=float(i / (u + IOU_EPS)))
             records.append(record)

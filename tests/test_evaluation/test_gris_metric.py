@@ -1,0 +1,175 @@
+# Copyright (c) mmris contributors. All rights reserved.
+"""GRISMetric against a hand computation of ReLA's definitions."""
+import json
+import os
+import pickle
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import mmris  # noqa: F401
+from mmris.evaluation import GRISMetric, gris_metrics_from_stats
+
+H, W = 4, 5
+
+
+def _mask(pixels):
+    m = np.zeros((H, W), np.uint8)
+    for k in pixels:
+        m[k // W, k % W] = 1
+    return m
+
+
+#: (gt pixels, pred pixels, gt no-target, pred_no_target or None (decide by
+#: the mask)), with I, U and the ReLA per-sample IoU worked out by hand.
+CASES = [
+    # 1 target, exact:                         I 4, U 4,  IoU 1
+    (range(4), range(4), False, None),
+    # 2 target, half right:                    I 2, U 6,  IoU 1/3
+    (range(4), [2, 3, 10, 11], False, None),
+    # 3 target, empty prediction = no-target:  I 0, U 4,  IoU 0 (FP)
+    (range(4), [], False, None),
+    # 4 no-target, empty prediction:           I 0, U 0,  IoU 1 (TP)
+    ([], [], True, None),
+    # 5 no-target, 3 pixels predicted:         I 0, U 3,  IoU 0 (FN)
+    ([], [7, 8, 9], True, None),
+    # 6 target, head says no-target though the mask covers the object:
+    #   ReLA sets I = 0; U = 5:                IoU 0 (FP)
+    (range(5), range(5), False, True),
+    # 7 target with an empty (degenerate) gt, 2 pixels predicted:
+    #                                          I 0, U 2,  IoU 0 (TN)
+    ([], [0, 1], False, None),
+    # 8 target, empty gt, empty prediction:    I 0, U 0,  IoU 0 (FP)
+    ([], [], False, None),
+    # 9 target, 7 of 10 pixels:                I 7, U 10, IoU 0.7 (>= 0.7)
+    (range(10), range(7), False, False),
+    # 10 no-target, head says no-target:        IoU 1 (TP), adds nothing
+    ([], [], True, True),
+]
+IOU = [1, 1 / 3, 0, 1, 0, 0, 0, 0, 0.7, 1]
+SUM_I = 4 + 2 + 7
+SUM_U = 4 + 6 + 4 + 0 + 3 + 5 + 2 + 0 + 10 + 0
+TARGETS = [0, 1, 2, 5, 6, 7, 8]  # indices of the target samples
+EXPECTED = {
+    'gIoU': 100 * sum(IOU) / 10,
+    'cIoU': 100 * SUM_I / SUM_U,
+    'N-acc': 100 * 2 / 3,  # samples 4, 10 of 4, 5, 10
+    'T-acc': 100 * 4 / 7,  # samples 1, 2, 7, 9 of 7 targets
+    'Pr@0.7': 100 * 2 / 7,  # samples 1, 9
+    'Pr@0.8': 100 * 1 / 7,
+    'Pr@0.9': 100 * 1 / 7,
+}
+
+
+def _samples(indices=None):
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    out = []
+    for k in (range(len(CASES)) if indices is None else indices):
+        gt, pred, gt_nt, pred_nt = CASES[k]
+        s = SegDataSample()
+        s.gt_sem_seg = PixelData(data=torch.from_numpy(_mask(gt)[None]))
+        s.pred_sem_seg = PixelData(data=torch.from_numpy(_mask(pred)[None]))
+        meta = dict(ref_id=k, sent_id=k, dataset='grefcoco', split='val',
+                    no_target=gt_nt)
+        if pred_nt is not None:
+            meta['pred_no_target'] = pred_nt
+        s.set_metainfo(meta)
+        out.append(s.to_dict())
+    return out
+
+
+def test_matches_hand_computation(tmp_path):
+    out_file = str(tmp_path / 'raw.json')
+    metric = GRISMetric(out_file=out_file)
+    metric.process({}, _samples())
+    res = metric.evaluate(len(CASES))
+    assert list(res) == list(EXPECTED)
+    for name, value in EXPECTED.items():
+        assert res[name] == pytest.approx(value, abs=1e-9), name
+    raw = json.load(open(out_file))
+    assert [r['no_target'] for r in raw['sentences']] == [c[2] for c in CASES]
+    assert [r['pred_no_target'] for r in raw['sentences']] == [
+        True if c[3] is None and not list(c[1]) else bool(c[3])
+        for c in CASES
+    ]
+
+
+def test_target_only_set_and_missing_flag():
+    # RefCOCO-style samples (no flag) are targets; no no-target sample:
+    # N-acc has nothing to count (0, as ReLA), T-acc is still computed
+    samples = _samples([0, 1, 2])
+    for s in samples:
+        s.pop('no_target')
+    metric = GRISMetric()
+    metric.process({}, samples)
+    res = metric.evaluate(3)
+    assert res['N-acc'] == 0.0
+    assert res['T-acc'] == pytest.approx(100 * 2 / 3)
+    assert res['gIoU'] == pytest.approx(100 * (1 + 1 / 3) / 3)
+    assert res['cIoU'] == pytest.approx(100 * 6 / 14)
+    empty = gris_metrics_from_stats([], [], [], [])
+    assert set(empty.values()) == {0.0}
+
+
+def test_trivial_baselines():
+    # always "no target": gIoU = share of no-target samples, cIoU 0
+    gt_nt = [c[2] for c in CASES]
+    res = gris_metrics_from_stats([0] * 10, [4, 4, 4, 0, 0, 5, 0, 0, 10, 0],
+                                  gt_nt, [True] * 10)
+    assert res['gIoU'] == pytest.approx(30.0)
+    assert res['cIoU'] == 0.0
+    assert res['N-acc'] == 100.0 and res['T-acc'] == 0.0
+
+
+def test_shape_mismatch_names_the_sample():
+    samples = _samples([0])
+    samples[0]['pred_sem_seg']['data'] = torch.zeros(1, H + 1, W)
+    with pytest.raises(ValueError, match='ref_id 0'):
+        GRISMetric().process({}, samples)
+
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank, world_size, port, out_file, collect_dir):
+    os.environ['MASTER_ADDR'] = '127.0.0.1'
+    os.environ['MASTER_PORT'] = str(port)
+    dist.init_process_group(
+        'gloo', rank=rank, world_size=world_size, init_method='env://')
+    try:
+        import mmris  # noqa: F401
+        from mmengine.dataset import DefaultSampler
+        sampler = DefaultSampler(list(range(len(CASES) - 1)), shuffle=False,
+                                 round_up=True)
+        indices = list(iter(sampler))  # 9 samples: one padded duplicate
+        metric = GRISMetric(collect_dir=collect_dir)
+        for start in range(0, len(indices), 2):
+            metric.process({}, _samples(indices[start:start + 2]))
+        res = metric.evaluate(len(CASES) - 1)
+        with open(f'{out_file}.{rank}', 'wb') as f:
+            pickle.dump(res, f)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_distributed_equals_single(tmp_path):
+    single = GRISMetric()
+    single.process({}, _samples(range(len(CASES) - 1)))
+    expected = single.evaluate(len(CASES) - 1)
+    out_file = str(tmp_path / 'res')
+    mp.spawn(
+        _worker,
+        args=(2, _free_port(), out_file, str(tmp_path / 'collect')),
+        nprocs=2,
+        join=True)
+    with open(f'{out_file}.0', 'rb') as f:
+        res = pickle.load(f)
+    assert res == expected
