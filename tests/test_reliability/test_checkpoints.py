@@ -417,3 +417,24 @@ def test_resume_with_no_usable_checkpoint_lists_them(synthetic_root,
     assert f'no usable checkpoint in {work}' in msg
     assert f'{work}/epoch_9.pth: the file does not exist' in msg
     assert f'{work}/epoch_1.pth: it does not open' in msg
+
+
+def test_resume_fallback_never_skips_a_malicious_file(synthetic_root,
+                                                      tmp_path, monkeypatch):
+    """The newest checkpoint is truncated, the next one is a malicious
+    pickle: refused with the file and the global named, never executed and
+    never silently passed over."""
+    import os
+    work = tmp_path / 'work'
+    work.mkdir()
+    evil, marker = _evil(work, 'epoch_1.pth')
+    (work / 'epoch_2.pth').write_bytes(b'PK\x03\x04 truncated')
+    os.utime(work / 'epoch_2.pth', (os.path.getmtime(evil) + 5, ) * 2)
+    (work / 'last_checkpoint').write_text(str(work / 'epoch_2.pth'))
+    with pytest.raises(UnsafeCheckpointError, match='epoch_1.pth.*open'):
+        run_tool_inprocess(
+            TRAIN, [TINY_CONFIG, '--work-dir', work, '--resume'] +
+            small_options(synthetic_root), monkeypatch)
+    assert not marker.exists()
+    assert 'Not resuming from ' + str(work / 'epoch_2.pth') in _run_log(
+        str(work))
