@@ -4,3 +4,5 @@ from .checkpoint import (CheckpointMismatchError, StateDictReport,  # noqa: F401
                          check_state_dict, load_ris_checkpoint)
 from .optimizers import AutocastOptimWrapper  # noqa: F401
 from .runner import RISRunner, build_runner  # noqa: F401
+from .resume import (NoResumableCheckpointError,  # noqa: F401
+                     find_resumable_checkpoint)

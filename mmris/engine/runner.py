@@ -259,7 +259,7 @@ class RISRunner(Runner):
             loop.__class__ = _ResumableEpochLoop
         return loop
 
-    # -- saving ----------------------------------------------------------------------
+    # -- saving ---------------------------------------------------------------
     @master_only
     def save_checkpoint(self,
                         out_dir: str,
@@ -294,7 +294,7 @@ class RISRunner(Runner):
             if osp.exists(tmp):
                 os.remove(tmp)
 
-    # -- loading ---------------------------------------------------------------------
+    # -- loading --------------------------------------------------------------
     def load_or_resume(self) -> None:
         """As MMEngine's, but ``resume=True`` without ``load_from`` takes the
         newest checkpoint of the work dir that opens and holds finite

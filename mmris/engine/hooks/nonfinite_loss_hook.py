@@ -108,7 +108,7 @@ class NonFiniteLossHook(Hook):
         self._params: List[Tuple[str, torch.Tensor]] = []
         self._last_finite_iter = 0  # iterations known to give finite params
 
-    # -- wrap the optimizer wrapper ---------------------------------------------
+    # -- wrap the optimizer wrapper -------------------------------------------
     def before_train(self, runner) -> None:
         model = getattr(runner.model, 'module', runner.model)
         self._params = [(n, p) for n, p in model.named_parameters()
@@ -137,7 +137,7 @@ class NonFiniteLossHook(Hook):
             self._wrapped.__dict__.pop('update_params', None)
             self._wrapped = None
 
-    # -- per iteration -------------------------------------------------------------
+    # -- per iteration --------------------------------------------------------
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch: Any = None) -> None:
         self._batch = data_batch
@@ -179,7 +179,7 @@ class NonFiniteLossHook(Hook):
         runner.logger.error(message)
         raise NonFiniteParametersError(message)
 
-    # -- messages ------------------------------------------------------------------
+    # -- messages -------------------------------------------------------------
     def _names(self, names: List[str]) -> str:
         shown = ', '.join(names[:self.max_names])
         more = len(names) - self.max_names
