@@ -100,3 +100,48 @@ def test_resnet_attnpool_keeps_spatial_map():
     assert maps[0].shape == (2, 16, 4, 4)
     assert (maps[0] >= 0).all()  # ReLU(attn + connect)
     assert 'attnpool.connect.0.weight' in rn.state_dict()
+
+
+def test_pretrained_load_is_strict_on_own_keys_and_skips_adapters(tmp_path):
+    """Adapters attached to the blocks are not expected in the file; any
+    other missing, unexpected or mis-shaped key names the file."""
+    from mmris.models.backbones import AdaptedEncoderPair
+    holder = _OpenAIHolder(
+        CLIPVisionTransformer(img_size=32, width=16, layers=2, heads=2,
+                              output_dim=8))
+    state = holder.state_dict()
+    path = str(tmp_path / 'clip.pt')
+    torch.save(state, path)
+    pair = AdaptedEncoderPair(
+        visual=dict(type='CLIPVisionTransformer', img_size=32, width=16,
+                    layers=2, heads=2, output_dim=8, pretrained=path),
+        text=dict(type='CLIPTextTransformer', **TXT, pretrained=path),
+        text_adapter=dict(module=dict(type='TextAdapter', in_channels=16,
+                                      hidden_channels=16),
+                          layers=[1], scale=0.2, input='residual'),
+        visual_shortcut=dict(module=dict(type='ShortcutNormalizingFlow',
+                                         dim=16)))
+    adapter = {k: v.clone() for k, v in pair.state_dict().items()
+               if '.adapter.' in k or '.flow' in k}
+    pair.init_weights()
+    own = pair.state_dict()
+    assert torch.equal(own['text.transformer.resblocks.1.ln_1.weight'],
+                       state['transformer.resblocks.1.ln_1.weight'])
+    for k, v in adapter.items():
+        assert torch.equal(own[k], v), k
+    assert 'transformer.resblocks.1.adapter.D_fc1.weight' not in \
+        pair.text.own_state_keys()
+
+    text = pair.text
+    bad = {k: v for k, v in state.items() if not k.startswith('visual.')}
+    with pytest.raises(RuntimeError, match=r"clip\.pt.*unexpected keys "
+                       r"\['extra'\]"):
+        text.load_pretrained_state_dict(dict(bad, extra=torch.zeros(1)),
+                                        path)
+    with pytest.raises(RuntimeError, match=r"missing keys \['ln_final"):
+        text.load_pretrained_state_dict(
+            {k: v for k, v in bad.items() if not k.startswith('ln_final')},
+            path)
+    with pytest.raises(RuntimeError, match='text_projection: file'):
+        text.load_pretrained_state_dict(
+            dict(bad, text_projection=torch.zeros(3, 3)), path)
