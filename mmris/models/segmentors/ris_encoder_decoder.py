@@ -37,6 +37,12 @@ class RISEncoderDecoder(BaseSegmentor):
             ('bicubic', the official test recipe). Defaults to None.
         data_preprocessor (dict, optional): Defaults to None.
         init_cfg (dict, optional): Defaults to None.
+        no_target_head (dict, optional): A :class:`NoTargetHead` config for
+            generalized RIS (gRefCOCO): trained on the samples'
+            ``no_target`` flags (``loss_no_target``); at test time a
+            no-target decision empties the mask, and every prediction
+            carries ``pred_no_target`` and ``no_target_score`` in its
+            metainfo. Defaults to None (classic RIS, no extra parameter).
     """
 
     def __init__(self,
@@ -47,7 +53,8 @@ class RISEncoderDecoder(BaseSegmentor):
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
-                 init_cfg: OptConfigType = None):
+                 init_cfg: OptConfigType = None,
+                 no_target_head: OptConfigType = None):
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
@@ -57,6 +64,8 @@ class RISEncoderDecoder(BaseSegmentor):
             self.side_network = MODELS.build(side_network)
         else:
             self.side_network = None
+        self.no_target_head = (None if no_target_head is None else
+                               MODELS.build(no_target_head))
         self.train_cfg = train_cfg or {}
         self.test_cfg = dict(threshold=0.35, upsample='bicubic')
         self.test_cfg.update(test_cfg or {})
@@ -82,6 +91,12 @@ class RISEncoderDecoder(BaseSegmentor):
     def _encode_decode_with_aux(self, inputs: Tensor, data_samples: SampleList
                                 ) -> Tuple[Tensor, Dict[str, Tensor]]:
         """Mask logits and the auxiliary losses of the side network."""
+        return self._forward_heads(inputs, data_samples)[:2]
+
+    def _forward_heads(self, inputs: Tensor, data_samples: SampleList
+                       ) -> Tuple[Tensor, Dict[str, Tensor], Optional[Tensor]]:
+        """Mask logits, side-network losses and no-target logits (None
+        without a ``no_target_head``)."""
         feats = self.extract_feat(inputs, data_samples)
         fq = self.neck(feats.visual, feats.state)
         aux: Dict[str, Tensor] = {}
@@ -90,7 +105,9 @@ class RISEncoderDecoder(BaseSegmentor):
             fq = fq + side_map
         logits = self.decode_head(fq, feats.word, feats.state,
                                   feats.pad_mask)
-        return logits, aux
+        nt_logits = (None if self.no_target_head is None else
+                     self.no_target_head(fq, feats.state, logits))
+        return logits, aux, nt_logits
 
     def _forward(self, inputs: Tensor,
                  data_samples: OptConfigType = None) -> Tensor:
@@ -98,7 +115,7 @@ class RISEncoderDecoder(BaseSegmentor):
 
     # -- training ----------------------------------------------------------------
     def loss(self, inputs: Tensor, data_samples: SampleList) -> Dict[str, Tensor]:
-        logits, aux = self._encode_decode_with_aux(inputs, data_samples)
+        logits, aux, nt_logits = self._forward_heads(inputs, data_samples)
         try:
             gt = torch.stack([ds.gt_mask.data for ds in data_samples])
         except AttributeError:
@@ -110,13 +127,26 @@ class RISEncoderDecoder(BaseSegmentor):
             raise KeyError(f'side-network losses {sorted(clash)} clash with '
                            'the head losses')
         losses.update(aux)
+        if nt_logits is not None:
+            flags = torch.tensor(
+                [bool(ds.metainfo.get('no_target', False))
+                 for ds in data_samples])
+            losses.update(
+                self.no_target_head.loss_by_feat(nt_logits, flags))
         return losses
 
     # -- inference -----------------------------------------------------------------
     def predict(self, inputs: Tensor,
                 data_samples: SampleList) -> SampleList:
-        logits = self.encode_decode(inputs, data_samples)
+        logits, _, nt_logits = self._forward_heads(inputs, data_samples)
         probs = self.probabilities(logits, inputs.shape[-2:])
+        if nt_logits is None:
+            return self.postprocess_result(probs, data_samples)
+        no_target, score = self.no_target_head.predict(nt_logits)
+        probs = probs.masked_fill(no_target.view(-1, 1, 1, 1), 0.0)
+        for ds, nt, p in zip(data_samples, no_target.tolist(),
+                             score.tolist()):
+            ds.set_metainfo(dict(pred_no_target=nt, no_target_score=p))
         return self.postprocess_result(probs, data_samples)
 
     def probabilities(self, logits: Tensor, size) -> Tensor:
