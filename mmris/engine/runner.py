@@ -49,6 +49,7 @@ from mmris.compat import UnsafeCheckpointError
 from mmris.datasets.samplers import RISEpochSampler
 from .atomic_io import commit_file, temporary_name
 from .checkpoint import extract_state_dict, load_state_dict_strict
+from .pretrained_check import check_required_pretrained
 from .resume import checkpoint_problem, find_resumable_checkpoint
 
 __all__ = ['RISRunner', 'build_runner', 'iter_datasets', 'global_batch_size']
@@ -295,6 +296,13 @@ class RISRunner(Runner):
                 os.remove(tmp)
 
     # -- loading --------------------------------------------------------------
+    def train(self):
+        """Refuse to train random frozen encoders of a paper config
+        (:func:`~mmris.engine.pretrained_check.check_required_pretrained`),
+        then train as MMEngine's runner."""
+        check_required_pretrained(self.cfg)
+        return super().train()
+
     def load_or_resume(self) -> None:
         """As MMEngine's, but ``resume=True`` without ``load_from`` takes the
         newest checkpoint of the work dir that opens and holds finite

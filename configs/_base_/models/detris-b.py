@@ -59,3 +59,12 @@ model = dict(
         dropout=0.1,
         word_dim=512),
     test_cfg=dict(threshold=0.35))
+
+# Training refuses to start while these frozen-encoder files are unset or
+# missing (they would train as random networks); the weights of a
+# `load_from` / `--resume` checkpoint count as set. Opt out for experiments:
+# --cfg-options allow_random_encoders=True
+required_pretrained = {
+    'model.backbone.visual.pretrained': 'Meta DINOv2 dinov2_vitb14_reg4_pretrain.pth',
+    'model.backbone.text.pretrained': 'OpenAI CLIP ViT-B-16.pt',
+}

@@ -10,3 +10,12 @@ model = dict(
             layers=[2, 6, 10, 14, 18, 22]),
         out_indices=(8, 16)),
     neck=dict(in_channels=(1024, 1024, 1024)))
+
+# Training refuses to start while these frozen-encoder files are unset or
+# missing (they would train as random networks); the weights of a
+# `load_from` / `--resume` checkpoint count as set. Opt out for experiments:
+# --cfg-options allow_random_encoders=True
+required_pretrained = {
+    'model.backbone.visual.pretrained': 'Meta DINOv2 dinov2_vitl14_reg4_pretrain.pth',
+    'model.backbone.text.pretrained': 'OpenAI CLIP ViT-B-16.pt',
+}

@@ -6,3 +6,12 @@ model = dict(
         text=dict(embed_dim=512)),
     neck=dict(in_channels=(512, 1024, 512), txt_in=512),
     decode_head=dict(word_dim=512))
+
+# Training refuses to start while these frozen-encoder files are unset or
+# missing (they would train as random networks); the weights of a
+# `load_from` / `--resume` checkpoint count as set. Opt out for experiments:
+# --cfg-options allow_random_encoders=True
+required_pretrained = {
+    'model.backbone.visual.pretrained': 'OpenAI CLIP RN101.pt',
+    'model.backbone.text.pretrained': 'OpenAI CLIP RN101.pt',
+}

@@ -43,3 +43,12 @@ model = dict(
         stride=(2, 1, 2)),
     decode_head=dict(type='RISDecodeHead', word_dim=1024),
     test_cfg=dict(threshold=0.35))
+
+# Training refuses to start while these frozen-encoder files are unset or
+# missing (they would train as random networks); the weights of a
+# `load_from` / `--resume` checkpoint count as set. Opt out for experiments:
+# --cfg-options allow_random_encoders=True
+required_pretrained = {
+    'model.backbone.visual.pretrained': 'OpenAI CLIP RN50.pt',
+    'model.backbone.text.pretrained': 'OpenAI CLIP RN50.pt',
+}
