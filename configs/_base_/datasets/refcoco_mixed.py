@@ -1,5 +1,6 @@
-# DETRIS-L* mixed training (RIS-SPEC D.7): refcoco + refcoco+ + refcocog-umd
-# train sets concatenated (word_len 17, input 448); validation on refcoco val.
+# DETRIS-L* mixed training (jiaqihuang01/DETRIS, tools/mix.py): refcoco +
+# refcoco+ + refcocog-umd train sets concatenated (word_len 17, input 448);
+# validation on refcoco val.
 _base_ = './refcoco.py'
 _mixed = dict(
     type='RefCOCODataset',

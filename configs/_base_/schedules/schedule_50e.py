@@ -1,5 +1,6 @@
-# Official recipe (RIS-SPEC A.8/E): Adam lr 1e-4, no weight decay, no clipping,
-# MultiStepLR x0.1 at epoch 35, 50 epochs. Mixed precision: `--amp`.
+# Official recipe (kkakkkka/ETRIS, train.py and config/*.yaml): Adam lr 1e-4,
+# no weight decay, no clipping, MultiStepLR x0.1 at epoch 35, 50 epochs. Mixed
+# precision: `--amp`.
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='Adam', lr=1e-4, weight_decay=0.0))
@@ -9,5 +10,6 @@ param_scheduler = [
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=50, val_interval=1)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
-# Global batch 32 = 8 GPUs x 4 samples. Scale lr with the batch if you change it.
+# Global batch 32 = 8 GPUs x 4 samples. Scale lr with the batch if you change
+# it.
 auto_scale_lr = dict(enable=False, base_batch_size=32)

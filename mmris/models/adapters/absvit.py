@@ -1,7 +1,7 @@
 # Copyright (c) mmris contributors. All rights reserved.
 """The tiny AbS-ViT used by BarLeRIa's global side-tuning network
-(RIS-SPEC C.5): a plain ViT whose attention accepts a top-down signal, plus
-the feedback decoders that produce that signal."""
+(NastrondAd/BarLeRIa, model/absvit.py): a plain ViT whose attention accepts a
+top-down signal, plus the feedback decoders that produce that signal."""
 from typing import List, Optional
 
 import torch

@@ -5,9 +5,10 @@ At each stage (after CLIP blocks 3, 7, 11 for ViT; after ResNet layer2-4 for
 RN) both towers are reduced to ``d_model`` channels (``zoom_in``/``linear1``),
 combined with the previous stage through LayerNorm, fused with cross-attention
 in both directions (``fusion_v``/``fusion_t``), and projected back
-(``zoom_out``/``linear2``) as residual updates of both towers (RIS-SPEC B.2,
-B.3). The ViT variant fuses with a gated cross-attention only, the ResNet
-variant with a post-norm decoder layer (self-attn, cross-attn, FFN).
+(``zoom_out``/``linear2``) as residual updates of both towers (kkakkkka/ETRIS,
+model/bridger.py). The ViT variant fuses with a gated cross-attention
+only, the ResNet variant with a post-norm decoder layer (self-attn, cross-attn,
+FFN).
 """
 from typing import Dict, Sequence, Tuple
 
@@ -101,7 +102,8 @@ class Bridger(BaseModule):
 @MODELS.register_module()
 class BridgerViT(Bridger):
     """Bridger for CLIP ViT: 1x1 conv/deconv zooms with BN-ReLU and gated
-    cross-attention fusion (official ``Bridger_ViT``, RIS-SPEC B.2, H.11).
+    cross-attention fusion (official ``Bridger_ViT``, kkakkkka/ETRIS,
+    model/bridger.py; no self-attention or FFN, unlike the paper figure).
 
     Args:
         d_img (Sequence[int]): Defaults to (768, 768, 768).
@@ -135,7 +137,8 @@ class BridgerViT(Bridger):
 @MODELS.register_module()
 class BridgerRN(Bridger):
     """Bridger for CLIP ResNets: strided conv/deconv zooms without BN and a
-    post-norm interactor (official ``Bridger_RN``, RIS-SPEC B.3).
+    post-norm interactor (official ``Bridger_RN``, kkakkkka/ETRIS,
+    model/bridger.py).
 
     Args:
         d_img (Sequence[int]): Defaults to (512, 1024, 2048).

@@ -1,5 +1,6 @@
 # Copyright (c) mmris contributors. All rights reserved.
-"""Cross-modal attention of the DETRIS Dense Aligner (RIS-SPEC D.4)."""
+"""Cross-modal attention of the DETRIS Dense Aligner (jiaqihuang01/DETRIS,
+model/adapter.py)."""
 from typing import Optional
 
 import torch.nn as nn

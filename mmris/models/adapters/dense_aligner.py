@@ -1,6 +1,6 @@
 # Copyright (c) mmris contributors. All rights reserved.
-"""DETRIS Dense Aligner (RIS-SPEC D.4), parallel to the FFN of DINOv2
-blocks."""
+"""DETRIS Dense Aligner (jiaqihuang01/DETRIS, model/adapter.py), parallel to
+the FFN of DINOv2 blocks."""
 import math
 from typing import Optional, Sequence, Tuple
 
@@ -39,12 +39,11 @@ class DenseAligner(DenseConvAdapter):
     non-square inputs work, and is otherwise inferred as a square (an error
     is raised when the patch count is not a square).
 
-    Initialisation is the one the official model ends up with (RIS-SPEC
-    H.27): every Linear (``D_fc1``, ``D_fc2``, the projections and the
-    attention's ``out_proj``) trunc_normal(std 0.02) with zero bias, because
-    DINOv2's initialiser runs after the adapter's own; convolutions
-    kaiming_normal (fan_in, ReLU) with zero bias; attention ``in_proj``
-    xavier_uniform; BatchNorm gamma 1, beta 0.
+    Initialisation is the one the official model ends up with: every Linear
+    (``D_fc1``, ``D_fc2``, the projections and the attention's ``out_proj``)
+    trunc_normal(std 0.02) with zero bias, because DINOv2's initialiser runs
+    after the adapter's own; convolutions kaiming_normal (fan_in, ReLU) with
+    zero bias; attention ``in_proj`` xavier_uniform; BatchNorm gamma 1, beta 0.
 
     Args:
         in_channels (int): Visual width C. Defaults to 768.

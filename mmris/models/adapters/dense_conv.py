@@ -1,7 +1,7 @@
 # Copyright (c) mmris contributors. All rights reserved.
 """The "dense mixture of convolutions" shared by the DETRIS adapters.
 
-Both DETRIS adapters (RIS-SPEC D.3, D.4) are bottlenecks::
+Both DETRIS adapters (jiaqihuang01/DETRIS, model/adapter.py) are bottlenecks::
 
     x0 = ReLU(D_fc1(x))                      # C -> m
     y  = concat[b1, b2, b3](x0 as a grid)    # 1x1 / 3x3 / 5x5 branches

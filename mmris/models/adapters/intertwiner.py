@@ -1,6 +1,6 @@
 # Copyright (c) mmris contributors. All rights reserved.
-"""BarLeRIa Intertwiner (RIS-SPEC C.3): text input embeddings projected
-into the visual token sequence."""
+"""BarLeRIa Intertwiner (NastrondAd/BarLeRIa, model/intertwiner.py): text input
+embeddings projected into the visual token sequence."""
 from typing import Optional
 
 import torch.nn as nn
@@ -23,7 +23,7 @@ class Intertwiner(BaseModule):
 
     The official vision-to-text direction (``use_txt_add``, a projection of
     the visual CLS token prepended to the text sequence) is off in every
-    released config (RIS-SPEC H.19). ``use_txt_add=True`` builds its
+    released config (``use_txt_add: False``). ``use_txt_add=True`` builds its
     ``proj_txt`` layers and :meth:`text_prefix` returns that token, which the
     stepper prepends to the text sequence (and strips again before
     ``ln_final``, so word features keep length L and the EOT index).

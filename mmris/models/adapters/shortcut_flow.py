@@ -1,6 +1,7 @@
 # Copyright (c) mmris contributors. All rights reserved.
-"""BarLeRIa shortcut normalizing flow (RIS-SPEC C.2): the local-tuning
-module that replaces the identity shortcuts of every frozen block."""
+"""BarLeRIa shortcut normalizing flow (NastrondAd/BarLeRIa, snf.py / flow.py):
+the local-tuning module that replaces the identity shortcuts of every frozen
+block."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -86,7 +87,7 @@ class ShortcutNormalizingFlow(BaseModule):
 
     The official module also holds ``log_jacobians.k`` helpers that share the
     planar tensors (their log-determinants are computed but never used in a
-    loss, RIS-SPEC H.18); they are not built here (the converter drops the
+    loss); they are not built here (the converter drops the
     duplicated tensors after checking them) and :meth:`log_det_jacobian`
     provides the value if needed.
 

@@ -1,5 +1,6 @@
 # Copyright (c) mmris contributors. All rights reserved.
-"""BarLeRIa global side-tuning network (RIS-SPEC C.5)."""
+"""BarLeRIa global side-tuning network (NastrondAd/BarLeRIa,
+model/side_adapter/)."""
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -36,8 +37,9 @@ class SideAdapterNetwork(nn.Module):
     * ``'per_sample'`` (default): ``p / |p|`` element-wise, i.e. what the
       official code computes for a batch of one (its test setting), for every
       sample independently of its batch-mates;
-    * ``'batch_axis'``: the official training-time behaviour (RIS-SPEC
-      H.17): ``F.normalize`` over the *batch* axis, so that a prediction
+    * ``'batch_axis'``: the official training-time behaviour
+      (``F.normalize(p[None, ..., None], dim=1)`` on a (1, B, C, 1)
+      tensor): normalisation over the *batch* axis, so that a prediction
       depends on the other samples of the batch; use it only to reproduce
       the official numbers at batch size > 1;
     * ``'channel'``: the cosine similarity ``p / ||p||_2`` over channels

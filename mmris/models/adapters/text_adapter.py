@@ -1,6 +1,6 @@
 # Copyright (c) mmris contributors. All rights reserved.
-"""DETRIS Text Adapter (RIS-SPEC D.3), parallel to the FFN of CLIP text
-blocks."""
+"""DETRIS Text Adapter (jiaqihuang01/DETRIS, model/adapter.py), parallel to the
+FFN of CLIP text blocks."""
 from typing import Optional, Sequence
 
 import torch

@@ -14,7 +14,8 @@ class GatedCrossAttention(nn.Module):
 
     This is the official ``InteractorT`` (key ``multihead_attn``): no residual,
     no normalisation, no FFN. With a single memory token the softmax is 1 and
-    it reduces to ``q * out_proj(v_proj(m))`` (RIS-SPEC A.2, H.5).
+    it reduces to ``q * out_proj(v_proj(m))`` (kkakkkka/ETRIS,
+    model/layers.py).
 
     Args:
         d_model (int): Width.
@@ -36,7 +37,8 @@ class GatedCrossAttention(nn.Module):
 
 
 class PostNormInteractor(nn.Module):
-    """Post-norm decoder layer: self-attn, cross-attn, FFN (ETRIS ``Interactor``).
+    """Post-norm decoder layer: self-attn, cross-attn, FFN (ETRIS
+    ``Interactor``).
 
     ``x = LN1(x + SA(x)); x = LN2(x + CA(x, m)); x = LN3(x + FFN(x))``.
 

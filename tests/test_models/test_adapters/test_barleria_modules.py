@@ -211,7 +211,7 @@ def test_side_network_is_batch_independent(prior_norm):
 
 
 def test_side_network_batch_axis_quirk():
-    """RIS-SPEC H.17: the official prior is normalised over the batch axis;
+    """The official prior is normalised over the batch axis;
     equal to the default for a batch of one, batch-dependent otherwise."""
     torch.manual_seed(0)
     quirk = _side(prior_norm='batch_axis').eval()

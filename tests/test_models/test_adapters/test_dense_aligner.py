@@ -1,5 +1,5 @@
 # Copyright (c) mmris contributors. All rights reserved.
-"""DETRIS Dense Aligner (RIS-SPEC D.4)."""
+"""DETRIS Dense Aligner (jiaqihuang01/DETRIS, model/adapter.py)."""
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -113,7 +113,8 @@ def test_effective_initialisation():
 
 # -- forward ------------------------------------------------------------------
 def _reference(da: DenseAligner, x, word, grid, key_padding_mask=None):
-    """Independent functional computation of RIS-SPEC D.4 (eval mode)."""
+    """Independent functional computation of the official DenseAligner (eval
+    mode)."""
 
     def cbr(mod, t):
         t = F.conv2d(t, mod.conv.weight, mod.conv.bias,

@@ -1,5 +1,5 @@
 # Copyright (c) mmris contributors. All rights reserved.
-"""DETRIS Text Adapter (RIS-SPEC D.3)."""
+"""DETRIS Text Adapter (jiaqihuang01/DETRIS, model/adapter.py)."""
 import math
 from pathlib import Path
 
@@ -74,7 +74,8 @@ def test_pytorch_default_init():
 
 
 def _reference(ta: TextAdapter, x):
-    """Independent functional computation of RIS-SPEC D.3 (eval mode)."""
+    """Independent functional computation of the official TextAdapter (eval
+    mode)."""
 
     def cbr(mod, t):
         t = F.conv1d(t, mod.conv.weight, mod.conv.bias,

@@ -70,8 +70,8 @@ def test_state_dict_matches_official_layout(arch, name):
 
 
 def test_arch_sizes():
-    # RIS-SPEC F: DINOv2-B/14-reg4 86,583,552 parameters (incl. mask_token),
-    # DINOv2-L 304,372,736.
+    # Counted from the official builder: DINOv2-B/14-reg4 86,583,552 parameters
+    # (incl. mask_token), DINOv2-L 304,372,736.
     with torch.device('meta'):
         model = DINOv2('vit-b', img_size=526)
         large = DINOv2('vit-l', img_size=526)

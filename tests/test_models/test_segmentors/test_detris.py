@@ -18,8 +18,8 @@ init_default_scope('mmseg')
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(__file__))))
 CONFIGS = osp.join(ROOT, 'configs', 'detris')
 
-# RIS-SPEC F: (config, total trainable, adapters, backbone update %,
-# official key file or None)
+# Official builder counts: (config, total trainable, adapters, backbone update
+# %, official key file or None)
 CASES = [
     ('detris-b_refcoco.py', 25_518_129, 2_715_696, 1.81, 'detris_DETRIS_base'),
     ('detris-l_refcoco.py', 26_306_097, 3_110_448, 0.85,

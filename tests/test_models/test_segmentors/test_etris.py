@@ -17,7 +17,8 @@ from ..utils import (make_ids, make_samples, read_official_keys,
 init_default_scope('mmseg')
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(__file__))))
 
-# RIS-SPEC F: (config, total trainable, adapters, official key file)
+# Official builder counts: (config, total trainable, adapters, official key
+# file)
 CASES = [
     ('etris_vit-b16_refcoco.py', 23_829_313, 598_592, 'etris_bridge_v16'),
     ('etris_rn50_refcoco.py', 28_819_009, 1_942_080, 'etris_bridge_r50'),
