@@ -1,4 +1,4 @@
-# BarLeRIa with a frozen CLIP ViT-B/16 (RIS-SPEC C, released config
+# BarLeRIa with a frozen CLIP ViT-B/16 (NastrondAd/BarLeRIa, released config
 # barleria_v16). Point both `pretrained` fields to the local OpenAI archive
 # (ViT-B-16.pt).
 model = dict(
@@ -19,7 +19,7 @@ model = dict(
             type='CLIPTextTransformer', embed_dim=512,
             pretrained=None),
         order='lockstep',
-        # Local tuning (C.2): a flow pair replaces both shortcuts of every
+        # Local tuning (snf.py): a flow pair replaces both shortcuts of every
         # block of both towers.
         visual_shortcut=dict(
             module=dict(type='ShortcutNormalizingFlow', dim=768,
@@ -27,10 +27,10 @@ model = dict(
         text_shortcut=dict(
             module=dict(type='ShortcutNormalizingFlow', dim=512,
                         flow_length=4)),
-        # Intertwining (C.3): L projected text tokens after the visual CLS.
+        # Intertwining (model/intertwiner.py): L projected text tokens after the visual CLS.
         token_injector=dict(type='Intertwiner', d_txt=512, d_img=768),
         out_indices=(3, 7),
-        # CLIP blocks feeding the side network (C.5, FUSION_MAP).
+        # CLIP blocks feeding the side network (SIDE_ADAPTER.FUSION_MAP).
         side_indices=(0, 3, 6, 9),
         # (no BatchNorm in the frozen towers: norm_eval has no effect)
         norm_eval=False,
@@ -47,10 +47,10 @@ model = dict(
         in_channels=(768, 768, 512),
         txt_in=512,
         stride=(1, 1, 1)),
-    # Global side tuning (C.5). prior_norm='per_sample' makes every
+    # Global side tuning (model/side_adapter/). prior_norm='per_sample' makes every
     # prediction independent of its batch-mates (equal to the official model
     # at batch 1); 'batch_axis' reproduces the official batch-axis
-    # normalisation (RIS-SPEC H.17) for batch > 1.
+    # normalisation (model/side_adapter/) for batch > 1.
     side_network=dict(
         type='BarLeRIaSideNetwork',
         out_channels=512,

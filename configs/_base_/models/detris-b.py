@@ -1,4 +1,4 @@
-# DETRIS-B (RIS-SPEC D): frozen DINOv2-B/14 with 4 registers + frozen CLIP
+# DETRIS-B (DETRIS_base): frozen DINOv2-B/14 with 4 registers + frozen CLIP
 # ViT-B/16 text tower, Dense Aligners (m=128) and Text Adapters (a=64) in
 # blocks 1,3,5,7,9,11. Point `pretrained` to the local Meta / OpenAI files
 # (dinov2_vitb14_reg4_pretrain.pth, ViT-B-16.pt).

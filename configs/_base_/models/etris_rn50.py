@@ -1,4 +1,4 @@
-# ETRIS with a frozen CLIP RN50 (RIS-SPEC B.3, released config bridge_r50).
+# ETRIS with a frozen CLIP RN50 (kkakkkka/ETRIS, released config bridge_r50).
 # Point both `pretrained` fields to the local OpenAI archive (RN50.pt).
 model = dict(
     type='RISEncoderDecoder',

@@ -1,4 +1,4 @@
-# ETRIS with a frozen CLIP ViT-B/16 (RIS-SPEC B.1/B.2, released config
+# ETRIS with a frozen CLIP ViT-B/16 (kkakkkka/ETRIS, released config
 # bridge_v16). Point both `pretrained` fields to the local OpenAI archive (ViT-B-16.pt).
 model = dict(
     type='RISEncoderDecoder',
