@@ -27,7 +27,8 @@ model = dict(
         text_shortcut=dict(
             module=dict(type='ShortcutNormalizingFlow', dim=512,
                         flow_length=4)),
-        # Intertwining (model/intertwiner.py): L projected text tokens after the visual CLS.
+        # Intertwining (model/intertwiner.py): L projected text tokens after
+        # the visual CLS.
         token_injector=dict(type='Intertwiner', d_txt=512, d_img=768),
         out_indices=(3, 7),
         # CLIP blocks feeding the side network (SIDE_ADAPTER.FUSION_MAP).
@@ -47,10 +48,10 @@ model = dict(
         in_channels=(768, 768, 512),
         txt_in=512,
         stride=(1, 1, 1)),
-    # Global side tuning (model/side_adapter/). prior_norm='per_sample' makes every
-    # prediction independent of its batch-mates (equal to the official model
-    # at batch 1); 'batch_axis' reproduces the official batch-axis
-    # normalisation (model/side_adapter/) for batch > 1.
+    # Global side tuning (model/side_adapter/). prior_norm='per_sample'
+    # makes every prediction independent of its batch-mates (equal to the
+    # official model at batch 1); 'batch_axis' reproduces the official
+    # batch-axis normalisation for batch > 1.
     side_network=dict(
         type='BarLeRIaSideNetwork',
         out_channels=512,

@@ -1,6 +1,7 @@
 # DETRIS-L (jiaqihuang01/DETRIS, DETRIS_large): DINOv2-L/14 with 4
-# registers (dinov2_vitl14_reg4_pretrain.pth), Dense Aligners (m=128) in blocks 2,6,...,22, Text Adapters
-# (a=64) in text blocks 1,3,...,11, taps after blocks 8 and 16.
+# registers (dinov2_vitl14_reg4_pretrain.pth), Dense Aligners (m=128) in
+# blocks 2,6,...,22, Text Adapters (a=64) in text blocks 1,3,...,11, taps
+# after blocks 8 and 16.
 _base_ = './detris-b.py'
 model = dict(
     backbone=dict(
