@@ -85,3 +85,8 @@ required_pretrained = {
     'model.backbone.visual.pretrained': 'OpenAI CLIP ViT-B-16.pt',
     'model.backbone.text.pretrained': 'OpenAI CLIP ViT-B-16.pt',
 }
+
+# The official scripts convert every BatchNorm to SyncBatchNorm (`sync_bn:
+# True` in all released configs), so BN statistics are taken over the global
+# batch in distributed training (mmengine: sync_bn='torch').
+sync_bn = 'torch'

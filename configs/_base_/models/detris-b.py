@@ -68,3 +68,8 @@ required_pretrained = {
     'model.backbone.visual.pretrained': 'Meta DINOv2 dinov2_vitb14_reg4_pretrain.pth',
     'model.backbone.text.pretrained': 'OpenAI CLIP ViT-B-16.pt',
 }
+
+# The official scripts convert every BatchNorm to SyncBatchNorm (`sync_bn:
+# True` in all released configs), so BN statistics are taken over the global
+# batch in distributed training (mmengine: sync_bn='torch').
+sync_bn = 'torch'

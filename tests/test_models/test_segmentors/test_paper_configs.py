@@ -168,6 +168,14 @@ def test_fixbn_configs_switch_only_norm_eval(config):
     assert cfg.model.to_dict() == paper.model.to_dict()
 
 
+@pytest.mark.parametrize('config', [c for c, _ in PAPER])
+def test_distributed_batchnorm_is_synchronised(config):
+    """Case 1: the official scripts train with SyncBatchNorm (``sync_bn:
+    True``), so distributed BN statistics cover the global batch."""
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', config))
+    assert cfg.get('sync_bn') == 'torch'
+
+
 def test_decoder_padding_mask_is_the_official_one(paper):
     """Case 3: on a sentence containing id 0, the default model equals a
     reference that masks ``ids == 0`` (the official rule) and differs from
