@@ -28,11 +28,9 @@ def count_parameters(model: nn.Module) -> Dict[str, dict]:
     if backbone is not None:
         for name, child in backbone.named_children():
             if name in ('visual', 'text'):
-                hooks = [
-                    m for block in child.blocks
-                    for m in (block.adapter, block.flow, block.flow2)
-                    if m is not None
-                ] if hasattr(child.blocks[0], 'adapter') else []
+                # modules attached through the block hooks (adapters, flows)
+                hooks = (child.hook_modules()
+                         if hasattr(child, 'hook_modules') else [])
                 hook_ids = {id(p) for m in hooks for p in m.parameters()}
                 own_t = sum(p.numel() for p in child.parameters()
                             if p.requires_grad and id(p) not in hook_ids)
