@@ -4,7 +4,9 @@ the paper-style table (mIoU, oIoU, Pr@50..90 per split) in markdown, with
 a JSON copy for scripts.
 
 Splits: refcoco / refcoco+ val, testA, testB; refcocog_umd val, test;
-refcocog_google val. The dataset defaults to the config's test dataset.
+refcocog_google val; grefcoco val, testA, testB (generalized RIS: gIoU, cIoU,
+N-acc, T-acc, Pr@0.7..0.9 as ReLA). The dataset defaults to the config's
+test dataset.
 
 Example:
     python tools/analysis_tools/benchmark_table.py \
@@ -31,6 +33,9 @@ from mmseg.registry import DATASETS
 
 from mmris.apis import init_model
 from mmris.compat import unsafe_checkpoint_loading
+from mmris.evaluation.metrics.gris_metric import (GRIS_METRIC_NAMES,
+                                                  gris_metrics_from_stats,
+                                                  predicted_no_target)
 from mmris.evaluation.metrics.ris_metric import (PR_NAMES, compute_iou_stats,
                                                  ris_metrics_from_stats)
 
@@ -40,8 +45,11 @@ BENCHMARKS = OrderedDict([
     ('refcoco+', ('refcoco+', 'unc', ('val', 'testA', 'testB'))),
     ('refcocog_umd', ('refcocog', 'umd', ('val', 'test'))),
     ('refcocog_google', ('refcocog', 'google', ('val', ))),
+    ('grefcoco', ('grefcoco', 'unc', ('val', 'testA', 'testB'))),
 ])
 METRIC_KEYS = ('mIoU', 'oIoU') + PR_NAMES
+#: Benchmarks scored with the generalized (gRefCOCO) metrics.
+GENERALIZED = ('grefcoco', )
 
 
 def parse_args():
@@ -103,12 +111,14 @@ def evaluate_split(model,
                    dataset,
                    batch_size: int = 8,
                    num_workers: int = 0,
-                   progress: bool = True) -> Dict[str, float]:
+                   progress: bool = True,
+                   generalized: bool = False) -> Dict[str, float]:
     """Score every sentence of ``dataset`` (test mode) with ``model``.
 
     Returns:
         dict: ``mIoU``, ``oIoU``, ``Pr@50``..``Pr@90`` (percent) and
-        ``sentences``.
+        ``sentences``; with ``generalized`` (gRefCOCO) ``gIoU``, ``cIoU``,
+        ``N-acc``, ``T-acc``, ``Pr@0.7``..``Pr@0.9`` and ``sentences``.
     """
     loader = torch.utils.data.DataLoader(
         dataset,
@@ -119,17 +129,26 @@ def evaluate_split(model,
     bar = ProgressBar(len(dataset), file=sys.stderr) if progress else None
     inter: List[int] = []
     union: List[int] = []
+    gt_nt: List[bool] = []
+    pred_nt: List[bool] = []
     for data in loader:
         for sample in model.test_step(data):
             i, u = compute_iou_stats(sample.pred_sem_seg.data,
                                      sample.gt_sem_seg.data)
             inter.append(i)
             union.append(u)
+            gt_nt.append(bool(sample.metainfo.get('no_target', False)))
+            pred_nt.append(
+                predicted_no_target(
+                    sample.metainfo.get('pred_no_target'),
+                    sample.pred_sem_seg.data))
             if bar is not None:
                 bar.update()
     if bar is not None:
         sys.stderr.write('\n')
-    metrics = dict(ris_metrics_from_stats(inter, union))
+    metrics = dict(
+        gris_metrics_from_stats(inter, union, gt_nt, pred_nt)
+        if generalized else ris_metrics_from_stats(inter, union))
     metrics['sentences'] = len(inter)
     return metrics
 
@@ -137,7 +156,9 @@ def evaluate_split(model,
 def markdown_table(results: Dict[str, Dict[str, float]],
                    title: Optional[str] = None) -> str:
     """Markdown table: one row per split, columns sentences + metrics."""
-    header = ['split', 'sentences'] + list(METRIC_KEYS)
+    generalized = any('gIoU' in m for m in results.values())
+    keys = GRIS_METRIC_NAMES if generalized else METRIC_KEYS
+    header = ['split', 'sentences'] + list(keys)
     lines = []
     if title:
         lines += [title, '']
@@ -145,7 +166,7 @@ def markdown_table(results: Dict[str, Dict[str, float]],
     lines.append('|---|' + '---:|' * (len(header) - 1))
     for split, m in results.items():
         row = [split, str(m['sentences'])]
-        row += [f'{m[k]:.2f}' for k in METRIC_KEYS]
+        row += [f'{m[k]:.2f}' for k in keys]
         lines.append('| ' + ' | '.join(row) + ' |')
     return '\n'.join(lines)
 
@@ -167,9 +188,9 @@ def run_benchmark(cfg: Config,
     """
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     base = copy.deepcopy(cfg.test_dataloader.dataset)
-    if base.get('type') not in (None, 'RefCOCODataset'):
-        raise ValueError('test_dataloader.dataset must be a RefCOCODataset, '
-                         f"got {base.get('type')}")
+    if base.get('type') not in (None, 'RefCOCODataset', 'GRefCOCODataset'):
+        raise ValueError('test_dataloader.dataset must be a RefCOCODataset '
+                         f"or GRefCOCODataset, got {base.get('type')}")
     name = dataset or benchmark_name(
         base.get('dataset', 'refcoco'), base.get('split_by', 'unc'))
     folder, split_by, all_splits = BENCHMARKS[name]
@@ -185,7 +206,12 @@ def run_benchmark(cfg: Config,
     for split in splits:
         ds_cfg = copy.deepcopy(base)
         ds_cfg.update(
-            dataset=folder, split_by=split_by, split=split, mode='test')
+            type=('GRefCOCODataset'
+                  if name in GENERALIZED else 'RefCOCODataset'),
+            dataset=folder,
+            split_by=split_by,
+            split=split,
+            mode='test')
         if data_root is not None:
             ds_cfg['data_root'] = data_root
         if progress:
@@ -194,7 +220,7 @@ def run_benchmark(cfg: Config,
         start = time.time()
         ds = DATASETS.build(ds_cfg)
         results[split] = evaluate_split(model, ds, batch_size, num_workers,
-                                        progress)
+                                        progress, name in GENERALIZED)
         results[split]['seconds'] = round(time.time() - start, 2)
     return OrderedDict(
         config=cfg.filename,

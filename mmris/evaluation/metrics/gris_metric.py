@@ -74,6 +74,27 @@ def gris_metrics_from_stats(inter: Sequence[int], union: Sequence[int],
     return metrics
 
 
+def predicted_no_target(decision: Any, pred_mask: Any) -> bool:
+    """Whether a prediction says "no target".
+
+    The model's decision (``pred_no_target`` of a model with a
+    ``NoTargetHead``; ReLA decides with its no-target classifier) when
+    there is one, otherwise whether the predicted mask is empty.
+
+    Args:
+        decision (bool, optional): The model's no-target decision, or None.
+        pred_mask (Tensor | np.ndarray): The predicted mask.
+
+    Returns:
+        bool: True for a no-target prediction.
+    """
+    if decision is not None:
+        return bool(decision)
+    if hasattr(pred_mask, 'detach'):
+        pred_mask = pred_mask.detach().cpu().numpy()
+    return not bool((np.asarray(pred_mask) != 0).any())
+
+
 @METRICS.register_module()
 class GRISMetric(RISMetric):
     """gIoU, cIoU, N-acc, T-acc and Pr@0.7/0.8/0.9 of generalized RIS.
@@ -120,15 +141,12 @@ class GRISMetric(RISMetric):
         super().process(data_batch, data_samples)
         for k, sample in enumerate(data_samples):
             inter, union, ref_id, sent_id, meta = self.results[start + k]
-            pred_nt = self._get(sample, 'pred_no_target')
-            if pred_nt is None:
-                pred = self._get(self._get(sample, 'pred_sem_seg'), 'data')
-                pred_nt = not bool((np.asarray(
-                    pred.cpu() if hasattr(pred, 'cpu') else pred) != 0).any())
+            pred = self._get(self._get(sample, 'pred_sem_seg'), 'data')
             meta = dict(
                 meta,
                 no_target=bool(self._get(sample, 'no_target', False)),
-                pred_no_target=bool(pred_nt))
+                pred_no_target=predicted_no_target(
+                    self._get(sample, 'pred_no_target'), pred))
             self.results[start + k] = (inter, union, ref_id, sent_id, meta)
 
     def compute_metrics(self, results: List[tuple]) -> Dict[str, float]:
