@@ -114,8 +114,11 @@ def main():
     paths = output_paths(args.out, len(results))
     for sentence, result, path in zip(args.sentences, results, paths):
         mask = result.pred_sem_seg.data[0].numpy()
+        # gRefCOCO models (no_target_head) may answer "no such object"
+        no_target = bool(result.metainfo.get('pred_no_target', False))
+        caption = f'{sentence} -> no target' if no_target else sentence
         overlay = draw_referring_mask(
-            image, mask, PRED_COLOR, args.alpha, text=sentence)
+            image, mask, PRED_COLOR, args.alpha, text=caption)
         if osp.dirname(path):
             os.makedirs(osp.dirname(path), exist_ok=True)
         mmcv.imwrite(mmcv.rgb2bgr(overlay), path)
@@ -124,6 +127,11 @@ def main():
             prob_u8 = np.clip(np.round(prob * 255), 0, 255).astype(np.uint8)
             mmcv.imwrite(prob_u8, osp.splitext(path)[0] + '_prob.png')
         area = 100. * mask.mean()
+        if no_target:
+            score = result.metainfo.get('no_target_score', float('nan'))
+            print(f'{path}: "{sentence}" -> no target (no-target '
+                  f'probability {score:.3f})')
+            continue
         print(f'{path}: "{sentence}" -> mask {area:.1f}% of the image '
               f'(max prob {float(result.seg_logits.data.max()):.3f})')
 

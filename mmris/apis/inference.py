@@ -326,7 +326,10 @@ def inference_model(
         when ``texts`` is a str), each with ``pred_sem_seg.data`` (uint8
         {0, 1}, (1, h, w), original resolution), ``seg_logits.data`` (the
         foreground probability map, float32 (1, h, w)) and the sentence in
-        ``metainfo['text']``.
+        ``metainfo['text']``. A model with a ``no_target_head`` (gRefCOCO
+        configs) also sets ``metainfo['pred_no_target']`` (True: "there is
+        no such object", the mask is then empty) and
+        ``metainfo['no_target_score']`` (its probability).
 
     Raises:
         TypeError / ValueError: For bad ``texts``, ``threshold``,

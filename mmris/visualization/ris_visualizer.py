@@ -277,14 +277,19 @@ class RISLocalVisualizer(SegLocalVisualizer):
             bare image when there is nothing to draw.
         """
         text = data_sample.metainfo.get('text', '')
+        # gRefCOCO: "no target" ground truth / predictions say so (no IoU
+        # for a no-target ground truth: it is right or wrong)
+        gt_nt = bool(data_sample.metainfo.get('no_target', False))
+        pred_nt = bool(data_sample.metainfo.get('pred_no_target', False))
         panels = []  # (mask, colour, caption)
         if draw_gt and 'gt_sem_seg' in data_sample:
             panels.append((data_sample.gt_sem_seg, self.gt_color,
-                           f'GT: {text}'))
+                           f'GT{" (no target)" if gt_nt else ""}: {text}'))
         if draw_pred and 'pred_sem_seg' in data_sample:
-            iou = self.sample_iou(data_sample)
-            caption = f'pred: {text}' if iou is None else \
-                f'pred (IoU {iou * 100:.1f}): {text}'
+            iou = None if gt_nt else self.sample_iou(data_sample)
+            label = 'pred (no target)' if pred_nt else 'pred'
+            caption = f'{label}: {text}' if iou is None else \
+                f'{label} (IoU {iou * 100:.1f}): {text}'
             panels.append((data_sample.pred_sem_seg, self.pred_color,
                            caption))
         if not panels:

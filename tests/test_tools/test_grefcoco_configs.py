@@ -10,6 +10,7 @@ quick-start config also goes through ``tools/test.py`` and
 ``benchmark_table.py``.
 """
 import json
+import os
 import os.path as osp
 import runpy
 import sys
@@ -48,15 +49,17 @@ def tiny_grefcoco(tmp_path_factory):
     return root, refs // 2, summary
 
 
-def _options(data, size):
+def _options(data, size, save=True):
     root, batch_size, _ = data
     opts = [f'{k}_dataloader.{v}' for k in ('train', 'val', 'test')
             for v in (f'dataset.data_root={root}', 'num_workers=0',
                       'persistent_workers=False', f'dataset.img_size={size}')]
     return ['--cfg-options'] + opts + [
-        f'train_dataloader.batch_size={batch_size}', 'val_dataloader.'
-        'batch_size=16', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
-        'default_hooks.checkpoint.interval=1',
+        f'train_dataloader.batch_size={batch_size}',
+        'val_dataloader.batch_size=16', 'train_cfg.max_epochs=1',
+        'train_cfg.val_interval=1',
+        ('default_hooks.checkpoint.interval=1'
+         if save else 'default_hooks.checkpoint=None'),
         'default_hooks.logger.interval=1', 'log_processor.window_size=1',
         'env_cfg.cudnn_benchmark=False',
         # random encoders on purpose: no pretrained file in a smoke test
@@ -96,8 +99,9 @@ def test_paper_config_trains_and_evaluates(config, classic, size,
                                            monkeypatch, capsys):
     record = _record_model(monkeypatch)
     work = str(tmp_path / 'work')
+    # no checkpoint: writing the full-size models would dominate the time
     log = _run_tool(TRAIN, [osp.join(ROOT, 'configs', config), '--work-dir',
-                            work] + _options(tiny_grefcoco, size),
+                            work] + _options(tiny_grefcoco, size, False),
                     monkeypatch, capsys)
     assert 'Epoch(train) [1][2/2]' in log, log[-3000:]
     assert 'loss_no_target' in log and 'loss_bce' in log
@@ -108,9 +112,8 @@ def test_paper_config_trains_and_evaluates(config, classic, size,
     model = record['model']
     assert _trainable(model) == classic + HEAD_PARAMS
     assert _trainable(model.no_target_head) == HEAD_PARAMS
-    assert osp.isfile(osp.join(work, 'epoch_1.pth'))
-    assert any(name.startswith('best_gIoU')
-               for name in __import__('os').listdir(work))
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', config))
+    assert cfg.default_hooks.checkpoint.save_best == 'gIoU'
 
 
 def test_detris_l_builds_and_steps():
@@ -145,6 +148,7 @@ def test_quickstart_train_test_and_table(tiny_grefcoco, tmp_path,
                     _options(tiny_grefcoco, 96), monkeypatch, capsys)
     assert 'Epoch(train) [1][2/2]' in log, log[-3000:]
     ckpt = osp.join(work, 'epoch_1.pth')
+    assert any(name.startswith('best_gIoU') for name in os.listdir(work))
     out_file = str(tmp_path / 'raw.json')
     log = _run_tool(TEST, [config, ckpt, '--work-dir', str(tmp_path / 't'),
                            '--out', out_file] + _options(tiny_grefcoco, 96),
@@ -172,3 +176,64 @@ def test_quickstart_train_test_and_table(tiny_grefcoco, tmp_path,
     for key in GRIS_KEYS:
         assert report['results']['val'][key] == pytest.approx(
             raw['metrics'][key])
+
+
+def _image(tiny_grefcoco):
+    folder = osp.join(tiny_grefcoco[0], 'images', 'train2014')
+    return osp.join(folder, sorted(os.listdir(folder))[0])
+
+
+def test_api_and_demo_say_no_target(tiny_grefcoco, tmp_path, monkeypatch,
+                                    capsys):
+    from mmris.apis import inference_model, init_model
+    config = osp.join(ROOT, 'configs', 'quickstart', 'etris-tiny_grefcoco.py')
+    image = _image(tiny_grefcoco)
+    # threshold ~0: the no-target head says "no target" for everything
+    always = 'model.no_target_head.threshold=1e-9'
+    cfg = Config.fromfile(config)
+    cfg.merge_from_dict({'model.no_target_head.threshold': 1e-9})
+    model = init_model(cfg, None, device='cpu')
+    results = inference_model(model, image, ['the purple star', 'all'])
+    for res in results:
+        assert res.metainfo['pred_no_target'] is True
+        assert res.metainfo['no_target_score'] > 1e-9
+        assert int(res.pred_sem_seg.data.sum()) == 0
+    out = str(tmp_path / 'overlay.png')
+    log = _run_tool(osp.join(TOOLS, 'demo.py'), [
+        image, 'the purple star', '--config', config, '--checkpoint', 'none',
+        '--out', out, '--cfg-options', always
+    ], monkeypatch, capsys)
+    assert '"the purple star" -> no target (no-target probability' in log
+    assert osp.isfile(out)
+
+
+def test_show_dir_captions_say_no_target(monkeypatch):
+    import numpy as np
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    import mmris.visualization.ris_visualizer as vis
+    captions = []
+    draw = vis.draw_referring_mask
+
+    def recording(*args, text=None, **kwargs):
+        captions.append(text)
+        return draw(*args, text=text, **kwargs)
+
+    monkeypatch.setattr(vis, 'draw_referring_mask', recording)
+    visualizer = vis.RISLocalVisualizer(name='gris_captions')
+    sample = SegDataSample()
+    empty = torch.zeros(1, 8, 8, dtype=torch.uint8)
+    sample.gt_sem_seg = PixelData(data=empty)
+    sample.pred_sem_seg = PixelData(data=empty.clone())
+    sample.set_metainfo(dict(text='the purple star', no_target=True,
+                             pred_no_target=True))
+    visualizer.draw_sample(np.zeros((8, 8, 3), np.uint8), sample)
+    assert captions == ['GT (no target): the purple star',
+                        'pred (no target): the purple star']
+    captions.clear()
+    sample.set_metainfo(dict(no_target=False, pred_no_target=False))
+    sample.gt_sem_seg = PixelData(data=torch.ones(1, 8, 8, dtype=torch.uint8))
+    visualizer.draw_sample(np.zeros((8, 8, 3), np.uint8), sample)
+    assert captions == ['GT: the purple star',
+                        'pred (IoU 0.0): the purple star']
