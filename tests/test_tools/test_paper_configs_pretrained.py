@@ -164,8 +164,38 @@ def test_train_two_iterations_from_pretrained_files(
     from mmris.models.backbones.clip_checkpoint import sub_state_dict
 
     vis_path, txt_path = pretrained(visual), pretrained(text)
+    files = {
+        'visual': (torch.load(vis_path) if visual.startswith('dinov2') else
+                   sub_state_dict(torch.load(vis_path), 'visual.')),
+        'text': {
+            k: v
+            for k, v in torch.load(txt_path).items()
+            if not k.startswith('visual.') and k not in OPENAI_SCALARS
+        }
+    }
     record = {}
     build_runner = mmris.engine.build_runner
+
+    def check_loaded(backbone) -> None:
+        """Compare the encoders with the files right after init_weights."""
+        own_keys = set()
+        for name, state in files.items():
+            encoder = getattr(backbone, name)
+            own = set(encoder.own_state_keys())
+            own_keys |= {f'{name}.{k}' for k in own}
+            optional = tuple(encoder.not_in_pretrained)
+            record[name + '_absent'] = {
+                k for k in own if optional and k.startswith(optional)}
+            expected = _expected_encoder_state(encoder, state)
+            # every file tensor is used, every own key comes from the file
+            record[name + '_keys'] = (set(expected),
+                                      own - record[name + '_absent'])
+            current = encoder.state_dict()
+            record[name + '_differ'] = [
+                k for k, v in expected.items()
+                if not torch.allclose(current[k], v, rtol=0, atol=1e-6)
+            ]
+        return own_keys
 
     def recording_build_runner(cfg):
         runner = build_runner(cfg)
@@ -173,18 +203,24 @@ def test_train_two_iterations_from_pretrained_files(
         init_weights = model.init_weights
 
         def recorded_init_weights():
-            record['built'] = {
-                k: v.clone() for k, v in model.backbone.state_dict().items()
+            encoder_keys = {
+                f'{n}.{k}' for n in ('visual', 'text')
+                for k in getattr(model.backbone, n).own_state_keys()
+            }
+            built = {
+                k: v.clone()
+                for k, v in model.backbone.state_dict().items()
+                if k not in encoder_keys
             }
             init_weights()
-            record['loaded'] = {
-                k: v.clone() for k, v in model.backbone.state_dict().items()
-            }
-            record['own'] = {
-                name: set(getattr(model.backbone, name).own_state_keys())
-                for name in ('visual', 'text')
-            }
-            record['model'] = model
+            assert check_loaded(model.backbone) == encoder_keys
+            # the rest of the backbone (adapters, flows, Bridger,
+            # Intertwiner) keeps the values it was built with
+            loaded = model.backbone.state_dict()
+            record['rest'] = sorted(built)
+            record['rest_changed'] = [
+                k for k, v in built.items() if not torch.equal(loaded[k], v)
+            ]
 
         model.init_weights = recorded_init_weights
         return runner
@@ -199,40 +235,20 @@ def test_train_two_iterations_from_pretrained_files(
     log = out.out + out.err
     assert 'Epoch(train) [1][2/2]' in log, log[-3000:]
 
-    model = record.pop('model')
-    built, loaded, own = record['built'], record['loaded'], record['own']
-    files = {
-        'visual': sub_state_dict(torch.load(vis_path), 'visual.')
-        if not visual.startswith('dinov2') else torch.load(vis_path),
-        'text': {
-            k: v
-            for k, v in torch.load(txt_path).items()
-            if not k.startswith('visual.') and k not in OPENAI_SCALARS
-        }
-    }
-    for name, state in files.items():
-        encoder = getattr(model.backbone, name)
-        expected = _expected_encoder_state(encoder, state)
-        # every file tensor is used, every own key comes from the file
-        optional = tuple(encoder.not_in_pretrained)
-        absent = {k for k in own[name] if optional and k.startswith(optional)}
-        assert set(expected) == own[name] - absent, name
-        for k, v in expected.items():
-            torch.testing.assert_close(
-                loaded[f'{name}.{k}'], v, rtol=0, atol=1e-6,
-                msg=f'{name}.{k}')
-        if name == 'visual' and visual.startswith('RN'):
-            # only the CRIS branch is not in the OpenAI weights
-            assert absent and all(
-                k.startswith('attnpool.connect.') for k in absent)
-        else:
-            assert absent == set()
-    # the rest of the backbone (adapters, flows, Bridger, Intertwiner)
-    # keeps the values it was built with
-    encoder_keys = {f'{n}.{k}' for n, keys in own.items() for k in keys}
-    rest = [k for k in built if k not in encoder_keys]
+    for name in files:
+        file_keys, own_keys = record[name + '_keys']
+        assert file_keys == own_keys, (name, file_keys ^ own_keys)
+        assert record[name + '_differ'] == [], name
+    # only the CRIS branch of the ResNet is not in the OpenAI weights
+    assert record['text_absent'] == set()
+    if visual.startswith('RN'):
+        absent = record['visual_absent']
+        assert absent and all(
+            k.startswith('attnpool.connect.') for k in absent)
+    else:
+        assert record['visual_absent'] == set()
+    assert record['rest_changed'] == []
     if 'detris' in config or 'barleria' in config:
-        assert any('.adapter.' in k or '.flow' in k for k in rest)
-    for k in rest:
-        torch.testing.assert_close(loaded[k], built[k], rtol=0, atol=0,
-                                   msg=k)
+        assert any('.adapter.' in k or '.flow' in k for k in record['rest'])
+    if config.startswith('etris/'):
+        assert any(k.startswith('bridge.') for k in record['rest'])
