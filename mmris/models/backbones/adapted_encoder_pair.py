@@ -190,7 +190,7 @@ class AdaptedEncoderPair(BaseModule):
                 if hasattr(block, 'with_cp'):
                     block.with_cp = with_cp
 
-    # -- construction ----------------------------------------------------------
+    # -- construction ---------------------------------------------------------
     @staticmethod
     def _check_indices(indices: Sequence[int], num: int, name: str) -> tuple:
         indices = tuple(int(i) for i in indices)
@@ -248,7 +248,7 @@ class AdaptedEncoderPair(BaseModule):
                         m.eval()
         return self
 
-    # -- forward ---------------------------------------------------------------
+    # -- forward --------------------------------------------------------------
     def forward(self, img: Tensor, ids: Tensor) -> EncoderOutput:
         """Encode images (B, 3, H, W) and token ids (B, L)."""
         pad_mask = text_padding_mask(ids, self.pad_mask_mode)

@@ -70,7 +70,7 @@ class AdaptableBlock(nn.Module):
         """LayerScale of the FFN branch (identity by default)."""
         return x
 
-    # -- hooks ---------------------------------------------------------------
+    # -- hooks ----------------------------------------------------------------
     def set_ffn_adapter(self,
                         adapter: nn.Module,
                         scale: float = 1.0,
@@ -96,7 +96,7 @@ class AdaptableBlock(nn.Module):
         self.flow = attn_shortcut
         self.flow2 = ffn_shortcut
 
-    # -- forward ---------------------------------------------------------------
+    # -- forward --------------------------------------------------------------
     def forward(self,
                 x: Tensor,
                 attn_mask: Optional[Tensor] = None,

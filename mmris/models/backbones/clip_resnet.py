@@ -113,7 +113,8 @@ class CLIPModifiedResNet(VisualEncoder):
     def init_weights(self) -> None:
         if self.pretrained is None:
             return super().init_weights()
-        state = sub_state_dict(load_clip_state_dict(self.pretrained), 'visual.')
+        state = sub_state_dict(
+            load_clip_state_dict(self.pretrained), 'visual.')
         self.load_pretrained_state_dict(state, self.pretrained)
 
     def embed(self, img: Tensor) -> Tuple[Tensor, Optional[tuple]]:

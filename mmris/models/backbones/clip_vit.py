@@ -76,7 +76,8 @@ class CLIPVisionTransformer(VisualEncoder):
     def init_weights(self) -> None:
         if self.pretrained is None:
             return super().init_weights()
-        state = sub_state_dict(load_clip_state_dict(self.pretrained), 'visual.')
+        state = sub_state_dict(
+            load_clip_state_dict(self.pretrained), 'visual.')
         grid = int(round((self.positional_embedding.shape[0] - 1)**0.5))
         if 'positional_embedding' in state:
             state['positional_embedding'] = resize_pos_embed(

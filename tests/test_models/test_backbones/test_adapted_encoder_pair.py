@@ -209,7 +209,8 @@ def test_frozen_bn_trains_by_default_norm_eval_keeps_it_in_eval():
                output_dim=16, heads=2)
     img, ids = torch.randn(2, 3, 64, 64), torch.tensor([[49406, 49407]] * 2)
     pair = AdaptedEncoderPair(vis, TXT).train()
-    assert pair.visual.bn1.training and not pair.visual.bn1.weight.requires_grad
+    assert pair.visual.bn1.training
+    assert not pair.visual.bn1.weight.requires_grad
     before = pair.visual.bn1.running_mean.clone()
     pair(img, ids)
     assert not torch.equal(before, pair.visual.bn1.running_mean)  # drifts
