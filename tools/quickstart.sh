@@ -80,18 +80,28 @@ fi
 # environment, config and hook dumps. A failing step prints the end of its
 # log and stops the script with the step's exit status.
 mkdir -p "$WORK/logs"
+FILTER='
+import re
+import sys
+
+stamp = re.compile(r"^\d\d/\d\d [\d:]+ - mmengine - [A-Z]+ - ")
+dump = re.compile(r" - (INFO|DEBUG) - (Config:|Hooks will be executed.*)?$")
+quiet = False
+for line in iter(sys.stdin.readline, ""):
+    if stamp.match(line):
+        quiet = bool(dump.search(line.rstrip("\n")))
+    if line.startswith("Traceback") or "Error" in line:
+        quiet = False
+    if not quiet:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+'
 step() {
     local name=$1
     shift
     local log="$WORK/logs/$name.log"
     set +e
-    "$@" 2>&1 | tee "$log" | awk '
-        /^[0-9][0-9]\/[0-9][0-9] [0-9:]+ - mmengine - [A-Z]+ - / {
-            quiet = ($0 ~ / - (INFO|DEBUG) - $/ ||
-                     $0 ~ / - INFO - (Config:|Hooks will be executed)/)
-        }
-        /^Traceback|Error/ { quiet = 0 }
-        !quiet { print; fflush() }'
+    "$@" 2>&1 | tee "$log" | "$PY" -u -c "$FILTER"
     local rc=${PIPESTATUS[0]}
     set -e
     if [ "$rc" -ne 0 ]; then

@@ -7,7 +7,7 @@ from mmengine.model import BaseDataPreprocessor
 from mmseg.registry import MODELS
 
 #: CLIP image statistics in the 0-255 scale (used for all three methods,
-#: DINOv2 in DETRIS included; RIS-SPEC A.6).
+#: DINOv2 in DETRIS included; utils/dataset.py of the official repositories).
 CLIP_MEAN = (122.7709383, 116.7460125, 104.09373615)
 CLIP_STD = (68.5005327, 66.6321579, 70.32316305)
 

@@ -31,7 +31,8 @@ def test_long_sentence_truncated_with_eot():
 
 def test_exclamation_mark_ids():
     # A word-final "!" is "!</w>" (id 256); BPE id 0 is a non-final "!",
-    # e.g. in "!(" -- it collides with the zero padding (RIS-SPEC H.6).
+    # e.g. in "!(" -- it collides with the zero padding (the official
+    # padding mask is ids == 0).
     assert encode_text('!',
                        17)[:3].tolist() == [SOT_TOKEN_ID, 256, EOT_TOKEN_ID]
     ids = encode_text('the man !( left', 17).tolist()

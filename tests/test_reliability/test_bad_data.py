@@ -315,7 +315,7 @@ def test_sentences_through_pipeline_and_model(tmp_path, tiny_model):
 
 
 def test_exclamation_id0_is_not_padding(tmp_path, tiny_model):
-    """RIS-SPEC H.6: "!" inside a sentence is BPE id 0; the padding mask is
+    """The official code (kkakkkka/ETRIS, model/segmenter.py): "!" inside a sentence is BPE id 0; the padding mask is
     computed from the EOT position, so the word is attended to, and the
     output differs from the official ``ids == 0`` masking."""
     path = _write(tmp_path / 'img.png', np.full((30, 40, 3), 90, np.uint8))

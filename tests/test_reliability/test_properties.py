@@ -24,7 +24,7 @@ def test_tokenizer_any_unicode(text, length):
     assert (ids[eot + 1:] == 0).all()  # zero padding only after EOT
     assert (ids[1:eot] < SOT_TOKEN_ID).all()
     # the model's padding mask masks exactly the positions after EOT, even
-    # when "!" (id 0) occurs inside the sentence (RIS-SPEC H.6)
+    # when "!" (id 0) occurs inside the sentence (official ``ids == 0`` padding mask)
     mask = text_padding_mask(torch.from_numpy(ids)[None])[0].numpy()
     assert (mask == (np.arange(length) > eot)).all()
 

@@ -49,6 +49,7 @@ def test_success_prints_each_table_once_with_its_border(tmp_path):
     assert proc.returncode == 0, out[-3000:]
     ckpt = osp.join(str(tmp_path / 'work'), 'epoch_1.pth')
     assert f'== after training: {ckpt}' in out
+    assert 'eta: ' in out  # training progress with its ETA
     # two evaluations (before / after), no extra table from training-time
     # validation; each table is printed whole (top border above the header)
     lines = out.splitlines()

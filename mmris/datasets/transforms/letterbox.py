@@ -1,5 +1,6 @@
 # Copyright (c) mmris contributors. All rights reserved.
-"""Letterbox affine warp of the official RIS code (RIS-SPEC A.6)."""
+"""Letterbox affine warp of the official RIS code (kkakkkka/ETRIS and
+jiaqihuang01/DETRIS, utils/dataset.py)."""
 from typing import Sequence, Tuple, Union
 
 import cv2
@@ -57,7 +58,8 @@ class LetterboxAffine(BaseTransform):
     borderValue=border)``, dtype kept (uint8). Mask (training): the
     {0, 1} ``gt_seg_map`` is turned into 0/255 uint8, warped with
     ``INTER_LINEAR`` and border 0, then divided by 255 into a *soft* float32
-    ``gt_mask`` (not re-binarised, RIS-SPEC H.3).
+    ``gt_mask`` (not re-binarised, as the official
+    utils/dataset.py).
 
     Required Keys:
 

@@ -1,5 +1,6 @@
 # Copyright (c) mmris contributors. All rights reserved.
-"""CLIP BPE tokenization of referring expressions (RIS-SPEC A.6 "Text")."""
+"""CLIP BPE tokenization of referring expressions (as ``tokenize`` in
+kkakkkka/ETRIS, utils/simple_tokenizer.py and utils/dataset.py)."""
 from functools import lru_cache
 from typing import Optional, List, Sequence, Union
 
@@ -90,7 +91,9 @@ class CLIPTokenize(BaseTransform):
     """Tokenize the referring expression with the CLIP BPE tokenizer.
 
     Note that the official models use ``ids == 0`` as the padding mask, and
-    BPE id 0 is the (non word-final) symbol "!", e.g. in "!(" (RIS-SPEC H.6).
+    BPE id 0 is the (non word-final) symbol "!", e.g. in "!(", so the
+    official padding mask (kkakkkka/ETRIS, model/segmenter.py) also masks
+    such a "!".
     Ids are produced faithfully; the mask convention is the model's concern.
 
     Required Keys:

@@ -1,5 +1,6 @@
 # Copyright (c) mmris contributors. All rights reserved.
-"""Mask projector with a per-sample dynamic kernel (RIS-SPEC A.4)."""
+"""Mask projector with a per-sample dynamic kernel (``Projector`` of
+kkakkkka/ETRIS, model/layers.py)."""
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor

@@ -17,7 +17,8 @@ class RISDecodeHead(BaseModule):
 
     ``decoder`` attends the neck map to the word features, ``proj`` turns it
     into mask logits at 4x the neck resolution; the loss is BCE-with-logits
-    against the soft target resized with legacy ``nearest`` (RIS-SPEC A.5).
+    against the soft target resized with legacy ``nearest`` (kkakkkka/ETRIS,
+    model/segmenter.py).
     An optional Dice term (``dice_weight > 0``, not part of the official
     recipes) weighs every sample's mask overlap equally, whatever the
     object's area; the quick-start config uses it.

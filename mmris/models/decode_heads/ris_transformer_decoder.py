@@ -1,5 +1,6 @@
 # Copyright (c) mmris contributors. All rights reserved.
-"""The vision-language transformer decoder of the RIS head (RIS-SPEC A.3)."""
+"""The vision-language transformer decoder of the RIS head
+(``TransformerDecoder`` of kkakkkka/ETRIS, model/layers.py)."""
 from typing import Dict, Tuple
 
 import torch.nn as nn

@@ -1,5 +1,6 @@
 # Copyright (c) mmris contributors. All rights reserved.
-"""Hierarchical text-gated alignment + CoordConv neck (RIS-SPEC A.2)."""
+"""Hierarchical text-gated alignment + CoordConv neck (``FPN`` of
+kkakkkka/ETRIS, model/layers.py; "Neck" in BarLeRIa and DETRIS)."""
 from typing import List, Sequence
 
 import torch

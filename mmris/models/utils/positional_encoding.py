@@ -1,5 +1,6 @@
 # Copyright (c) mmris contributors. All rights reserved.
-"""Fixed sine positional encodings of the RIS transformer decoder (A.3)."""
+"""Fixed sine positional encodings of the RIS transformer decoder
+(kkakkkka/ETRIS, model/layers.py)."""
 import math
 
 import torch

@@ -1,6 +1,7 @@
 # Copyright (c) mmris contributors. All rights reserved.
-"""BarLeRIa: exact parameter counts, official key set, converter (H.18),
-configs, side-network slot of the segmentor, batch independence (H.17)."""
+"""BarLeRIa: exact parameter counts, official key set, converter
+(duplicated flow tensors), configs, side-network slot of the segmentor,
+batch independence (the official prior normalises over the batch axis)."""
 import copy
 import os.path as osp
 
@@ -51,7 +52,7 @@ def test_exact_trainable_counts(full_model):
     assert rows['backbone.visual adapters']['trainable'] == 184_416
     assert rows['backbone.text adapters']['trainable'] == 122_976
     assert rows['backbone.token_injector']['trainable'] == 41_760
-    # trainable positional tables (C.1): 677 x 768 + 77 x 512
+    # trainable positional tables (official): 677 x 768 + 77 x 512
     assert rows['backbone.visual']['trainable'] == 677 * 768
     assert rows['backbone.text']['trainable'] == 77 * 512
     side = full_model.side_network
@@ -159,7 +160,7 @@ def test_loss_includes_reconstruction_and_predict():
 def test_prediction_batch_independence(prior_norm, independent):
     torch.manual_seed(0)
     model = MODELS.build(tiny_cfg(prior_norm)).eval()
-    # strengthen the top-down path so that the H.17 quirk is visible
+    # strengthen the top-down path so that the batch-axis prior is visible
     san = model.side_network.side_adapter_network
     for dec in san.vit_model.decoders:
         for lin in (dec.linear, dec.linear2):
