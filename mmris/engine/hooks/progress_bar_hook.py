@@ -1,5 +1,6 @@
 # Copyright (c) mmris contributors. All rights reserved.
 """A progress bar over validation and test batches (rank 0 only)."""
+import sys
 from typing import Optional
 
 from mmengine.dist import is_main_process
@@ -27,11 +28,16 @@ class EvalProgressBarHook(Hook):
         self._bar = None
         if is_main_process():
             total = len(getattr(loop, 'dataloader', []))
-            self._bar = ProgressBar(total, self.bar_width)
+            # sys.stdout of now (ProgressBar's default is import time's)
+            self._bar = ProgressBar(total, self.bar_width, file=sys.stdout)
 
     def _update(self) -> None:
         if self._bar is not None:
             self._bar.update()
+            if self._bar.completed >= self._bar.task_num > 0:
+                # end the bar's line before the metric table is logged
+                # (the evaluator runs before the after-epoch hooks)
+                self._finish()
 
     def _finish(self) -> None:
         if self._bar is not None:
