@@ -1,33 +1,49 @@
 # Copyright (c) mmris contributors. All rights reserved.
 """CLIP's residual attention block with the mmris adapter hooks."""
+from collections import OrderedDict
 from typing import Optional
 
 import torch.nn as nn
 from open_clip.transformer import LayerNormFp32, QuickGELU
-from open_clip.transformer import ResidualAttentionBlock
 from torch import Tensor
 
+from ..utils.attention import MultiheadAttention
 from .base_block import AdaptableBlock
 
 
-class CLIPResidualBlock(AdaptableBlock, ResidualAttentionBlock):
-    """open_clip's ``ResidualAttentionBlock`` (OpenAI key names ``ln_1``,
-    ``attn``, ``ln_2``, ``mlp.c_fc``, ``mlp.c_proj``), batch first, QuickGELU,
-    fp32 LayerNorm, stepped through :class:`AdaptableBlock`'s hooks.
+class CLIPResidualBlock(AdaptableBlock):
+    """OpenAI CLIP's residual attention block (key names ``ln_1``, ``attn``,
+    ``ln_2``, ``mlp.c_fc``, ``mlp.c_proj`` of openai/CLIP, clip/model.py),
+    batch first, QuickGELU, fp32 LayerNorm, stepped through
+    :class:`AdaptableBlock`'s hooks.
+
+    The attention is :class:`~mmris.models.utils.MultiheadAttention`: the
+    parameters of ``torch.nn.MultiheadAttention`` (``attn.in_proj_weight``,
+    ``attn.in_proj_bias``, ``attn.out_proj``), created in the same order so a
+    seeded initialisation is identical, but the input projection is one GEMM
+    on the contiguous batch-first tokens followed by
+    ``scaled_dot_product_attention``. ``nn.MultiheadAttention(batch_first=
+    True)`` instead transposes the tokens into a strided view and, when its
+    weights are frozen, projects them with a batched matmul over that view,
+    which on CPU is split into many small GEMMs.
 
     Args:
         width (int): Model width.
         heads (int): Attention heads.
+        mlp_ratio (float): Hidden width of the MLP over ``width``.
+            Defaults to 4.
     """
 
-    def __init__(self, width: int, heads: int):
-        ResidualAttentionBlock.__init__(
-            self,
-            width,
-            heads,
-            act_layer=QuickGELU,
-            norm_layer=LayerNormFp32,
-            batch_first=True)
+    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0):
+        nn.Module.__init__(self)
+        self.ln_1 = LayerNormFp32(width)
+        self.attn = MultiheadAttention(width, heads)
+        self.ln_2 = LayerNormFp32(width)
+        hidden = int(width * mlp_ratio)
+        self.mlp = nn.Sequential(
+            OrderedDict([('c_fc', nn.Linear(width, hidden)),
+                         ('gelu', QuickGELU()),
+                         ('c_proj', nn.Linear(hidden, width))]))
         self._init_hooks()
 
     def norm_attn(self, x: Tensor) -> Tensor:
@@ -36,16 +52,13 @@ class CLIPResidualBlock(AdaptableBlock, ResidualAttentionBlock):
     def attn_branch(self, x: Tensor, attn_mask: Optional[Tensor]) -> Tensor:
         if attn_mask is not None:
             attn_mask = attn_mask.to(x.dtype)
-        return self.attn(
-            x, x, x, need_weights=False, attn_mask=attn_mask)[0]
+        return self.attn(x, attn_mask=attn_mask)
 
     def norm_ffn(self, x: Tensor) -> Tensor:
         return self.ln_2(x)
 
     def ffn_branch(self, x: Tensor) -> Tensor:
         return self.mlp(x)
-
-    forward = AdaptableBlock.forward
 
 
 class CLIPTransformer(nn.Module):

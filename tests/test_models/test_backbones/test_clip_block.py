@@ -1,0 +1,147 @@
+# Copyright (c) mmris contributors. All rights reserved.
+"""CLIP residual block: fused attention equals ``nn.MultiheadAttention``
+(values, gradients, keys, seeded initialisation) and projects with single
+GEMMs."""
+import collections
+from typing import Optional
+
+import pytest
+import torch
+import torch.nn as nn
+from open_clip.transformer import (LayerNormFp32, QuickGELU,
+                                   ResidualAttentionBlock)
+from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import mmris  # noqa: F401
+from mmris.models.backbones.clip_block import CLIPResidualBlock
+
+WIDTH, HEADS = 32, 4
+
+
+class _ReferenceBlock(CLIPResidualBlock):
+    """The same block with ``torch.nn.MultiheadAttention(batch_first=True)``
+    (open_clip's ``ResidualAttentionBlock`` attention)."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__(width, heads)
+        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
+
+    def attn_branch(self, x: Tensor, attn_mask: Optional[Tensor]) -> Tensor:
+        if attn_mask is not None:
+            attn_mask = attn_mask.to(x.dtype)
+        return self.attn(x, x, x, need_weights=False, attn_mask=attn_mask)[0]
+
+
+class _Adapter(nn.Module):
+    """A small trainable FFN-parallel adapter."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.fc = nn.Linear(width, 8)
+        self.out = nn.Linear(8, width)
+
+    def forward(self, x: Tensor, context: Optional[Tensor] = None) -> Tensor:
+        return self.out(torch.relu(self.fc(x)))
+
+
+def _pair(flows: bool):
+    torch.manual_seed(0)
+    block = CLIPResidualBlock(WIDTH, HEADS)
+    ref = _ReferenceBlock(WIDTH, HEADS)
+    ref.load_state_dict(block.state_dict(), strict=True)
+    adapter = _Adapter(WIDTH)
+    for b in (block, ref):
+        for p in b.parameters():
+            p.requires_grad_(False)
+    ad_ref = _Adapter(WIDTH)
+    ad_ref.load_state_dict(adapter.state_dict())
+    block.set_ffn_adapter(adapter, scale=0.5)
+    ref.set_ffn_adapter(ad_ref, scale=0.5)
+    if flows:
+        f1, f2 = nn.Linear(WIDTH, WIDTH), nn.Linear(WIDTH, WIDTH)
+        g1, g2 = nn.Linear(WIDTH, WIDTH), nn.Linear(WIDTH, WIDTH)
+        g1.load_state_dict(f1.state_dict())
+        g2.load_state_dict(f2.state_dict())
+        block.set_shortcuts(f1, f2)
+        ref.set_shortcuts(g1, g2)
+    return block, ref
+
+
+@pytest.mark.parametrize('causal', [False, True])
+@pytest.mark.parametrize('flows', [False, True])
+@pytest.mark.parametrize('with_cp', [False, True])
+def test_outputs_and_gradients_equal_nn_multihead_attention(
+        causal, flows, with_cp):
+    block, ref = _pair(flows)
+    block.train()
+    ref.train()
+    block.with_cp = ref.with_cp = with_cp
+    n = 9
+    mask = torch.full((n, n), float('-inf')).triu_(1) if causal else None
+    x = torch.randn(3, n, WIDTH)
+    outs, grads = [], []
+    for b in (block, ref):
+        xi = x.clone().requires_grad_(True)
+        y = b(xi, attn_mask=mask)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        trainable = [p for p in b.parameters() if p.requires_grad]
+        outs.append(y.detach())
+        grads.append([xi.grad] + [p.grad for p in trainable])
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=1e-5)
+    assert len(grads[0]) == len(grads[1]) == 1 + 4 + (4 if flows else 0)
+    for g, r in zip(*grads):
+        torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-5)
+
+
+def test_keys_and_seeded_init_equal_open_clip_block():
+    torch.manual_seed(3)
+    block = CLIPResidualBlock(WIDTH, HEADS)
+    after_block = torch.rand(1)
+    torch.manual_seed(3)
+    oc = ResidualAttentionBlock(
+        WIDTH, HEADS, act_layer=QuickGELU, norm_layer=LayerNormFp32,
+        batch_first=True)
+    after_oc = torch.rand(1)
+    sd, osd = block.state_dict(), oc.state_dict()
+    assert list(sd) == list(osd) == [
+        'ln_1.weight', 'ln_1.bias', 'attn.in_proj_weight',
+        'attn.in_proj_bias', 'attn.out_proj.weight', 'attn.out_proj.bias',
+        'ln_2.weight', 'ln_2.bias', 'mlp.c_fc.weight', 'mlp.c_fc.bias',
+        'mlp.c_proj.weight', 'mlp.c_proj.bias'
+    ]
+    for k in sd:
+        assert torch.equal(sd[k], osd[k]), k
+    # Same random draws consumed: what is built after the block is unchanged.
+    assert torch.equal(after_block, after_oc)
+    x = torch.randn(2, 5, WIDTH)
+    torch.testing.assert_close(
+        block.eval()(x), oc.eval()(x), atol=1e-5, rtol=1e-5)
+
+
+class _CountOps(TorchDispatchMode):
+
+    def __init__(self):
+        super().__init__()
+        self.ops = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[str(func.overloadpacket)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_frozen_block_projects_with_single_gemms():
+    """Every projection is one 2-D GEMM over all tokens: four in the forward
+    pass (qkv, out, c_fc, c_proj), no batched matmul over strided views."""
+    torch.manual_seed(0)
+    block = CLIPResidualBlock(WIDTH, HEADS).train()
+    for p in block.parameters():
+        p.requires_grad_(False)
+    x = torch.randn(2, 7, WIDTH, requires_grad=True)
+    with _CountOps() as fwd:
+        y = block(x)
+    with _CountOps() as bwd:
+        y.sum().backward()
+    gemms = ('aten.mm', 'aten.addmm', 'aten.bmm', 'aten.baddbmm')
+    assert {k: fwd.ops[k] for k in gemms if fwd.ops[k]} == {'aten.addmm': 4}
+    assert {k: bwd.ops[k] for k in gemms if bwd.ops[k]} == {'aten.mm': 4}
