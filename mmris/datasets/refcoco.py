@@ -38,7 +38,7 @@ against their ``height`` / ``width`` (``LoadRefImage``).
 """
 import os.path as osp
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mmengine.dataset import BaseDataset
@@ -249,6 +249,9 @@ class RefCOCODataset(BaseDataset):
         lazy_init (bool): Defer loading the annotations. Defaults to False.
         serialize_data (bool): See ``BaseDataset``. Defaults to True.
         max_refetch (int): See ``BaseDataset``. Defaults to 1000.
+        indices (int | Sequence[int], optional): Keep only these samples
+            (an int: the first ``indices``), e.g. for a quick look or a
+            smoke test; see ``BaseDataset``. Defaults to None (all).
     """
 
     METAINFO = dict(
@@ -270,7 +273,8 @@ class RefCOCODataset(BaseDataset):
                  metainfo: Optional[dict] = None,
                  lazy_init: bool = False,
                  serialize_data: bool = True,
-                 max_refetch: int = 1000) -> None:
+                 max_refetch: int = 1000,
+                 indices: Optional[Union[int, Sequence[int]]] = None) -> None:
         if split_by not in SPLIT_BYS:
             raise ValueError(f'split_by must be one of {SPLIT_BYS}, '
                              f'got {split_by!r}')
@@ -298,7 +302,8 @@ class RefCOCODataset(BaseDataset):
             test_mode=test_mode,
             lazy_init=lazy_init,
             serialize_data=serialize_data,
-            max_refetch=max_refetch)
+            max_refetch=max_refetch,
+            indices=indices)
 
     @property
     def instances_file(self) -> str:

@@ -303,3 +303,19 @@ def test_check_refer_root(synthetic_root, tmp_path, capsys):
     victim = sorted((root / 'images' / 'train2014').iterdir())[0]
     victim.unlink()
     assert check.main([str(root), '--datasets', 'refcoco']) == 1
+
+
+def test_dataset_indices_subset(synthetic_root):
+    from mmris.datasets import RefCOCODataset
+    full = RefCOCODataset(data_root=synthetic_root, split='val', mode='test')
+    part = RefCOCODataset(
+        data_root=synthetic_root, split='val', mode='test', indices=3)
+    assert len(full) > 3 and len(part) == 3
+    assert [part.get_data_info(i)['sent_id'] for i in range(3)] == [
+        full.get_data_info(i)['sent_id'] for i in range(3)
+    ]
+    picked = RefCOCODataset(
+        data_root=synthetic_root, split='val', mode='test', indices=[4, 1])
+    assert [picked.get_data_info(i)['sent_id'] for i in range(2)] == [
+        full.get_data_info(i)['sent_id'] for i in (4, 1)
+    ]

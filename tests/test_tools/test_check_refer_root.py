@@ -119,3 +119,20 @@ def test_degenerate_annotations_are_listed(root, capsys):
                 f"{ref['ann_id']}: {problem}") in out
     code, out = _run(root, capsys, '--strict')
     assert code == 1
+
+
+def test_partial_root_checks_what_is_there(root, capsys):
+    """Without --datasets the datasets present are checked, the others
+    named as not present; a root with none fails."""
+    shutil.rmtree(root / 'refcoco+')
+    shutil.rmtree(root / 'refcocog')
+    code = _tool().main([str(root)])
+    out = capsys.readouterr().out
+    assert code == 0 and PASSED in out, out
+    assert 'Datasets found in' in out and ': refcoco (not present: ' \
+        'refcoco+, refcocog_umd, refcocog_google, grefcoco)' in out
+    shutil.rmtree(root / 'refcoco')
+    code = _tool().main([str(root)])
+    out = capsys.readouterr().out
+    assert code == 1 and 'no REFER or gRefCOCO annotation file' in out
+

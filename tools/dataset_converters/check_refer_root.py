@@ -57,6 +57,25 @@ with DATA_ROOT/grefcoco/instances.json (--datasets grefcoco)."""
 GREFCOCO = 'grefcoco'
 
 
+#: What is looked for when ``--datasets`` is not given.
+DEFAULT_DATASETS = ('refcoco', 'refcoco+', 'refcocog_umd', 'refcocog_google',
+                    GREFCOCO)
+
+
+def present_datasets(data_root: str) -> List[str]:
+    """The datasets of :data:`DEFAULT_DATASETS` whose refs file (or, for
+    gRefCOCO, grefs file) exists under ``data_root``."""
+    found = []
+    for name in DEFAULT_DATASETS:
+        if name == GREFCOCO:
+            refs_file = gref_paths(data_root, 'grefcoco', 'unc')[0]
+        else:
+            refs_file = refer_paths(data_root, *REFER_DATASETS[name])[0]
+        if osp.isfile(refs_file):
+            found.append(name)
+    return found
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Check a REFER (RefCOCO/+/g) data root')
@@ -64,9 +83,10 @@ def parse_args(argv=None):
     parser.add_argument(
         '--datasets',
         nargs='+',
-        default=['refcoco', 'refcoco+', 'refcocog_umd', 'refcocog_google'],
+        default=None,
         choices=sorted(REFER_DATASETS) + [GREFCOCO],
-        help='datasets to check ("grefcoco": the gRefCOCO layout)')
+        help='datasets to check ("grefcoco": the gRefCOCO layout; default: '
+        'every dataset whose annotation file is in the root)')
     parser.add_argument(
         '--img-prefix',
         default='images/train2014',
@@ -354,7 +374,17 @@ def main(argv=None) -> int:
     if not osp.isdir(img_dir):
         print(f'MISSING: image folder {img_dir}')
         all_ok = False
-    for name in args.datasets:
+    names = args.datasets
+    if names is None:
+        names = present_datasets(args.data_root)
+        absent = [n for n in DEFAULT_DATASETS if n not in names]
+        print(f'Datasets found in {args.data_root}: '
+              f'{", ".join(names) or "none"}'
+              + (f' (not present: {", ".join(absent)})' if absent else ''))
+        if not names:
+            print(f'MISSING: no REFER or gRefCOCO annotation file.\n{LAYOUT}')
+            return 1
+    for name in names:
         if name == GREFCOCO:
             all_ok = check_grefcoco(args.data_root, img_dir, args.strict,
                                     args.max_list) and all_ok
