@@ -5,6 +5,7 @@ import os
 import os.path as osp
 import pickle
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -39,8 +40,10 @@ def _copy(groot, tmp_path):
 def _decode_one(ann, h, w):
     """One annotation's mask straight from pycocotools (no mmris code)."""
     from pycocotools import mask as mask_utils
-    rles = mask_utils.frPyObjects(ann['segmentation'], h, w)
-    return mask_utils.decode(rles).max(axis=2).astype(np.uint8)
+    with warnings.catch_warnings():  # pycocotools + numpy 2 deprecation
+        warnings.simplefilter('ignore', DeprecationWarning)
+        rles = mask_utils.frPyObjects(ann['segmentation'], h, w)
+        return mask_utils.decode(rles).max(axis=2).astype(np.uint8)
 
 
 def test_counts_per_split_and_modes(groot):

@@ -12,8 +12,9 @@ Usage::
 
     # a gRefCOCO-format root (grefcoco/grefs(unc).json + instances.json):
     # single-, multi- and no-target expressions on the same images
-    python tools/dataset_converters/make_synthetic_refer.py data/quickstart \
-        --datasets refcoco grefcoco --splits train=1280 val=80 testA=20 testB=20
+    python tools/dataset_converters/make_synthetic_refer.py \
+        data/quickstart_grefcoco --datasets grefcoco \
+        --splits train=320 val=80 testA=20 testB=20
 
 Then train with ``data_root='data/synthetic'`` like on RefCOCO.
 """

@@ -1,6 +1,7 @@
 # gRefCOCO (generalized RIS: zero, one or several targets per expression)
 # read straight from the release files of henghuiding/ReLA:
-#   data/grefcoco/grefs(unc).json (or grefs(unc).p), data/grefcoco/instances.json,
+#   data/grefcoco/grefs(unc).json (or grefs(unc).p),
+#   data/grefcoco/instances.json,
 #   data/images/train2014/COCO_train2014_*.jpg
 # Same pipelines, loaders and input size as RefCOCO; the samples carry
 # `no_target` / `num_targets` and are evaluated with ReLA's metrics
