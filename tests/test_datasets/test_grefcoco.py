@@ -278,3 +278,32 @@ def test_tools_write_and_check_a_grefcoco_root(tmp_path, capsys):
     out = capsys.readouterr().out
     assert 'testB' in out and 'split absent from' in out
     assert '1 target ids point to annotations absent from' in out
+
+
+def test_grefcoco_full_concatenates_grefcoco_and_refcoco(groot, tmp_path):
+    from mmengine.config import Config
+    from mmseg.registry import DATASETS
+
+    from mmris.datasets.synthetic import make_synthetic_refer
+    root = str(tmp_path / 'full')
+    gsum = make_synthetic_grefcoco(root, seed=0, small=True)
+    rsum = make_synthetic_refer(root, seed=0, small=True)
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    cfg = Config.fromfile(
+        osp.join(repo, 'configs', '_base_', 'datasets', 'grefcoco_full.py'))
+    ds_cfg = cfg.train_dataloader.dataset
+    assert [d['type'] for d in ds_cfg.datasets] == [
+        'GRefCOCODataset', 'RefCOCODataset'
+    ]
+    for d in ds_cfg.datasets:
+        d['data_root'] = root
+        d['pipeline'] = []
+    ds = DATASETS.build(ds_cfg)
+    assert len(ds) == (gsum['splits']['train']['refs'] +
+                       rsum['splits']['train']['refs'])
+    gref, ref = ds.datasets
+    assert gref.get_data_info(0)['img_path'] == ref.get_data_info(0)[
+        'img_path']  # the same images
+    assert 'no_target' not in ref.get_data_info(0)
+    assert cfg.val_dataloader.dataset.type == 'GRefCOCODataset'
+    assert cfg.val_evaluator.type == 'GRISMetric'
