@@ -98,3 +98,29 @@ def test_demo_checks_image_first_and_names_the_weights(tmp_path):
     assert 'random weights' in proc.stdout
     assert 'synthetic coloured shapes' in proc.stdout
     assert cv2.imread(out) is not None
+
+
+def test_readme_demo_command_runs_as_written(tmp_path):
+    """The README's demo command, with a stand-in for the quick-start
+    checkpoint (same config, random weights) and the output in tmp."""
+    import re
+    import shlex
+    readme = open(osp.join(ROOT, 'README.md')).read()
+    found = re.search(r'^python tools/demo\.py (.*?)\n(?!\s)', readme,
+                      re.M | re.S)
+    assert found, 'no demo command in the README'
+    argv = shlex.split(found.group(1).replace('\\\n', ' '))
+    assert osp.isfile(osp.join(ROOT, argv[0]))  # the shipped image
+    from mmris.apis import init_model
+    ckpt = str(tmp_path / 'epoch_4.pth')
+    torch.save({'state_dict': init_model(CONFIG).state_dict()}, ckpt)
+    i = argv.index('--checkpoint')
+    argv[i + 1] = ckpt
+    j = argv.index('--out')
+    argv[j + 1] = str(tmp_path / 'overlay.png')
+    proc = subprocess.run([sys.executable, 'tools/demo.py'] + argv, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sentences = [a for a in argv[1:i - 2] if not a.startswith('--')]
+    for k in range(len(sentences)):
+        assert osp.isfile(tmp_path / f'overlay_{k}.png')
