@@ -8,9 +8,19 @@ step as the runner does it (forward, loss, backward, optimizer step through
 the config's optimizer wrapper); inference mode times ``model.predict``'s
 network part (logits). GPU timings use CUDA events, CPU timings wall clock.
 
+Training mode also counts, exactly and the same on CPU as on GPU (see
+``mmris.utils.memory_count``), per training image: the bytes of activations
+saved for backward in one full optimizer step (each storage once, parameters
+and buffers excluded), the parameter + gradient + optimizer-state bytes, and
+the FLOPs of the forward and of the backward pass; ``--memory-at-batch N``
+adds ``static + N x activations``, the counted memory of a batch of N.
+``--iters 0`` only counts (one step, no timing).
+
 Example:
     python tools/analysis_tools/benchmark.py configs/detris/detris-l_refcoco.py \
         --mode train --batch 16 --amp bf16
+    python tools/analysis_tools/benchmark.py configs/detris/detris-l_refcoco.py \
+        --device cpu --batch 1 --iters 0 --memory-at-batch 32
 """
 import argparse
 import statistics
@@ -28,6 +38,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import mmris  # noqa: F401
 from mmris.apis import find_ref_dataset
+from mmris.utils.memory_count import StepCounts, count_train_step
+
+MiB = 2**20
 
 
 def input_spec(cfg: Config) -> Tuple[int, int]:
@@ -59,6 +72,53 @@ def make_batch(batch: int, size: int, length: int, train: bool) -> dict:
     return dict(inputs=inputs, data_samples=samples)
 
 
+def counted_train_step(model, optim_wrapper, data: dict,
+                       batch: int) -> StepCounts:
+    """One optimizer step as ``BaseModel.train_step`` runs it, counted with
+    :func:`mmris.utils.memory_count.count_train_step`."""
+
+    def forward():
+        with optim_wrapper.optim_context(model):
+            inputs = model.data_preprocessor(data, True)
+            losses = model._run_forward(inputs, mode='loss')
+        loss, _ = model.parse_losses(losses)
+        return loss
+
+    def update():
+        optim_wrapper.step()
+        optim_wrapper.zero_grad()
+
+    return count_train_step(
+        model,
+        forward,
+        optim_wrapper.backward,
+        optimizer=optim_wrapper.optimizer,
+        step=update,
+        batch=batch)
+
+
+def format_counts(counts: StepCounts, memory_at: Tuple[int, ...] = ()) -> str:
+    """The lines ``benchmark.py --mode train`` prints about ``counts``."""
+    b = counts.batch
+    lines = [
+        'counted per training image (batch %d): activations saved for '
+        'backward %.2f MiB (%d bytes; %d storages in the step); GFLOP '
+        'forward %.3f, backward %.3f' %
+        (b, counts.activation_bytes_per_sample() / MiB,
+         round(counts.activation_bytes_per_sample()), counts.saved_tensors,
+         counts.forward_flops / b / 1e9, counts.backward_flops / b / 1e9),
+        'counted static: parameters %.2f MiB + gradients %.2f MiB + '
+        'optimizer state %.2f MiB = %.2f MiB (%d bytes)' %
+        (counts.param_bytes / MiB, counts.grad_bytes / MiB,
+         counts.optimizer_state_bytes / MiB, counts.static_bytes / MiB,
+         counts.static_bytes)
+    ]
+    for n in memory_at:
+        lines.append('counted memory at batch %d (static + %d x activations):'
+                     ' %.2f GiB' % (n, n, counts.estimate_bytes(n) / 2**30))
+    return '\n'.join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='model config file path')
@@ -74,7 +134,8 @@ def main():
         '--iters',
         type=int,
         default=30,
-        help='timed steps; the median is reported (default: 30)')
+        help='timed steps; the median is reported; 0 only counts '
+        '(default: 30)')
     parser.add_argument(
         '--warmup',
         type=int,
@@ -93,6 +154,14 @@ def main():
         help='peak dense matmul rate of the device for the fraction '
         '(default: 790 for bf16/fp16 on GPU, none on CPU)')
     parser.add_argument(
+        '--memory-at-batch',
+        type=int,
+        nargs='+',
+        default=[],
+        metavar='N',
+        help='train mode: also print the counted memory at these batch '
+        'sizes (static + N x activations per image)')
+    parser.add_argument(
         '--device',
         default=None,
         help="torch device, e.g. 'cpu' or 'cuda:0' (default: cuda when "
@@ -104,6 +173,8 @@ def main():
         help='override config settings, key=value pairs (e.g. '
         'model.backbone.with_cp=True)')
     args = parser.parse_args()
+    if args.iters < 0 or args.warmup < 0 or args.batch < 1:
+        parser.error('--iters and --warmup must be >= 0, --batch >= 1')
 
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
@@ -142,10 +213,24 @@ def main():
 
     data = make_batch(args.batch, size, length, train)
 
-    # Count FLOPs of one step (forward + backward in training).
-    with FlopCounterMode(display=False) as counter:
-        step(data)
-    flops = counter.get_total_flops()
+    # Count one step (forward + backward in training).
+    counts = None
+    if train:
+        counts = counted_train_step(model, optim_wrapper, data, args.batch)
+        flops = counts.forward_flops + counts.backward_flops
+    else:
+        with FlopCounterMode(display=False) as counter:
+            step(data)
+        flops = counter.get_total_flops()
+    print(f'config: {args.config}')
+    print(f'device: {torch.cuda.get_device_name(device) if cuda else "cpu"}'
+          f', mode: {args.mode}, batch: {args.batch}, input: {size}, '
+          f'text length: {length}, precision: {args.amp}')
+    if counts is not None:
+        print(format_counts(counts, tuple(args.memory_at_batch)))
+    print(f'counted TFLOP/step: {flops / 1e12:.4f}')
+    if not args.iters:
+        return
 
     for _ in range(args.warmup):
         step(data)
@@ -171,10 +256,6 @@ def main():
     if peak is None and cuda:
         peak = 790.0 if dtype is not None else 60.0
     tflops = flops / (ms / 1000) / 1e12
-    print(f'config: {args.config}')
-    print(f'device: {torch.cuda.get_device_name(device) if cuda else "cpu"}'
-          f', mode: {args.mode}, batch: {args.batch}, input: {size}, '
-          f'text length: {length}, precision: {args.amp}')
     print(f'median ms/iter: {ms:.2f}  (min {min(times):.2f}, '
           f'max {max(times):.2f}, {len(times)} iters)')
     print(f'img/s: {args.batch / (ms / 1000):.2f}')
@@ -183,9 +264,8 @@ def main():
               f'{torch.cuda.max_memory_allocated(device) / 2**30:.2f}')
     else:
         print('peak memory: n/a on CPU')
-    print(f'counted TFLOP/step: {flops / 1e12:.4f}; achieved TFLOP/s: '
-          f'{tflops:.3f}' + (f' = {100 * tflops / peak:.1f} % of '
-                             f'{peak:.0f}' if peak else ''))
+    share = f' = {100 * tflops / peak:.1f} % of {peak:.0f}' if peak else ''
+    print(f'achieved TFLOP/s: {tflops:.3f}{share}')
 
 
 if __name__ == '__main__':
