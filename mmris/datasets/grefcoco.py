@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Tuple
 
 from mmseg.registry import DATASETS
 
-from .refcoco import LAYOUT_HINT, RefCOCODataset, _sent_text, load_instances
+from .refcoco import LAYOUT_HINT, RefCOCODataset, load_instances
 from .refer_io import AnnotationFileError, load_json, load_refer_pickle
 
 #: Keys every gRefCOCO ref must have (checked at load time).
@@ -229,15 +229,7 @@ class GRefCOCODataset(RefCOCODataset):
     def load_data_list(self) -> List[dict]:
         """Read the gRefCOCO refs and instances file into data infos."""
         refs_file = self.ann_file
-        refs = load_grefs(refs_file)
-        split_refs = [r for r in refs if r.get('split') == self.split]
-        if not split_refs:
-            counts: Dict[str, int] = {}
-            for r in refs:
-                counts[r.get('split')] = counts.get(r.get('split'), 0) + 1
-            raise ValueError(
-                f'Split {self.split!r} has no refs in {refs_file}; available '
-                f'splits (refs): {counts}')
+        split_refs = self._split_refs(load_grefs(refs_file), refs_file)
         imgs, anns, _ = load_instances(self.instances_file)
         img_dir = self.data_prefix['img_path']
         data_list: List[dict] = []
@@ -261,13 +253,8 @@ class GRefCOCODataset(RefCOCODataset):
                     f'{refs_file}: ref_id {ref_id} refers to ann_id '
                     f'{absent}, absent from {self.instances_file} (pass '
                     'skip_missing_ann=True to skip such refs)')
-            sentences = [
-                dict(sent=_sent_text(s), sent_id=s.get('sent_id', k))
-                for k, s in enumerate(ref.get('sentences', []))
-            ]
+            sentences = self._sentences(ref, refs_file)
             if not sentences:
-                warnings.warn(f'{refs_file}: ref_id {ref_id} has no '
-                              'sentence; skipped')
                 continue
             area = 0
             for ann_id in ann_ids:
@@ -304,25 +291,5 @@ class GRefCOCODataset(RefCOCODataset):
                 num_targets=len(ann_ids),
             )
             self._append_samples(data_list, base, sentences)
-        if n_missing:
-            warnings.warn(f'{n_missing} refs of split {self.split!r} refer to '
-                          f'annotations absent from {self.instances_file}; '
-                          'skipped')
-        if degenerate:
-            self._warn_degenerate(degenerate, n_empty)
+        self._warn_skipped(n_missing, degenerate, n_empty)
         return data_list
-
-    def _append_samples(self, data_list: List[dict], base: dict,
-                        sentences: List[dict]) -> None:
-        """One sample per sentence (test) or per ref (train, val_first)."""
-        if self.mode == 'test':
-            data_list.extend(
-                dict(base, text=s['sent'], sent_id=s['sent_id'])
-                for s in sentences)
-        else:
-            data_list.append(
-                dict(
-                    base,
-                    text=sentences[0]['sent'],
-                    sent_id=sentences[0]['sent_id'],
-                    sentences=sentences))

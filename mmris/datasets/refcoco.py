@@ -313,15 +313,7 @@ class RefCOCODataset(BaseDataset):
     def load_data_list(self) -> List[dict]:
         """Read the refs pickle and instances file into data infos."""
         refs_file = self.ann_file
-        refs = load_refs(refs_file)
-        split_refs = [r for r in refs if r.get('split') == self.split]
-        if not split_refs:
-            counts: Dict[str, int] = {}
-            for r in refs:
-                counts[r.get('split')] = counts.get(r.get('split'), 0) + 1
-            raise ValueError(
-                f'Split {self.split!r} has no refs in {refs_file}; available '
-                f'splits (refs): {counts}')
+        split_refs = self._split_refs(load_refs(refs_file), refs_file)
         imgs, anns, _ = load_instances(self.instances_file)
         img_dir = self.data_prefix['img_path']
 
@@ -346,12 +338,8 @@ class RefCOCODataset(BaseDataset):
             if img is None:
                 raise KeyError(f'ref_id {ref_id}: image_id {image_id} is '
                                f'absent from {self.instances_file}')
-            sentences = [
-                dict(sent=_sent_text(s), sent_id=s.get('sent_id', k))
-                for k, s in enumerate(ref.get('sentences', []))
-            ]
+            sentences = self._sentences(ref, refs_file)
             if not sentences:
-                warnings.warn(f'ref_id {ref_id} has no sentence; skipped')
                 continue
             if ann_id not in checked:
                 checked[ann_id] = self._inspect(ref_id, ann, img)
@@ -377,24 +365,60 @@ class RefCOCODataset(BaseDataset):
                 dataset=self.dataset,
                 num_sents=len(sentences),
             )
-            if self.mode == 'test':
-                for sent in sentences:
-                    data_list.append(
-                        dict(base, text=sent['sent'], sent_id=sent['sent_id']))
-            else:
-                data_list.append(
-                    dict(
-                        base,
-                        text=sentences[0]['sent'],
-                        sent_id=sentences[0]['sent_id'],
-                        sentences=sentences))
+            self._append_samples(data_list, base, sentences)
+        self._warn_skipped(n_missing, degenerate, n_empty)
+        return data_list
+
+    def _split_refs(self, refs: List[dict], refs_file: str) -> List[dict]:
+        """The refs of ``self.split``; an error lists the splits there are."""
+        split_refs = [r for r in refs if r.get('split') == self.split]
+        if not split_refs:
+            counts: Dict[str, int] = {}
+            for r in refs:
+                counts[r.get('split')] = counts.get(r.get('split'), 0) + 1
+            raise ValueError(
+                f'Split {self.split!r} has no refs in {refs_file}; available '
+                f'splits (refs): {counts}')
+        return split_refs
+
+    @staticmethod
+    def _sentences(ref: dict, refs_file: str) -> List[dict]:
+        """``dict(sent, sent_id)`` of every sentence of ``ref``; warns (the
+        ref is then skipped) when it has none."""
+        sentences = [
+            dict(sent=_sent_text(s), sent_id=s.get('sent_id', k))
+            for k, s in enumerate(ref.get('sentences', []))
+        ]
+        if not sentences:
+            warnings.warn(f'{refs_file}: ref_id {ref["ref_id"]} has no '
+                          'sentence; skipped')
+        return sentences
+
+    def _append_samples(self, data_list: List[dict], base: dict,
+                        sentences: List[dict]) -> None:
+        """One sample per sentence (test) or per ref (train, val_first)."""
+        if self.mode == 'test':
+            data_list.extend(
+                dict(base, text=s['sent'], sent_id=s['sent_id'])
+                for s in sentences)
+        else:
+            data_list.append(
+                dict(
+                    base,
+                    text=sentences[0]['sent'],
+                    sent_id=sentences[0]['sent_id'],
+                    sentences=sentences))
+
+    def _warn_skipped(self, n_missing: int, degenerate: List[str],
+                      n_empty: int) -> None:
+        """One warning each for refs with absent annotations and for
+        degenerate annotations."""
         if n_missing:
             warnings.warn(f'{n_missing} refs of split {self.split!r} refer to '
                           f'annotations absent from {self.instances_file}; '
                           'skipped')
         if degenerate:
             self._warn_degenerate(degenerate, n_empty)
-        return data_list
 
     def _inspect(self, ref_id: int, ann: dict,
                  img: dict) -> Tuple[List[str], int]:
