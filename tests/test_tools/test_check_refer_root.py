@@ -111,7 +111,8 @@ def test_degenerate_annotations_are_listed(root, capsys):
         json.dump(data, f)
     code, out = _run(root, capsys)
     assert code == 0 and PASSED in out  # listed, not fatal
-    assert '3 ref(s) with degenerate annotations (2 with an empty mask' in out
+    assert ('3 target annotation(s) that are degenerate (2 with an empty '
+            'mask') in out
     problems = ('empty segmentation list', 'polygon 0 has 4 coordinates',
                 'polygon 0 has an odd number of coordinates (7)')
     for ref, problem in zip(victims, problems):

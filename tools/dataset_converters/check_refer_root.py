@@ -210,6 +210,18 @@ def check_dataset(data_root: str,
             print(f'    {st["missing_ann"]} refs point to ann ids absent from '
                   f'{instances_file}')
             ok = False
+    return _report_images_and_annotations(ok, size_problems, refs, imgs,
+                                          anns, instances_file, strict,
+                                          max_list)
+
+
+def _report_images_and_annotations(ok: bool, size_problems: List[str],
+                                   refs: List[dict], imgs: dict, anns: dict,
+                                   instances_file: str, strict: bool,
+                                   max_list: int) -> bool:
+    """Report image-size problems and malformed / degenerate annotations
+    (shared by the REFER and gRefCOCO checks); returns the updated ``ok``.
+    """
     if size_problems:
         _report_list(
             'image(s) whose size differs from instances.json (resized or '
@@ -224,9 +236,9 @@ def check_dataset(data_root: str,
     if degenerate:
         n_empty = sum(d.endswith('the mask is empty') for d in degenerate)
         _report_list(
-            f'ref(s) with degenerate annotations ({n_empty} with an empty '
-            'mask: skipped in training, IoU 0 in evaluation)', degenerate,
-            max_list)
+            f'target annotation(s) that are degenerate ({n_empty} with an '
+            'empty mask: skipped in training, IoU 0 in evaluation)',
+            degenerate, max_list)
         ok = ok and not strict
     return ok
 
@@ -345,22 +357,9 @@ def check_grefcoco(data_root: str,
             print(f'    {st["missing_ann"]} target ids point to annotations '
                   f'absent from {instances_file}')
             ok = False
-    if size_problems:
-        _report_list(
-            'image(s) whose size differs from instances.json (resized or '
-            'rotated copies? the masks would be misaligned)', size_problems,
-            max_list)
-        ok = False
-    degenerate, malformed = _annotation_problems(refs, imgs, anns)
-    if malformed:
-        _report_list(f'malformed annotation(s) in {instances_file}', malformed,
-                     max_list)
-        ok = False
-    if degenerate:
-        _report_list('target annotation(s) that are degenerate', degenerate,
-                     max_list)
-        ok = ok and not strict
-    return ok
+    return _report_images_and_annotations(ok, size_problems, refs, imgs,
+                                          anns, instances_file, strict,
+                                          max_list)
 
 
 def main(argv=None) -> int:
