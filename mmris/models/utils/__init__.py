@@ -1,4 +1,5 @@
 # Copyright (c) mmris contributors. All rights reserved.
+from .affine_warp import warp_affine_cubic
 from .attention import MultiheadAttention
 from .interactors import GatedCrossAttention, PostNormInteractor
 from .layers import CoordConv, conv_layer, deconv_layer, init_linear_conv
@@ -7,5 +8,5 @@ from .positional_encoding import sine_encoding_1d, sine_encoding_2d
 __all__ = [
     'MultiheadAttention', 'GatedCrossAttention', 'PostNormInteractor',
     'CoordConv', 'conv_layer', 'deconv_layer', 'init_linear_conv',
-    'sine_encoding_1d', 'sine_encoding_2d'
+    'sine_encoding_1d', 'sine_encoding_2d', 'warp_affine_cubic'
 ]
