@@ -127,11 +127,47 @@ class StepCounts:
         """Saved-for-backward bytes per image."""
         return self.activation_bytes / self.batch
 
-    def estimate_bytes(self, batch: int) -> float:
-        """``static + batch * activations per image``: the counted training
-        memory at another batch size (without workspace or allocator
-        slack)."""
-        return self.static_bytes + batch * self.activation_bytes_per_sample()
+    def estimate_bytes(self,
+                       batch: int,
+                       per_sample: Optional[float] = None,
+                       constant: float = 0.0) -> float:
+        """The counted training memory at another batch size, ``static +
+        constant + batch * per_sample`` (without workspace or allocator
+        slack).
+
+        Args:
+            batch (int): The batch size.
+            per_sample (float, optional): Saved bytes per sample. Defaults to
+                :meth:`activation_bytes_per_sample` (everything saved is
+                taken to scale with the batch).
+            constant (float): Saved bytes independent of the batch (see
+                :func:`split_activations`). Defaults to 0.
+        """
+        if per_sample is None:
+            per_sample = self.activation_bytes_per_sample()
+        return self.static_bytes + constant + batch * per_sample
+
+
+def split_activations(first: StepCounts,
+                      second: StepCounts) -> Tuple[float, float]:
+    """Split the saved bytes into a batch-independent part and a per-sample
+    part from two counts at different batch sizes (saved bytes are affine
+    in the batch: e.g. autocast's low-precision copies of frozen weights or
+    resized position embeddings are saved once per step).
+
+    Args:
+        first (StepCounts): Counts at one batch size.
+        second (StepCounts): Counts at another batch size.
+
+    Returns:
+        tuple[float, float]: ``(constant, per_sample)`` bytes.
+    """
+    if first.batch == second.batch:
+        raise ValueError('split_activations needs two different batch sizes, '
+                         f'got {first.batch} twice')
+    per_sample = ((second.activation_bytes - first.activation_bytes) /
+                  (second.batch - first.batch))
+    return first.activation_bytes - per_sample * first.batch, per_sample
 
 
 def count_train_step(model: nn.Module,

@@ -40,6 +40,9 @@ def test_train_mode_prints_counted_memory_and_flops():
     params, grads, state, static, static_bytes = _grab(
         rf'parameters {NUM} MiB \+ gradients {NUM} MiB \+ optimizer state '
         rf'{NUM} MiB = {NUM} MiB \({NUM} bytes\)', out)
+    const, per, const_b, per_b = _grab(
+        rf'counted activations vs batch \(batches 2 and 3\): {NUM} MiB \+ '
+        rf'batch x {NUM} MiB \({NUM} \+ batch x {NUM} bytes\)', out)
     (at32, ) = _grab(rf'counted memory at batch 32 .*: {NUM} GiB', out)
     (tflop, ) = _grab(rf'counted TFLOP/step: {NUM}', out)
     _grab(rf'median ms/iter: {NUM}', out)
@@ -59,7 +62,11 @@ def test_train_mode_prints_counted_memory_and_flops():
     assert abs(static - (params + grads + state)) < 0.02
     assert act_bytes > 0 and storages > 10
     assert abs(act_mib - act_bytes / mib) < 0.01
-    assert abs(at32 - (static_bytes + 32 * act_bytes) / 2**30) < 0.01
+    # Everything saved scales with the batch here (all weights train in
+    # fp32: nothing is cast once per step).
+    assert abs(const_b) < 0.01 * per_b
+    assert abs(per_b - act_bytes) < 0.01 * act_bytes
+    assert abs(at32 - (static_bytes + const_b + 32 * per_b) / 2**30) < 0.01
     # The backward of a network whose weights all train costs about twice
     # the forward.
     assert 1.5 < gf_bwd / gf_fwd < 2.5

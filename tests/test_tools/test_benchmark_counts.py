@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from mmris.utils.memory_count import (SavedTensorCounter, count_train_step,
-                                      tensor_bytes)
+                                      split_activations, tensor_bytes)
 
 F32 = 4
 
@@ -86,3 +86,34 @@ def test_bad_forward_and_batch():
                          lambda loss: None)
     with pytest.raises(ValueError, match='batch must be >= 1'):
         count_train_step(model, lambda: None, lambda loss: None, batch=0)
+
+
+class _TransformedWeight(nn.Module):
+    """y = x @ exp(sin(w)).T: ``exp`` saves its (batch-independent)
+    output."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(3, 5))
+
+    def forward(self, x):
+        return x @ self.w.sin().exp().t()
+
+
+def test_split_batch_independent_saved_bytes():
+    torch.manual_seed(0)
+    model = _TransformedWeight()
+    optim = torch.optim.SGD(model.parameters(), lr=0.1)
+    c4, c6 = (_count(model, torch.randn(n, 5), optim) for n in (4, 6))
+    # Saved: exp(sin(w)) (3x5, for exp's backward; the matmul's saved copy of
+    # it only matters for a gradient of x, which is not needed) and x (n x 5,
+    # for the weight gradient). sin saves w itself: a parameter.
+    assert c4.activation_bytes == (15 + 4 * 5) * F32
+    assert c6.activation_bytes == (15 + 6 * 5) * F32
+    constant, per_sample = split_activations(c4, c6)
+    assert (constant, per_sample) == (15 * F32, 5 * F32)
+    assert c4.optimizer_state_bytes == 0  # plain SGD keeps no state
+    assert c4.estimate_bytes(32, per_sample, constant) == (
+        2 * 15 * F32 + 15 * F32 + 32 * 5 * F32)
+    with pytest.raises(ValueError, match='two different batch sizes'):
+        split_activations(c4, c4)

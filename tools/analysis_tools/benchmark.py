@@ -12,8 +12,11 @@ Training mode also counts, exactly and the same on CPU as on GPU (see
 ``mmris.utils.memory_count``), per training image: the bytes of activations
 saved for backward in one full optimizer step (each storage once, parameters
 and buffers excluded), the parameter + gradient + optimizer-state bytes, and
-the FLOPs of the forward and of the backward pass; ``--memory-at-batch N``
-adds ``static + N x activations``, the counted memory of a batch of N.
+the FLOPs of the forward and of the backward pass. ``--memory-at-batch N``
+counts a second step at batch + 1 to split the saved bytes into a part
+independent of the batch (e.g. autocast's bf16 copies of frozen weights) and
+a per-image part, and prints ``static + constant + N x per image``, the
+counted memory of a batch of N.
 ``--iters 0`` only counts (one step, no timing).
 
 Example:
@@ -25,7 +28,7 @@ Example:
 import argparse
 import statistics
 import time
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from mmengine.config import Config, DictAction
@@ -38,7 +41,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import mmris  # noqa: F401
 from mmris.apis import find_ref_dataset
-from mmris.utils.memory_count import StepCounts, count_train_step
+from mmris.utils.memory_count import (StepCounts, count_train_step,
+                                      split_activations)
 
 MiB = 2**20
 
@@ -97,8 +101,12 @@ def counted_train_step(model, optim_wrapper, data: dict,
         batch=batch)
 
 
-def format_counts(counts: StepCounts, memory_at: Tuple[int, ...] = ()) -> str:
-    """The lines ``benchmark.py --mode train`` prints about ``counts``."""
+def format_counts(counts: StepCounts,
+                  memory_at: Tuple[int, ...] = (),
+                  other: Optional[StepCounts] = None) -> str:
+    """The lines ``benchmark.py --mode train`` prints about ``counts`` (and
+    the batch split and estimates at ``memory_at`` from a second count
+    ``other`` at another batch size)."""
     b = counts.batch
     lines = [
         'counted per training image (batch %d): activations saved for '
@@ -113,9 +121,21 @@ def format_counts(counts: StepCounts, memory_at: Tuple[int, ...] = ()) -> str:
          counts.optimizer_state_bytes / MiB, counts.static_bytes / MiB,
          counts.static_bytes)
     ]
+    if not memory_at:
+        return '\n'.join(lines)
+    if other is None:
+        raise ValueError('memory_at needs a second count at another batch')
+    constant, per_sample = split_activations(counts, other)
+    lines.append(
+        'counted activations vs batch (batches %d and %d): %.2f MiB + batch '
+        'x %.2f MiB (%d + batch x %d bytes)' %
+        (counts.batch, other.batch, constant / MiB, per_sample / MiB,
+         round(constant), round(per_sample)))
     for n in memory_at:
-        lines.append('counted memory at batch %d (static + %d x activations):'
-                     ' %.2f GiB' % (n, n, counts.estimate_bytes(n) / 2**30))
+        lines.append(
+            'counted memory at batch %d (static + constant + %d x per '
+            'image): %.2f GiB' %
+            (n, n, counts.estimate_bytes(n, per_sample, constant) / 2**30))
     return '\n'.join(lines)
 
 
@@ -214,9 +234,14 @@ def main():
     data = make_batch(args.batch, size, length, train)
 
     # Count one step (forward + backward in training).
-    counts = None
+    counts = other = None
     if train:
         counts = counted_train_step(model, optim_wrapper, data, args.batch)
+        if args.memory_at_batch:
+            other = counted_train_step(
+                model, optim_wrapper,
+                make_batch(args.batch + 1, size, length, True),
+                args.batch + 1)
         flops = counts.forward_flops + counts.backward_flops
     else:
         with FlopCounterMode(display=False) as counter:
@@ -227,7 +252,7 @@ def main():
           f', mode: {args.mode}, batch: {args.batch}, input: {size}, '
           f'text length: {length}, precision: {args.amp}')
     if counts is not None:
-        print(format_counts(counts, tuple(args.memory_at_batch)))
+        print(format_counts(counts, tuple(args.memory_at_batch), other))
     print(f'counted TFLOP/step: {flops / 1e12:.4f}')
     if not args.iters:
         return
