@@ -112,6 +112,8 @@ def test_no_target_samples_have_empty_masks(groot):
 
 
 def test_flags_reach_the_data_sample(groot):
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmseg')  # the pipeline is given as configs
     root, _ = groot
     pipeline = [
         dict(type='LoadRefImage'),
