@@ -197,7 +197,10 @@ def official_train_step(model: nn.Module,
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('method', choices=['etris', 'barleria', 'detris'])
+    parser.add_argument(
+        'method',
+        choices=['etris', 'barleria', 'detris'],
+        help='which official repository --official-repo is a clone of')
     parser.add_argument(
         '--official-repo', required=True, help='local clone of the official '
         'repository')
@@ -208,10 +211,19 @@ def main():
         default=None,
         help='yaml file inside the official repository (default: the '
         'RefCOCO ViT-B/16 file)')
-    parser.add_argument('--batch', type=int, default=1, help='images')
     parser.add_argument(
-        '--iters', type=int, default=1, help='timed training steps')
-    parser.add_argument('--seed', type=int, default=0)
+        '--batch', type=int, default=1, help='images per step (default: 1)')
+    parser.add_argument(
+        '--iters',
+        type=int,
+        default=1,
+        help='timed training steps of each model; 0 skips timing '
+        '(default: 1)')
+    parser.add_argument(
+        '--seed',
+        type=int,
+        default=0,
+        help='seed of the random weights and inputs (default: 0)')
     args = parser.parse_args()
     if args.method not in BUILDERS:
         parser.error(f'{args.method}: not supported yet (supported: '
