@@ -29,3 +29,33 @@ def test_no_reference_to_documents_users_do_not_have():
                         hits.append(f'{osp.relpath(path, ROOT)}:{num}: '
                                     f'{line.strip()[:100]}')
     assert not hits, '\n'.join(hits)
+
+
+def _commands(text):
+    """Shell commands of a markdown text, continuation lines joined."""
+    lines, current = [], ''
+    for line in text.splitlines():
+        current += line.rstrip('\\').strip() + ' '
+        if not line.rstrip().endswith('\\'):
+            lines.append(current.strip())
+            current = ''
+    return lines
+
+
+def test_documented_paper_training_commands_name_the_pretrained_files():
+    docs = [osp.join(ROOT, 'README.md')] + [
+        osp.join(ROOT, 'configs', m, 'README.md')
+        for m in ('etris', 'barleria', 'detris')
+    ]
+    checked = 0
+    for doc in docs:
+        for cmd in _commands(open(doc).read()):
+            train = re.search(r'(tools/train\.py|tools/dist_train\.sh) '
+                              r'configs/(etris|barleria|detris)/', cmd)
+            if not train:
+                continue
+            checked += 1
+            assert ('model.backbone.visual.pretrained=' in cmd
+                    and 'model.backbone.text.pretrained=' in cmd), (
+                        f'{osp.relpath(doc, ROOT)}: {cmd}')
+    assert checked >= 5
