@@ -89,7 +89,7 @@ def results_markdown(backend: WebUIBackend, seg: Segmentation,
     ]
     for i, rec in enumerate(rendering.records):
         sentence = rec['sentence'].replace('|', '\\|')
-        no_target = 'yes' if rec['no_target'] else ''
+        no_target = 'yes' if rec['no_target'] else 'no'
         if rec['no_target_score'] is not None:
             no_target += f' (p={rec["no_target_score"]:.2f})'
         rows.append(f'| {i} | {sentence} | {rec["mask_area_percent"]:.1f}% '

@@ -2,6 +2,7 @@
 """The web demo's logic (mmris.apis.webui_backend), without a browser."""
 import json
 import os.path as osp
+import runpy
 import time
 
 import cv2
@@ -139,3 +140,22 @@ def test_examples_include_the_synthetic_demo(tmp_path):
     assert examples[0] == [DEMO, 'the red circle\nthe big green square']
     for path, text in examples:
         assert osp.isfile(path) and text.strip()
+
+
+def test_page_shows_an_unreadable_upload_as_a_message(backend, tmp_path):
+    """Gradio's own decoding of an upload must not swallow the error: the
+    handler gets the file and names it."""
+    gr = pytest.importorskip('gradio')
+    from gradio.data_classes import FileData
+    webui = runpy.run_path(osp.join(ROOT, 'tools', 'webui.py'))
+    bad = tmp_path / 'notes.png'
+    bad.write_bytes(b'not a picture at all')
+    image = gr.Image(type='filepath', render=False)
+    with pytest.raises(Exception):
+        image.preprocess(FileData(path=str(bad), orig_name='notes.png'))
+    webui['safe_preprocess'](image)
+    path = image.preprocess(FileData(path=str(bad), orig_name='notes.png'))
+    assert path == str(bad)
+    from mmris.apis.webui_backend import WebUIInputError
+    with pytest.raises(WebUIInputError, match='Cannot read notes.png'):
+        backend.segment(path, 'the red circle')
