@@ -16,6 +16,7 @@ the model again; the mask PNGs and ``results.json`` can be downloaded.
 """
 import argparse
 import logging
+import os
 import os.path as osp
 import tempfile
 import traceback
@@ -204,6 +205,8 @@ def build_demo(backend: WebUIBackend,
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
+    # no usage statistics sent from a demo that may run offline
+    os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
     try:
         import gradio  # noqa: F401
     except ImportError:
