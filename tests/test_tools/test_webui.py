@@ -159,3 +159,24 @@ def test_page_shows_an_unreadable_upload_as_a_message(backend, tmp_path):
     from mmris.apis.webui_backend import WebUIInputError
     with pytest.raises(WebUIInputError, match='Cannot read notes.png'):
         backend.segment(path, 'the red circle')
+
+
+def test_readme_command_is_the_one_the_browser_test_runs():
+    """The README's web demo command: the config and the flags the browser
+    test (tests/test_tools/test_webui_browser.py) starts the server with."""
+    import re
+    import shlex
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    readme = open(osp.join(root, 'README.md')).read()
+    found = re.search(r'^python tools/webui\.py (.*?)\n(?!\s)', readme,
+                      re.M | re.S)
+    assert found, 'no web demo command in the README'
+    argv = shlex.split(found.group(1).replace('\\\n', ' '))
+    flags = dict(zip(argv[::2], argv[1::2]))
+    assert flags['--config'] == 'configs/quickstart/etris-tiny_synthetic.py'
+    assert set(flags) == {'--config', '--checkpoint', '--port'}
+    browser_test = open(osp.join(root, 'tests', 'test_tools',
+                                 'test_webui_browser.py')).read()
+    for flag in flags:
+        assert f"'{flag}'" in browser_test
+    assert "'etris-tiny_synthetic.py'" in browser_test
