@@ -131,6 +131,24 @@ def _image_size_problem(path: str, img: dict) -> Optional[str]:
     return None
 
 
+def _check_images(image_ids, imgs: dict, img_dir: str,
+                  size_problems: List[str]) -> int:
+    """Count the images of ``image_ids`` that are absent from ``img_dir``
+    (or from ``instances.json``) and collect size mismatches of the others
+    into ``size_problems``."""
+    missing = 0
+    for image_id in sorted(image_ids, key=str):
+        img = imgs.get(image_id)
+        path = None if img is None else osp.join(img_dir, img['file_name'])
+        if path is None or not osp.isfile(path):
+            missing += 1
+            continue
+        problem = _image_size_problem(path, img)
+        if problem:
+            size_problems.append(problem)
+    return missing
+
+
 def check_dataset(data_root: str,
                   name: str,
                   img_dir: str,
@@ -182,17 +200,7 @@ def check_dataset(data_root: str,
                   f'from {refs_file}')
             ok = False
             continue
-        missing = 0
-        for image_id in sorted(st['images'], key=str):
-            img = imgs.get(image_id)
-            path = None if img is None else osp.join(img_dir,
-                                                     img['file_name'])
-            if path is None or not osp.isfile(path):
-                missing += 1
-                continue
-            problem = _image_size_problem(path, img)
-            if problem:
-                size_problems.append(problem)
+        missing = _check_images(st['images'], imgs, img_dir, size_problems)
         ref_count = official.get(split)
         if ref_count is None:
             mark = ' '
@@ -334,17 +342,7 @@ def check_grefcoco(data_root: str,
             print(f'  {split:<8} ✗ split absent from {refs_file}')
             ok = False
             continue
-        missing = 0
-        for image_id in sorted(st['images'], key=str):
-            img = imgs.get(image_id)
-            path = None if img is None else osp.join(img_dir,
-                                                     img['file_name'])
-            if path is None or not osp.isfile(path):
-                missing += 1
-                continue
-            problem = _image_size_problem(path, img)
-            if problem:
-                size_problems.append(problem)
+        missing = _check_images(st['images'], imgs, img_dir, size_problems)
         nt = (f'{_share(st["nt_refs"], st["refs"])} / '
               f'{_share(st["nt_sents"], st["sentences"])}')
         mt = (f'{_share(st["mt_refs"], st["refs"])} / '
