@@ -347,6 +347,24 @@ def _ref_dict(ref_id: int, ann_id: Any, category_id: Any, image_id: int,
         file_name=f'COCO_train2014_{image_id:012d}_{first}.jpg')
 
 
+def _output_folders(root: str, img_prefix: str, folder: str,
+                    image_size: Tuple[int, int]) -> Tuple[int, int, str, str]:
+    """Check ``image_size`` and create the image and annotation folders.
+
+    Returns:
+        tuple: ``(min side, max side, image folder, annotation folder)``.
+    """
+    lo, hi = int(image_size[0]), int(image_size[1])
+    if not 1 <= lo <= hi:
+        raise ValueError(f'image_size must be (min, max) with 1 <= min <= '
+                         f'max, got {image_size}')
+    img_dir = osp.join(root, img_prefix)
+    ann_dir = osp.join(root, folder)
+    os.makedirs(img_dir, exist_ok=True)
+    os.makedirs(ann_dir, exist_ok=True)
+    return lo, hi, img_dir, ann_dir
+
+
 def make_synthetic_refer(root: str,
                          seed: int = 0,
                          num_images: Union[None, int, Dict[str, int]] = None,
@@ -383,14 +401,8 @@ def make_synthetic_refer(root: str,
         ``dict(images, refs, sentences)``).
     """
     counts = _split_counts(split_by, num_images, small)
-    lo, hi = int(image_size[0]), int(image_size[1])
-    if not 1 <= lo <= hi:
-        raise ValueError(f'image_size must be (min, max) with 1 <= min <= '
-                         f'max, got {image_size}')
-    img_dir = osp.join(root, img_prefix)
-    ann_dir = osp.join(root, dataset)
-    os.makedirs(img_dir, exist_ok=True)
-    os.makedirs(ann_dir, exist_ok=True)
+    lo, hi, img_dir, ann_dir = _output_folders(root, img_prefix, dataset,
+                                               image_size)
 
     images, annotations, refs = [], [], []
     splits: Dict[str, dict] = {}
@@ -582,14 +594,8 @@ def make_synthetic_grefcoco(root: str,
         raise ValueError(
             f"refs_format must be 'json' or 'pickle', got {refs_format!r}")
     counts = _split_counts('unc', num_images, small)
-    lo, hi = int(image_size[0]), int(image_size[1])
-    if not 1 <= lo <= hi:
-        raise ValueError(f'image_size must be (min, max) with 1 <= min <= '
-                         f'max, got {image_size}')
-    img_dir = osp.join(root, img_prefix)
-    ann_dir = osp.join(root, 'grefcoco')
-    os.makedirs(img_dir, exist_ok=True)
-    os.makedirs(ann_dir, exist_ok=True)
+    lo, hi, img_dir, ann_dir = _output_folders(root, img_prefix, 'grefcoco',
+                                               image_size)
 
     images, annotations, refs = [], [], []
     splits: Dict[str, dict] = {}
