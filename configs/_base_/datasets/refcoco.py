@@ -29,7 +29,9 @@ train_dataloader = dict(
     num_workers=4,
     persistent_workers=True,
     drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    # DefaultSampler's order; its indices carry (seed, epoch) into the
+    # loader workers, so the sentence draw is exact on resume
+    sampler=dict(type='RISEpochSampler', shuffle=True),
     dataset=dict(
         **ref_dataset, split='train', mode='train', pipeline=train_pipeline))
 val_dataloader = dict(
