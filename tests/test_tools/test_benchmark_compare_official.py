@@ -20,14 +20,19 @@ def _tool():
     return module
 
 
+def _official(name):
+    _tool()  # puts tools/analysis_tools on sys.path
+    return importlib.import_module(f'official.{name}')
+
+
 def test_official_imports_are_isolated(tmp_path):
-    tool = _tool()
+    common = _official('common')
     pkg = tmp_path / 'model'
     pkg.mkdir()
     (pkg / '__init__.py').write_text(
         'from loguru import logger\nVALUE = 41\n')
     had_loguru = 'loguru' in sys.modules
-    with tool.official_imports(str(tmp_path)):
+    with common.official_imports(str(tmp_path)):
         import model  # noqa: F401  (the fake official package)
         assert model.VALUE == 41
         assert 'loguru' in sys.modules
@@ -35,20 +40,18 @@ def test_official_imports_are_isolated(tmp_path):
     assert str(tmp_path) not in sys.path
     assert ('loguru' in sys.modules) == had_loguru
     with pytest.raises(FileNotFoundError, match='is not a folder'):
-        with tool.official_imports(str(tmp_path / 'missing')):
+        with common.official_imports(str(tmp_path / 'missing')):
             pass
 
 
 def test_random_clip_state_rejects_unknown_arch():
-    tool = _tool()
+    etris = _official('etris')
     with pytest.raises(KeyError, match="unknown CLIP architecture 'ViT-X'"):
-        tool._random_clip_state(None, 'ViT-X', 17)
+        etris.random_clip_state(None, 'ViT-X', 17)
 
 
-def test_unsupported_method_is_a_clear_error(tmp_path):
-    proc = subprocess.run([
-        sys.executable, TOOL, 'detris', '--official-repo',
-        str(tmp_path), '--config', 'x.py'
-    ], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    assert 'detris: not supported yet (supported: [\'etris\'])' in proc.stderr
+def test_unknown_method_is_a_clear_error():
+    official = _official('common') and sys.modules['official']
+    with pytest.raises(ValueError, match="unknown method 'cris'"):
+        official.method_module('cris')
+    assert official.method_module('etris').DEFAULT_YAML.endswith('.yaml')

@@ -2,12 +2,11 @@
 """Compare an mmris config with the official implementation, same weights.
 
 The official model is built from a local clone of its repository (given by
-``--official-repo``; nothing of it is part of mmris) with random weights of
-the official shapes: its pretrained-file loading (``torch.jit.load`` of the
-OpenAI CLIP archive in kkakkkka/ETRIS, model/segmenter.py) is answered with
-the state dict of the repository's own randomly initialised ``CLIP`` module,
-and third-party packages that only log (``loguru``) are stood in for when
-they are not installed. Its state dict is converted with
+``--official-repo``; nothing of it is part of mmris) by the builder module
+of the method in ``tools/analysis_tools/official/``, with random weights of
+the official shapes: the builders stand in only for the pretrained-file
+loading and for third-party packages the model does not need (see each
+module's docstring). Its state dict is converted with
 ``mmris.utils.convert_official_state_dict`` (as
 ``tools/model_converters/ris2mmris.py``) and loaded strictly into the mmris
 model built from ``--config``. The tool then prints, for both models: the
@@ -17,9 +16,6 @@ gradient / optimizer-state bytes and forward / backward FLOPs of one
 training step (``mmris.utils.memory_count``), and the median training-step
 time.
 
-Supported: ``etris`` (ViT-B/16, RN50, RN101 yaml files of the official
-repository).
-
 Example:
     git clone https://github.com/kkakkkka/ETRIS /path/to/ETRIS
     python tools/analysis_tools/compare_official.py etris \
@@ -27,16 +23,12 @@ Example:
         --config configs/etris/etris_vit-b16_refcoco.py
 """
 import argparse
-import contextlib
 import copy
-import importlib
-import logging
 import os.path as osp
 import statistics
 import sys
 import time
-import types
-from typing import Callable, Dict, Iterator, Optional, Tuple
+from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
@@ -53,105 +45,7 @@ from mmris.utils.memory_count import StepCounts, count_train_step
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from benchmark import (counted_train_step, format_counts,  # noqa: E402
                        input_spec, make_batch)
-
-# OpenAI CLIP hyper-parameters (openai/CLIP, clip/clip.py _MODELS), in the
-# argument order of the official ``CLIP`` class of kkakkkka/ETRIS,
-# model/clip.py: embed_dim, image_resolution, vision_layers, vision_width,
-# vision_patch_size, context_length, vocab_size, transformer_width,
-# transformer_heads, transformer_layers.
-CLIP_ARCHS = {
-    'ViT-B-16': (512, 224, 12, 768, 16, 77, 49408, 512, 8, 12),
-    'RN50': (1024, 224, (3, 4, 6, 3), 64, None, 77, 49408, 512, 8, 12),
-    'RN101': (512, 224, (3, 4, 23, 3), 64, None, 77, 49408, 512, 8, 12),
-}
-OFFICIAL_YAML = dict(etris='config/refcoco/bridge_v16.yaml')
-
-
-def _logger_stub() -> types.ModuleType:
-    """A ``loguru`` replacement whose ``logger`` forwards to logging."""
-    module = types.ModuleType('loguru')
-    module.logger = logging.getLogger('official')
-    return module
-
-
-@contextlib.contextmanager
-def official_imports(repo: str) -> Iterator[None]:
-    """Make ``repo`` importable (first on ``sys.path``), standing in for
-    missing logging-only packages; restore everything afterwards."""
-    if not osp.isdir(repo):
-        raise FileNotFoundError(f'--official-repo {repo!r} is not a folder')
-    stubs = {}
-    try:
-        importlib.import_module('loguru')
-    except ImportError:
-        stubs['loguru'] = _logger_stub()
-    sys.modules.update(stubs)
-    sys.path.insert(0, repo)
-    root = osp.abspath(repo) + osp.sep
-    try:
-        yield
-    finally:
-        sys.path.remove(repo)
-        for name, module in list(sys.modules.items()):
-            path = getattr(module, '__file__', None) or ''
-            if name in stubs or osp.abspath(path).startswith(root):
-                del sys.modules[name]
-
-
-class _RandomArchive:
-    """Stands in for ``torch.jit.load(<CLIP archive>)``: ``state_dict()``
-    returns the tensors of a freshly initialised official ``CLIP``."""
-
-    def __init__(self, state: Dict[str, torch.Tensor]):
-        self._state = state
-
-    def eval(self) -> '_RandomArchive':
-        return self
-
-    def state_dict(self) -> Dict[str, torch.Tensor]:
-        return dict(self._state)
-
-
-def _random_clip_state(clip_module, arch: str, txt_length: int) -> dict:
-    if arch not in CLIP_ARCHS:
-        raise KeyError(f'unknown CLIP architecture {arch!r} in the official '
-                       f'config; expected one of {sorted(CLIP_ARCHS)}')
-    (embed, res, layers, width, patch, ctx, vocab, t_width, t_heads,
-     t_layers) = CLIP_ARCHS[arch]
-    clip = clip_module.CLIP(embed, res, layers, width, patch, ctx, txt_length,
-                            vocab, t_width, t_heads, t_layers)
-    state = clip.state_dict()
-    state['input_resolution'] = torch.tensor(res)
-    state['context_length'] = torch.tensor(ctx)
-    state['vocab_size'] = torch.tensor(vocab)
-    return state
-
-
-def build_official_etris(repo: str, yaml_file: str) -> Tuple[nn.Module, dict]:
-    """The official ETRIS model of ``repo`` with random weights.
-
-    Returns:
-        tuple: The model (fp32, official freezing) and its yaml settings.
-    """
-    with official_imports(repo):
-        config = importlib.import_module('utils.config')
-        cfg = config.load_cfg_from_cfg_file(osp.join(repo, yaml_file))
-        clip_module = importlib.import_module('model.clip')
-        segmenter = importlib.import_module('model.segmenter')
-        arch = osp.splitext(osp.basename(cfg.clip_pretrain))[0]
-        state = _random_clip_state(clip_module, arch, cfg.word_len)
-        real_load = torch.jit.load
-        torch.jit.load = lambda *a, **k: _RandomArchive(state)
-        try:
-            model = segmenter.ETRIS(cfg)
-        finally:
-            torch.jit.load = real_load
-    return model.float(), dict(cfg)
-
-
-BUILDERS: Dict[str, Callable[[str, str], Tuple[nn.Module, dict]]] = dict(
-    etris=build_official_etris)
-
+from official import METHODS, method_module  # noqa: E402
 
 def _trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -166,17 +60,18 @@ def _time(step: Callable[[], None], iters: int) -> float:
     return statistics.median(times)
 
 
-def official_train_step(model: nn.Module,
+def official_train_step(method,
+                        model: nn.Module,
                         img: torch.Tensor,
                         word: torch.Tensor,
                         mask: torch.Tensor,
                         optimizer: torch.optim.Optimizer,
                         count: bool = False) -> Optional[StepCounts]:
     """One official training step (forward with the loss, backward, Adam
-    update), counted if ``count``."""
+    update) of the builder module ``method``, counted if ``count``."""
 
     def forward():
-        return model(img, word, mask)[2]
+        return method.loss(model, img, word, mask)
 
     def step():
         optimizer.step()
@@ -199,7 +94,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
         'method',
-        choices=['etris', 'barleria', 'detris'],
+        choices=METHODS,
         help='which official repository --official-repo is a clone of')
     parser.add_argument(
         '--official-repo', required=True, help='local clone of the official '
@@ -225,13 +120,10 @@ def main():
         default=0,
         help='seed of the random weights and inputs (default: 0)')
     args = parser.parse_args()
-    if args.method not in BUILDERS:
-        parser.error(f'{args.method}: not supported yet (supported: '
-                     f'{sorted(BUILDERS)})')
-
+    builder = method_module(args.method)
     torch.manual_seed(args.seed)
-    yaml_file = args.official_config or OFFICIAL_YAML[args.method]
-    official, ocfg = BUILDERS[args.method](args.official_repo, yaml_file)
+    yaml_file = args.official_config or builder.DEFAULT_YAML
+    official, ocfg = builder.build(args.official_repo, yaml_file)
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model = MODELS.build(cfg.model)
@@ -263,7 +155,7 @@ def main():
     official.eval()
     model.eval()
     with torch.no_grad():
-        ref = official(img, word)
+        ref = builder.logits(official, img, word)
         ours = model._forward(img, prep['data_samples'])
     ours = ours if torch.is_tensor(ours) else ours[0]
     print(f'logits {tuple(ref.shape)}: max |official - mmris| = '
@@ -277,14 +169,15 @@ def main():
     o_optim = torch.optim.Adam(
         [p for p in official.parameters() if p.requires_grad], lr=1e-4)
     o_counts = official_train_step(
-        official, img, word, mask, o_optim, count=True)
+        builder, official, img, word, mask, o_optim, count=True)
     ow = build_optim_wrapper(model, dict(cfg.optim_wrapper))
     m_counts = counted_train_step(model, ow, data, args.batch)
     print('official:\n' + format_counts(o_counts))
     print('mmris:\n' + format_counts(m_counts))
     if args.iters > 0:
         o_ms = _time(
-            lambda: official_train_step(official, img, word, mask, o_optim),
+            lambda: official_train_step(builder, official, img, word, mask,
+                                        o_optim),
             args.iters)
         m_ms = _time(lambda: model.train_step(copy.deepcopy(data), ow),
                      args.iters)
