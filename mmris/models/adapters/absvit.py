@@ -14,7 +14,9 @@ from torch import Tensor
 class TopDownAttention(nn.Module):
     """Multi-head self-attention; a top-down input adds to the values.
 
-    ``v <- v + V-part of qkv(td)`` (the bias included), as in AbS-ViT.
+    ``v <- v + V-part of qkv(td)`` (the bias included), as in AbS-ViT. The
+    attention is ``scaled_dot_product_attention`` (the official code forms
+    the softmax weights explicitly; same values to fp32 rounding).
 
     Args:
         dim (int): Width.
@@ -40,9 +42,9 @@ class TopDownAttention(nn.Module):
         q, k, v = self._split(x).unbind(0)
         if td is not None:
             v = v + self._split(td)[2]
-        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
-        x = (attn @ v).transpose(1, 2).reshape(b, n, c)
-        return self.proj(x)
+        # softmax(q k^T * scale) v, fused: the (n, n) weights are not kept.
+        x = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
 
 class Mlp(nn.Module):

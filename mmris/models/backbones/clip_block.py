@@ -4,10 +4,11 @@ from collections import OrderedDict
 from typing import Optional
 
 import torch.nn as nn
-from open_clip.transformer import LayerNormFp32, QuickGELU
+from open_clip.transformer import LayerNormFp32
 from torch import Tensor
 
 from ..utils.attention import MultiheadAttention
+from ..utils.quick_gelu import QuickGELU
 from .base_block import AdaptableBlock
 
 
@@ -25,7 +26,8 @@ class CLIPResidualBlock(AdaptableBlock):
     ``scaled_dot_product_attention``. ``nn.MultiheadAttention(batch_first=
     True)`` instead transposes the tokens into a strided view and, when its
     weights are frozen, projects them with a batched matmul over that view,
-    which on CPU is split into many small GEMMs.
+    which on CPU is split into many small GEMMs. QuickGELU keeps only its
+    input for the backward pass (:mod:`~mmris.models.utils.quick_gelu`).
 
     Args:
         width (int): Model width.

@@ -2,6 +2,7 @@
 """BarLeRIa components: shortcut flows, Intertwiner, side network."""
 import pytest
 import torch
+import torch.nn.functional as F
 from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
@@ -238,3 +239,29 @@ def test_side_network_batch_axis_quirk():
     assert torch.equal(san._normalize_prior(p), torch.sign(p))
     assert torch.allclose(quirk.side_adapter_network._normalize_prior(p),
                           torch.tensor([[.6, -.8], [.8, .6]]))
+
+
+def test_top_down_attention_equals_explicit_softmax_without_keeping_it():
+    from mmris.models.adapters.absvit import TopDownAttention
+    torch.manual_seed(0)
+    attn = TopDownAttention(24, 3)
+    x = torch.randn(2, 37, 24, requires_grad=True)
+    td = torch.randn(2, 37, 24)
+    shapes = []
+    with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: shapes.append(tuple(t.shape)) or t, lambda t: t):
+        out = attn(x, td)
+    # The explicit AbS-ViT formula, written out here.
+    qkv = F.linear(x, attn.qkv.weight, attn.qkv.bias).reshape(2, 37, 3, 3, 8)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4)
+    v = v + F.linear(td, attn.qkv.weight, attn.qkv.bias).reshape(
+        2, 37, 3, 3, 8).permute(2, 0, 3, 1, 4)[2]
+    w = (q @ k.transpose(-2, -1) * 8**-0.5).softmax(-1)
+    ref = attn.proj((w @ v).transpose(1, 2).reshape(2, 37, 24))
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    # The (37 x 37) weights of each head are not kept for the backward pass.
+    assert shapes and not any(s[-2:] == (37, 37) for s in shapes)
+    g = torch.randn_like(out)
+    torch.testing.assert_close(
+        torch.autograd.grad(out, x, g)[0],
+        torch.autograd.grad(ref, x, g)[0], rtol=1e-4, atol=1e-5)
