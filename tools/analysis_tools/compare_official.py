@@ -16,6 +16,11 @@ gradient / optimizer-state bytes and forward / backward FLOPs of one
 training step (``mmris.utils.memory_count``), and the median training-step
 time.
 
+Supported (method: official repository, default ``--official-config``):
+    etris: kkakkkka/ETRIS, config/refcoco/bridge_v16.yaml
+    detris: jiaqihuang01/DETRIS, config/refcoco/DETRIS_base.yaml (DETRIS-L:
+        config/refcoco/DETRIS_large.yaml with configs/detris/detris-l_*.py)
+
 Example:
     git clone https://github.com/kkakkkka/ETRIS /path/to/ETRIS
     python tools/analysis_tools/compare_official.py etris \
