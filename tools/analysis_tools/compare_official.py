@@ -18,6 +18,7 @@ time.
 
 Supported (method: official repository, default ``--official-config``):
     etris: kkakkkka/ETRIS, config/refcoco/bridge_v16.yaml
+    barleria: NastrondAd/BarLeRIa, config/refcoco/barleria_v16.yaml
     detris: jiaqihuang01/DETRIS, config/refcoco/DETRIS_base.yaml (DETRIS-L:
         config/refcoco/DETRIS_large.yaml with configs/detris/detris-l_*.py)
 
