@@ -28,7 +28,7 @@ Example:
 import argparse
 import statistics
 import time
-from typing import Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import torch
 from mmengine.config import Config, DictAction
@@ -37,12 +37,11 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
-from torch.utils.flop_counter import FlopCounterMode
 
 import mmris  # noqa: F401
 from mmris.apis import find_ref_dataset
 from mmris.utils.memory_count import (StepCounts, count_train_step,
-                                      split_activations)
+                                      flop_counter, split_activations)
 
 MiB = 2**20
 
@@ -99,6 +98,73 @@ def counted_train_step(model, optim_wrapper, data: dict,
         optimizer=optim_wrapper.optimizer,
         step=update,
         batch=batch)
+
+
+def build_train_wrapper(model, cfg: Config, amp: str):
+    """The optimizer wrapper of ``cfg`` for ``model`` in precision ``amp``.
+
+    ``'bf16'`` autocasts as ``tools/train.py --amp`` does
+    (``AutocastOptimWrapper``); ``'fp16'`` is the official recipe (autocast +
+    dynamic GradScaler, ``AmpOptimWrapper``); ``'fp32'`` keeps the config's
+    wrapper.
+    """
+    ow_cfg = dict(cfg.optim_wrapper)
+    if amp == 'bf16':  # as `tools/train.py --amp`
+        ow_cfg.update(type='AutocastOptimWrapper', dtype='bfloat16')
+    elif amp == 'fp16':  # the official recipe: fp16 + GradScaler
+        ow_cfg.update(
+            type='AmpOptimWrapper', dtype='float16', loss_scale='dynamic')
+    return build_optim_wrapper(model, ow_cfg)
+
+
+def infer_step(model, device: torch.device,
+               dtype: Optional[torch.dtype]) -> Callable[[dict], Any]:
+    """A test-mode step of ``model`` (preprocessing + network logits, no
+    post-processing) on a batch of :func:`make_batch`, autocast to ``dtype``
+    (None: fp32)."""
+
+    def step(data):
+        with torch.no_grad(), torch.autocast(
+                device.type, dtype=dtype or torch.float32,
+                enabled=dtype is not None):
+            data = model.data_preprocessor(data, False)
+            return model._forward(data['inputs'], data['data_samples'])
+
+    return step
+
+
+def time_steps(step: Callable[[], Any], iters: int, warmup: int,
+               device: torch.device) -> List[float]:
+    """Run ``warmup`` untimed then ``iters`` timed calls of ``step``.
+
+    On CUDA each call is timed with CUDA events and the peak-memory
+    statistics are reset after the warm-up (read them with
+    ``torch.cuda.max_memory_allocated``); elsewhere wall clock is used.
+
+    Returns:
+        list[float]: The milliseconds of each timed call.
+    """
+    cuda = device.type == 'cuda'
+    for _ in range(warmup):
+        step()
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for _ in range(iters):
+        if cuda:
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            step()
+            end.record()
+            torch.cuda.synchronize(device)
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            step()
+            times.append((time.perf_counter() - t0) * 1000)
+    return times
 
 
 def format_counts(counts: StepCounts,
@@ -212,24 +278,12 @@ def main():
     dtype = dict(bf16=torch.bfloat16, fp16=torch.float16, fp32=None)[args.amp]
 
     if train:
-        ow_cfg = dict(cfg.optim_wrapper)
-        if args.amp == 'bf16':  # as `tools/train.py --amp`
-            ow_cfg.update(type='AutocastOptimWrapper', dtype='bfloat16')
-        elif args.amp == 'fp16':  # the official recipe: fp16 + GradScaler
-            ow_cfg.update(
-                type='AmpOptimWrapper', dtype='float16', loss_scale='dynamic')
-        optim_wrapper = build_optim_wrapper(model, ow_cfg)
+        optim_wrapper = build_train_wrapper(model, cfg, args.amp)
 
         def step(data):
             return model.train_step(data, optim_wrapper)
     else:
-
-        def step(data):
-            with torch.no_grad(), torch.autocast(
-                    device.type, dtype=dtype or torch.float32,
-                    enabled=dtype is not None):
-                data = model.data_preprocessor(data, False)
-                return model._forward(data['inputs'], data['data_samples'])
+        step = infer_step(model, device, dtype)
 
     data = make_batch(args.batch, size, length, train)
 
@@ -244,7 +298,7 @@ def main():
                 args.batch + 1)
         flops = counts.forward_flops + counts.backward_flops
     else:
-        with FlopCounterMode(display=False) as counter:
+        with flop_counter() as counter:
             step(data)
         flops = counter.get_total_flops()
     print(f'config: {args.config}')
@@ -257,25 +311,7 @@ def main():
     if not args.iters:
         return
 
-    for _ in range(args.warmup):
-        step(data)
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(args.iters):
-        if cuda:
-            start = torch.cuda.Event(enable_timing=True)
-            end = torch.cuda.Event(enable_timing=True)
-            start.record()
-            step(data)
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            step(data)
-            times.append((time.perf_counter() - t0) * 1000)
+    times = time_steps(lambda: step(data), args.iters, args.warmup, device)
     ms = statistics.median(times)
     peak = args.peak_tflops
     if peak is None and cuda:
