@@ -83,8 +83,10 @@ def configurable(init_func: Callable) -> Callable:
     class's ``from_config`` classmethod turns the call's arguments into the
     keyword arguments of ``__init__``; any other call goes to ``__init__``
     unchanged. detectron2 recognises a config by its type (yacs ``CfgNode``
-    or omegaconf ``DictConfig``); BarLeRIa passes its own dict-based
-    ``utils.config.CfgNode``, so here any mapping counts as a config.
+    or omegaconf ``DictConfig``, detectron2/config/config.py
+    ``_called_with_cfg``); BarLeRIa passes its own dict-based
+    ``utils.config.CfgNode``, which that check would not recognise, so
+    here any mapping counts as a config.
     """
     if init_func.__name__ != '__init__':
         raise TypeError(f'{_HERE}: the configurable stand-in decorates '
