@@ -8,10 +8,11 @@ for the backward pass (every tensor packed through
 counted once and the model's own parameters and buffers left out), the bytes
 of the parameters, of their gradients and of the optimizer state, and the
 FLOPs of the forward and of the backward pass as
-:class:`torch.utils.flop_counter.FlopCounterMode` counts them. They are the
-same on CPU and GPU for the same dtype, so a CPU run predicts the GPU
-footprint: ``static + batch * activations per image`` (plus workspace and
-allocator slack).
+:class:`torch.utils.flop_counter.FlopCounterMode` counts them (through
+:func:`flop_counter`, which also counts the CPU flash-attention kernels that
+PyTorch's table leaves at 0). They are the same on CPU and GPU for the same
+dtype, so a CPU run predicts the GPU footprint: ``static + batch *
+activations per image`` (plus workspace and allocator slack).
 """
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, Iterator, Optional, Set, Tuple
@@ -19,7 +20,41 @@ from typing import Callable, Dict, Iterable, Iterator, Optional, Set, Tuple
 import torch
 import torch.nn as nn
 from torch import Tensor
+from torch.utils import flop_counter as _fc
 from torch.utils.flop_counter import FlopCounterMode
+
+aten = torch.ops.aten
+
+
+def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args,
+                   out_shape=None, **kwargs) -> int:
+    return _fc.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _cpu_sdpa_backward_flop(grad_out_shape, query_shape, key_shape,
+                            value_shape, *args, out_shape=None,
+                            **kwargs) -> int:
+    return _fc.sdpa_backward_flop_count(grad_out_shape, query_shape,
+                                        key_shape, value_shape)
+
+
+#: Formulas PyTorch's FLOP table lacks: the CPU flash-attention kernel that
+#: ``scaled_dot_product_attention`` runs on CPU and its backward, counted
+#: like the CUDA flash kernels.
+EXTRA_FLOP_FORMULAS = {
+    op: formula
+    for op, formula in (
+        (aten._scaled_dot_product_flash_attention_for_cpu, _cpu_sdpa_flop),
+        (aten._scaled_dot_product_flash_attention_for_cpu_backward,
+         _cpu_sdpa_backward_flop),
+    ) if op not in _fc.flop_registry
+}
+
+
+def flop_counter() -> FlopCounterMode:
+    """A silent :class:`FlopCounterMode` that also counts the kernels of
+    :data:`EXTRA_FLOP_FORMULAS`."""
+    return FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS)
 
 
 def _storage_key(t: Tensor) -> Tuple[str, int]:
@@ -200,13 +235,13 @@ def count_train_step(model: nn.Module,
         raise ValueError(f'batch must be >= 1, got {batch}')
     params = list(model.parameters())
     keep = params + list(model.buffers())
-    with FlopCounterMode(display=False) as fwd_flops, \
+    with flop_counter() as fwd_flops, \
             SavedTensorCounter(exclude=keep) as saved:
         loss = forward()
     if not isinstance(loss, Tensor) or loss.numel() != 1:
         raise TypeError('forward must return a scalar loss tensor, got '
                         f'{type(loss).__name__}')
-    with FlopCounterMode(display=False) as bwd_flops:
+    with flop_counter() as bwd_flops:
         backward(loss)
     grad_bytes = tensor_bytes(p.grad for p in params)
     if step is None and optimizer is not None:

@@ -117,3 +117,20 @@ def test_split_batch_independent_saved_bytes():
         2 * 15 * F32 + 15 * F32 + 32 * 5 * F32)
     with pytest.raises(ValueError, match='two different batch sizes'):
         split_activations(c4, c4)
+
+
+def test_cpu_flash_attention_is_counted_like_the_explicit_formula():
+    from mmris.utils.memory_count import flop_counter
+    q, k, v = (torch.randn(2, 3, 40, 16, requires_grad=True) for _ in '123')
+    with flop_counter() as fused:
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    assert 'ForCpu' in type(out.grad_fn).__name__  # the CPU flash kernel
+    with flop_counter() as explicit:
+        (q @ k.transpose(-2, -1) * 0.25).softmax(-1) @ v
+    # Two products of 2 * 3 heads * 40 * 40 * 16 multiply-adds each.
+    assert fused.get_total_flops() == explicit.get_total_flops() == \
+        2 * 2 * (2 * 3 * 40 * 40 * 16)
+    with flop_counter() as backward:
+        out.sum().backward()
+    # Recomputed scores + four products, as the CUDA flash backward.
+    assert backward.get_total_flops() == 5 * 2 * (2 * 3 * 40 * 40 * 16)

@@ -9,9 +9,12 @@ import sys
 import pytest
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+# Scripts only: modules of a package (a folder with __init__.py, such as
+# tools/analysis_tools/official/) are imported by the scripts, not run.
 TOOLS = sorted(
     p for p in glob.glob(osp.join(ROOT, 'tools', '**', '*.py'), recursive=True)
-    if not osp.basename(p).startswith('_'))
+    if not osp.basename(p).startswith('_')
+    and not osp.exists(osp.join(osp.dirname(p), '__init__.py')))
 
 
 class _Captured(Exception):
