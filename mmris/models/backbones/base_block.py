@@ -17,13 +17,17 @@ with three optional hooks installed by :class:`AdaptedEncoderPair`:
   (BarLeRIa shortcut normalizing flows);
 * ``ls1``/``ls2``: LayerScale, identity where the architecture has none.
 
-With ``with_cp`` the frozen attention and FFN branches are recomputed in the
-backward pass instead of keeping their activations (gradient checkpointing);
-the hooks run normally, so adapter BatchNorm statistics update once per step.
+Each branch is split into an inner part and its output projection
+(``attn = attn_proj(attn_inner(h))``, ``mlp = ffn_proj(ffn_inner(h))``).
+With ``with_cp`` the inner parts of the frozen branches are recomputed in the
+backward pass instead of keeping their activations (gradient checkpointing).
+The output projections are not recomputed: with frozen weights their
+backward pass needs no activation, so recomputing them would be wasted work.
+The hooks run normally, so adapter BatchNorm statistics update once per step.
 
 Subclasses only build their layers under the official attribute names and
-implement :meth:`norm_attn`, :meth:`attn_branch`, :meth:`norm_ffn` and
-:meth:`ffn_branch`.
+implement :meth:`norm_attn`, :meth:`attn_inner`, :meth:`attn_proj`,
+:meth:`norm_ffn`, :meth:`ffn_inner` and :meth:`ffn_proj`.
 """
 from typing import Optional
 
@@ -53,14 +57,32 @@ class AdaptableBlock(nn.Module):
     def norm_attn(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def attn_branch(self, x: Tensor, attn_mask: Optional[Tensor]) -> Tensor:
+    def attn_inner(self, x: Tensor, attn_mask: Optional[Tensor]) -> Tensor:
+        """Attention up to (without) its output projection."""
+        raise NotImplementedError
+
+    def attn_proj(self, x: Tensor) -> Tensor:
+        """The attention's output projection."""
         raise NotImplementedError
 
     def norm_ffn(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def ffn_branch(self, x: Tensor) -> Tensor:
+    def ffn_inner(self, x: Tensor) -> Tensor:
+        """The FFN up to (without) its output projection."""
         raise NotImplementedError
+
+    def ffn_proj(self, x: Tensor) -> Tensor:
+        """The FFN's output projection."""
+        raise NotImplementedError
+
+    def attn_branch(self, x: Tensor, attn_mask: Optional[Tensor]) -> Tensor:
+        """The whole attention branch on normalised tokens ``x``."""
+        return self.attn_proj(self.attn_inner(x, attn_mask))
+
+    def ffn_branch(self, x: Tensor) -> Tensor:
+        """The whole FFN branch on normalised tokens ``x``."""
+        return self.ffn_proj(self.ffn_inner(x))
 
     def scale_attn(self, x: Tensor) -> Tensor:
         """LayerScale of the attention branch (identity by default)."""
@@ -112,16 +134,17 @@ class AdaptableBlock(nn.Module):
         shortcut = x if self.flow is None else self.flow(x)
         h = self.norm_attn(x)
         if cp:
-            a = checkpoint(self.attn_branch, h, attn_mask, use_reentrant=False)
+            a = checkpoint(self.attn_inner, h, attn_mask, use_reentrant=False)
         else:
-            a = self.attn_branch(h, attn_mask)
-        x = shortcut + self.scale_attn(a)
+            a = self.attn_inner(h, attn_mask)
+        x = shortcut + self.scale_attn(self.attn_proj(a))
         shortcut = x if self.flow2 is None else self.flow2(x)
         h = self.norm_ffn(x)
         if cp:
-            y = checkpoint(self.ffn_branch, h, use_reentrant=False)
+            y = checkpoint(self.ffn_inner, h, use_reentrant=False)
         else:
-            y = self.ffn_branch(h)
+            y = self.ffn_inner(h)
+        y = self.ffn_proj(y)
         if self.adapter is not None:
             a = h if self.adapter_input == 'norm' else x
             y = y + self.adapter_scale * self.adapter(a, context)

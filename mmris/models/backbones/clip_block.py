@@ -51,16 +51,22 @@ class CLIPResidualBlock(AdaptableBlock):
     def norm_attn(self, x: Tensor) -> Tensor:
         return self.ln_1(x)
 
-    def attn_branch(self, x: Tensor, attn_mask: Optional[Tensor]) -> Tensor:
+    def attn_inner(self, x: Tensor, attn_mask: Optional[Tensor]) -> Tensor:
         if attn_mask is not None:
             attn_mask = attn_mask.to(x.dtype)
-        return self.attn(x, attn_mask=attn_mask)
+        return self.attn.attend(x, attn_mask=attn_mask)
+
+    def attn_proj(self, x: Tensor) -> Tensor:
+        return self.attn.out_proj(x)
 
     def norm_ffn(self, x: Tensor) -> Tensor:
         return self.ln_2(x)
 
-    def ffn_branch(self, x: Tensor) -> Tensor:
-        return self.mlp(x)
+    def ffn_inner(self, x: Tensor) -> Tensor:
+        return self.mlp.gelu(self.mlp.c_fc(x))
+
+    def ffn_proj(self, x: Tensor) -> Tensor:
+        return self.mlp.c_proj(x)
 
 
 class CLIPTransformer(nn.Module):

@@ -126,6 +126,10 @@ class DINOv2Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
+        return self.proj(self.attend(x, attn_mask))
+
+    def attend(self, x: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
+        """The heads' outputs, concatenated, before ``proj``."""
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads,
                                   c // self.num_heads).permute(2, 0, 3, 1, 4)
@@ -133,7 +137,7 @@ class DINOv2Attention(nn.Module):
             attn_mask = attn_mask.to(qkv.dtype)
         x = F.scaled_dot_product_attention(
             qkv[0], qkv[1], qkv[2], attn_mask=attn_mask)
-        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+        return x.transpose(1, 2).reshape(b, n, c)
 
 
 class Mlp(nn.Module):
@@ -151,7 +155,14 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        return self.project(self.hidden(x))
+
+    def hidden(self, x: Tensor) -> Tensor:
+        """The activations before the output layer ``fc2``."""
+        return self.act(self.fc1(x))
+
+    def project(self, x: Tensor) -> Tensor:
+        return self.fc2(x)
 
 
 class SwiGLUFFN(nn.Module):
@@ -171,8 +182,15 @@ class SwiGLUFFN(nn.Module):
         self.w3 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.project(self.hidden(x))
+
+    def hidden(self, x: Tensor) -> Tensor:
+        """The activations before the output layer ``w3``."""
         x1, x2 = self.w12(x).chunk(2, dim=-1)
-        return self.w3(F.silu(x1) * x2)
+        return F.silu(x1) * x2
+
+    def project(self, x: Tensor) -> Tensor:
+        return self.w3(x)
 
 
 class DINOv2Block(AdaptableBlock):
@@ -226,14 +244,20 @@ class DINOv2Block(AdaptableBlock):
     def norm_attn(self, x: Tensor) -> Tensor:
         return self.norm1(x)
 
-    def attn_branch(self, x: Tensor, attn_mask: Optional[Tensor]) -> Tensor:
-        return self.attn(x, attn_mask)
+    def attn_inner(self, x: Tensor, attn_mask: Optional[Tensor]) -> Tensor:
+        return self.attn.attend(x, attn_mask)
+
+    def attn_proj(self, x: Tensor) -> Tensor:
+        return self.attn.proj(x)
 
     def norm_ffn(self, x: Tensor) -> Tensor:
         return self.norm2(x)
 
-    def ffn_branch(self, x: Tensor) -> Tensor:
-        return self.mlp(x)
+    def ffn_inner(self, x: Tensor) -> Tensor:
+        return self.mlp.hidden(x)
+
+    def ffn_proj(self, x: Tensor) -> Tensor:
+        return self.mlp.project(x)
 
     def scale_attn(self, x: Tensor) -> Tensor:
         return self.ls1(x)

@@ -27,10 +27,13 @@ class _ReferenceBlock(CLIPResidualBlock):
         super().__init__(width, heads)
         self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
 
-    def attn_branch(self, x: Tensor, attn_mask: Optional[Tensor]) -> Tensor:
+    def attn_inner(self, x: Tensor, attn_mask: Optional[Tensor]) -> Tensor:
         if attn_mask is not None:
             attn_mask = attn_mask.to(x.dtype)
         return self.attn(x, x, x, need_weights=False, attn_mask=attn_mask)[0]
+
+    def attn_proj(self, x: Tensor) -> Tensor:
+        return x
 
 
 class _Adapter(nn.Module):
@@ -145,3 +148,33 @@ def test_frozen_block_projects_with_single_gemms():
     gemms = ('aten.mm', 'aten.addmm', 'aten.bmm', 'aten.baddbmm')
     assert {k: fwd.ops[k] for k in gemms if fwd.ops[k]} == {'aten.addmm': 4}
     assert {k: bwd.ops[k] for k in gemms if bwd.ops[k]} == {'aten.mm': 4}
+
+
+def test_with_cp_recomputes_only_what_the_backward_reads():
+    """Checkpointing recomputes the attention and FFN up to their output
+    projections (qkv GEMM, attention, c_fc GEMM) and never the frozen output
+    projections, whose backward needs no activation."""
+    from mmris.utils.memory_count import SavedTensorCounter, flop_counter
+    n, batch = 11, 2
+    counts = {}
+    for with_cp in (False, True):
+        block, _ = _pair(flows=False)
+        block.train().with_cp = with_cp
+        x = torch.randn(batch, n, WIDTH, requires_grad=True)
+        with SavedTensorCounter(exclude=block.parameters()) as saved:
+            y = block(x)
+        with flop_counter() as bwd:
+            y.sum().backward()
+        counts[with_cp] = (saved.bytes, bwd.get_total_flops())
+    tokens, hidden = batch * n, 4 * WIDTH
+    recomputed = (2 * tokens * WIDTH * 3 * WIDTH  # qkv projection
+                  + 2 * 2 * batch * n * n * WIDTH  # q k^T and (.) v
+                  + 2 * tokens * WIDTH * hidden)  # c_fc
+    assert counts[True][1] - counts[False][1] == recomputed
+    # Kept only without checkpointing: q, k, v, the attention output and
+    # its row log-sum-exp, the c_fc output; only with it: the attention
+    # input norm1(x) (the FFN input is kept for the adapter anyway).
+    kept_without = (tokens * (3 * WIDTH + WIDTH + hidden) +
+                    batch * HEADS * n) * 4
+    kept_with = tokens * WIDTH * 4
+    assert counts[False][0] - counts[True][0] == kept_without - kept_with
