@@ -55,3 +55,15 @@ def test_unknown_method_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown method 'cris'"):
         official.method_module('cris')
     assert official.method_module('etris').DEFAULT_YAML.endswith('.yaml')
+
+
+def test_time_interleaved_alternates_and_takes_medians(monkeypatch):
+    tool = _tool()
+    calls, clock = [], iter([0, 1, 1, 11, 11, 14, 14, 34, 34, 39, 39, 69])
+    monkeypatch.setattr(tool.time, 'perf_counter',
+                        lambda: next(clock) / 1000)
+    medians = tool.time_interleaved(
+        [lambda: calls.append('official'), lambda: calls.append('mmris')], 3)
+    assert calls == ['official', 'mmris'] * 3
+    # official took 1, 3, 5 ms; mmris 10, 20, 30 ms.
+    assert medians == pytest.approx([3.0, 20.0])

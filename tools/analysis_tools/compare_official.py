@@ -34,11 +34,11 @@ import os.path as osp
 import statistics
 import sys
 import time
-from typing import Callable, Optional
+from typing import Callable, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
@@ -57,13 +57,17 @@ def _trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def _time(step: Callable[[], None], iters: int) -> float:
-    times = []
+def time_interleaved(steps: Sequence[Callable[[], None]],
+                     iters: int) -> List[float]:
+    """Median milliseconds of each of ``steps``, run in turn ``iters`` times
+    (interleaved, so that a busy machine slows all of them alike)."""
+    times: List[List[float]] = [[] for _ in steps]
     for _ in range(iters):
-        t0 = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+        for step, out in zip(steps, times):
+            t0 = time.perf_counter()
+            step()
+            out.append((time.perf_counter() - t0) * 1000)
+    return [statistics.median(t) for t in times]
 
 
 def official_train_step(method,
@@ -121,6 +125,12 @@ def main():
         help='timed training steps of each model; 0 skips timing '
         '(default: 1)')
     parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the mmris config, key=value pairs (e.g. '
+        'model.backbone.with_cp=True)')
+    parser.add_argument(
         '--seed',
         type=int,
         default=0,
@@ -131,6 +141,8 @@ def main():
     yaml_file = args.official_config or builder.DEFAULT_YAML
     official, ocfg = builder.build(args.official_repo, yaml_file)
     cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model = MODELS.build(cfg.model)
     converted = convert_official_state_dict(official.state_dict(),
@@ -181,15 +193,25 @@ def main():
     print('official:\n' + format_counts(o_counts))
     print('mmris:\n' + format_counts(m_counts))
     if args.iters > 0:
-        o_ms = _time(
+        o_ms, m_ms = time_interleaved([
             lambda: official_train_step(builder, official, img, word, mask,
                                         o_optim),
-            args.iters)
-        m_ms = _time(lambda: model.train_step(copy.deepcopy(data), ow),
-                     args.iters)
-        print(f'training step (median of {args.iters}, {args.batch} images,'
-              f' {torch.get_num_threads()} threads): official {o_ms:.0f} ms,'
-              f' mmris {m_ms:.0f} ms')
+            lambda: model.train_step(copy.deepcopy(data), ow)
+        ], args.iters)
+        print(f'training step (median of {args.iters}, interleaved, '
+              f'{args.batch} images, {torch.get_num_threads()} threads): '
+              f'official {o_ms:.0f} ms, mmris {m_ms:.0f} ms, official / '
+              f'mmris {o_ms / m_ms:.2f}')
+        official.eval()
+        model.eval()
+        with torch.no_grad():
+            o_ms, m_ms = time_interleaved([
+                lambda: builder.logits(official, img, word),
+                lambda: model._forward(img, prep['data_samples'])
+            ], args.iters)
+        print(f'inference (test-mode logits, median of {args.iters}, '
+              f'interleaved, {args.batch} images): official {o_ms:.0f} ms, '
+              f'mmris {m_ms:.0f} ms, official / mmris {o_ms / m_ms:.2f}')
 
 
 if __name__ == '__main__':
