@@ -3,12 +3,14 @@
 quick-start config: the JSON and the markdown table, the official side (a
 fake builder standing in for the official code), failures, out-of-memory,
 missing clones and the time budget."""
+import gc
 import importlib.util
 import json
 import os
 import os.path as osp
 import subprocess
 import types
+import weakref
 
 import pytest
 import torch
@@ -70,8 +72,9 @@ def test_cli_tiny_cpu_run_writes_json_and_table(tmp_path):
                           timeout=120,
                           env=dict(os.environ, CUDA_VISIBLE_DEVICES=''))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert (f'official ETRIS: MISSING (no folder ETRIS in {clones}; clone '
-            'https://github.com/kkakkkka/ETRIS there)') in proc.stdout
+    assert (f'official ETRIS: MISSING (no folder ETRIS or kkakkkka/ETRIS in '
+            f'{clones}; clone https://github.com/kkakkkka/ETRIS there)'
+            ) in proc.stdout
     report, table = _read(out)
     ours = [r for r in report['runs'] if r['side'] == 'mmris']
     assert [(r['mode'], r['batch']) for r in ours] == [('infer', 1),
@@ -103,13 +106,13 @@ class _FakeOfficialNet(nn.Module):
     """A tiny stand-in with the official call signature (img, word[,
     mask]); records the autocast dtype and cuDNN switch it runs under."""
 
-    def __init__(self):
+    def __init__(self, seen):
         super().__init__()
         self.frozen = nn.Conv2d(3, 4, 3, stride=4, padding=1)
         self.frozen.requires_grad_(False)
         self.embed = nn.Embedding(49408, 4)
         self.head = nn.Conv2d(4, 1, 1)
-        self.seen = []
+        self.seen = seen
 
     def forward(self, img, word, mask=None):
         self.seen.append((torch.is_autocast_enabled('cpu'),
@@ -127,14 +130,16 @@ class _FakeOfficialNet(nn.Module):
 def _fake_builders(oom_at_batch):
     """Builder modules with the API of ``official/*.py``: ETRIS builds the
     tiny net (its training step runs out of memory at ``oom_at_batch``),
-    DETRIS fails to build."""
-    nets = []
+    DETRIS fails to build. Returns the lookup, weak references to the nets
+    built and what the nets saw."""
+    nets, seen = [], []
 
     def build(repo, yaml_file):
         assert osp.isdir(repo) and yaml_file == 'config/refcoco/' \
             'bridge_v16.yaml'
-        nets.append(_FakeOfficialNet())
-        return nets[-1], {'input_size': 96, 'word_len': 17}
+        net = _FakeOfficialNet(seen)
+        nets.append(weakref.ref(net))
+        return net, {'input_size': 96, 'word_len': 17}
 
     def loss(model, img, word, mask):
         if img.shape[0] == oom_at_batch:
@@ -156,13 +161,13 @@ def _fake_builders(oom_at_batch):
             build=broken,
             logits=None,
             loss=None))
-    return modules.__getitem__, nets
+    return modules.__getitem__, nets, seen
 
 
 def test_official_side_oom_and_failed_build_are_recorded(
         tmp_path, monkeypatch):
     suite = _suite()
-    lookup, nets = _fake_builders(oom_at_batch=2)
+    lookup, nets, seen = _fake_builders(oom_at_batch=2)
     monkeypatch.setattr(suite, 'method_module', lookup)
     clones = tmp_path / 'clones'
     (clones / 'etris').mkdir(parents=True)  # the name's case is ignored
@@ -198,9 +203,11 @@ def test_official_side_oom_and_failed_build_are_recorded(
             'building the model failed: ImportError: '
             f'{clones / "DETRIS"}: fake official code cannot be imported')
     # The official recipe: fp16 autocast + cuDNN off in training, bf16 in
-    # inference; the model was built once for its three runs.
+    # inference; the model was built once for its three runs and freed.
     assert len(nets) == 1
-    seen = set(nets[0].seen)
+    gc.collect()
+    assert nets[0]() is None
+    seen = set(seen)
     assert (True, torch.float16, False, 1) in seen
     assert (True, torch.bfloat16, False, 1) in seen
     assert all(not enabled for _, _, enabled, _ in seen)
@@ -230,26 +237,62 @@ def test_official_side_oom_and_failed_build_are_recorded(
     assert '| OOM |' in table[2] and '| failed |' in table[3]
 
 
+class _ClockedSide:
+    """A model side whose every step advances the suite's (fake) clock by a
+    minute and counts 2 TFLOP per step."""
+    cudnn = (True, False)
+
+    def __init__(self, clock):
+        self.clock = clock
+
+    def prepare(self, mode, batch):
+
+        def step():
+            self.clock[0] += 60.0
+
+        return step, lambda: 2 * 10**12
+
+    def reset(self):
+        pass
+
+
 def test_time_budget_skips_the_remaining_runs(tmp_path, monkeypatch):
     suite = _suite()
+    clock, built = [0.0], []
 
-    def never(*args):
-        raise AssertionError('nothing is built once the budget is spent')
+    def build(spec, cfg_options, device):
+        built.append(spec.config)
+        return _ClockedSide(clock)
 
-    monkeypatch.setattr(suite, 'mmris_side', never)
+    monkeypatch.setattr(suite, 'mmris_side', build)
+    monkeypatch.setattr(suite, 'time',
+                        types.SimpleNamespace(perf_counter=lambda: clock[0]))
     out = tmp_path / 'out'
     assert suite.main([
-        *QUICK, '--models', 'detris-l', '--time-budget', '1e-9',
-        '--out-dir',
+        *QUICK, '--models', 'detris-l', 'detris-b', '--time-budget', '100',
+        '--peak-tflops', '4', '--out-dir',
         str(out)
     ]) == 0
     report, table = _read(out)
-    assert [(r['mode'], r['batch'], r['status']) for r in report['runs']
-            ] == [('infer', 32, 'skipped'), ('train', 16, 'skipped'),
-                  ('train', 32, 'skipped')]
-    assert all('time budget of 1e-09 s spent' in r['error']
-               for r in report['runs'])
-    assert len(table) == 3 and '| skipped |' in table[0]
+    # 0 s: infer (-> 60 s); 60 s: train b16 (-> 120 s); then over budget.
+    assert [(r['model'], r['mode'], r['batch'], r['status'])
+            for r in report['runs']] == [
+                ('detris-l', 'infer', 32, 'ok'),
+                ('detris-l', 'train', 16, 'ok'),
+                ('detris-l', 'train', 32, 'skipped'),
+                ('detris-b', 'infer', 32, 'skipped'),
+                ('detris-b', 'train', 16, 'skipped'),
+                ('detris-b', 'train', 32, 'skipped'),
+            ]
+    assert built == ['configs/detris/detris-l_refcoco.py']
+    for run in report['runs'][:2]:
+        assert run['tflop_per_step'] == 2.0
+        assert run['tflops'] == pytest.approx(2.0 / (run['ms_per_step'] /
+                                                     1000))
+        assert run['peak_fraction'] == pytest.approx(run['tflops'] / 4)
+    assert all(r['error'] == 'time budget of 100 s spent before the run'
+               for r in report['runs'][2:])
+    assert len(table) == 6 and '| skipped |' in table[2]
     assert report['settings']['official_clones'] == {}
 
 
@@ -274,8 +317,11 @@ def test_arguments_and_clone_lookup(tmp_path, capsys):
         suite.parse_args(['--official-root', str(tmp_path / 'none')])
     assert f"--official-root '{tmp_path / 'none'}' is not a folder" in \
         capsys.readouterr().err
-    (tmp_path / 'BarLeRIa').mkdir()
+    (tmp_path / 'barleria').mkdir()
+    (tmp_path / 'Kkakkkka' / 'ETRIS').mkdir(parents=True)
     (tmp_path / 'detris').write_text('a file, not a clone')
     assert suite.find_clone(str(tmp_path), 'barleria') == str(tmp_path /
-                                                              'BarLeRIa')
+                                                              'barleria')
+    assert suite.find_clone(str(tmp_path), 'etris') == str(
+        tmp_path / 'Kkakkkka' / 'ETRIS')
     assert suite.find_clone(str(tmp_path), 'detris') is None

@@ -139,16 +139,24 @@ Plan = List[Tuple[str, int]]  # (mode, batch) of each run of a side
 Prepared = Tuple[Callable[[], Any], Callable[[], int]]  # step, count FLOPs
 
 
-def find_clone(root: str, method: str) -> Optional[str]:
-    """The clone of ``method``'s repository in ``root``: the sub-folder named
-    as the GitHub repository (``ETRIS``, ``BarLeRIa``, ``DETRIS``), matched
-    ignoring case; None when there is none."""
-    name = OFFICIAL_CLONES[method][0].lower()
-    for entry in sorted(os.listdir(root)):
-        path = osp.join(root, entry)
-        if entry.lower() == name and osp.isdir(path):
+def _subfolder(folder: str, name: str) -> Optional[str]:
+    if not osp.isdir(folder):
+        return None
+    for entry in sorted(os.listdir(folder)):
+        path = osp.join(folder, entry)
+        if entry.lower() == name.lower() and osp.isdir(path):
             return path
     return None
+
+
+def find_clone(root: str, method: str) -> Optional[str]:
+    """The clone of ``method``'s repository in ``root``: the folder
+    ``root/NAME`` or ``root/OWNER/NAME`` of its GitHub repository (e.g.
+    ``ETRIS`` or ``kkakkkka/ETRIS``), names matched ignoring case; None when
+    there is none."""
+    name, github = OFFICIAL_CLONES[method]
+    owner = _subfolder(root, github.split('/')[0])
+    return _subfolder(root, name) or (owner and _subfolder(owner, name))
 
 
 def _flops_of(step: Callable[[], Any]) -> int:
@@ -358,8 +366,15 @@ class Suite:
         budget = self.args.time_budget
         return bool(budget) and self.elapsed() > budget
 
-    def record(self, name: str, side: str, mode: str, batch: int,
-                status: str, **values) -> dict:
+    def record(self,
+               name: str,
+               side: str,
+               mode: str,
+               batch: int,
+               status: str,
+               log: bool = True,
+               **values) -> dict:
+        """Keep (and unless ``log`` is False, print) the record of a run."""
         run = dict(
             model=name,
             side=side,
@@ -370,7 +385,7 @@ class Suite:
             error=None)
         run.update(values)
         self.runs.append(run)
-        if status != 'ok':
+        if status != 'ok' and log:
             self.log(f'{name} {side} {mode} b{batch}: {status.upper()}'
                      + (f': {run["error"]}' if run['error'] else ''))
         return run
@@ -409,39 +424,44 @@ class Suite:
             plan (list[tuple[str, int]]): ``(mode, batch)`` of each run.
             info (dict): Extra fields of every record (config, repo...).
         """
+        skipped = f'time budget of {self.args.time_budget:g} s spent before ' \
+            'the run'
         if self._over_budget():
             for mode, batch in plan:
-                self.record(name, side, mode, batch, 'skipped', **info,
-                             error=f'time budget of {self.args.time_budget}'
-                             ' s spent before the run')
+                self.record(
+                    name, side, mode, batch, 'skipped', **info, error=skipped)
+            self.write()
             return
         self.log(f'{name} {side}: building')
         try:
             runner = build()
         except Exception as exc:  # recorded; the suite goes on
             error = 'building the model failed: ' + _error_text(exc)
+            status = 'oom' if _is_oom(exc) else 'failed'
+            self.log(f'{name} {side}: {status.upper()}: {error}')
             for mode, batch in plan:
-                self.record(name, side, mode, batch,
-                             'oom' if _is_oom(exc) else 'failed', **info,
-                             error=error)
+                self.record(
+                    name, side, mode, batch, status, log=False, **info,
+                    error=error)
             free_memory(self.device)
+            self.write()
             return
         for mode, batch in plan:
             if self._over_budget():
-                self.record(name, side, mode, batch, 'skipped', **info,
-                             error=f'time budget of {self.args.time_budget}'
-                             ' s spent before the run')
+                self.record(
+                    name, side, mode, batch, 'skipped', **info, error=skipped)
                 continue
             try:
                 values = self._measure(runner, mode, batch)
             except Exception as exc:  # recorded; the suite goes on
-                self.record(name, side, mode, batch,
-                             'oom' if _is_oom(exc) else 'failed', **info,
-                             error=_error_text(exc))
+                self.record(
+                    name, side, mode, batch,
+                    'oom' if _is_oom(exc) else 'failed', **info,
+                    error=_error_text(exc))
                 runner.reset()
             else:
-                run = self.record(name, side, mode, batch, 'ok', **info,
-                                   **values)
+                run = self.record(
+                    name, side, mode, batch, 'ok', **info, **values)
                 self.log(f'{name} {side} {mode} b{batch}: {_summary(run)}')
             free_memory(self.device)
             self.write()
@@ -476,8 +496,8 @@ def _summary(run: dict) -> str:
     share = (f' ({100 * run["peak_fraction"]:.1f} %)'
              if run['peak_fraction'] is not None else '')
     return (f'{run["ms_per_step"]:.2f} ms/step, {run["img_per_s"]:.1f} img/s,'
-            f' peak {peak}, {run["tflop_per_step"]:.4f} TFLOP/step, '
-            f'{run["tflops"]:.2f} TFLOP/s{share}')
+            f' peak {peak}, {run["tflop_per_step"]:.4g} TFLOP/step, '
+            f'{run["tflops"]:.3g} TFLOP/s{share}')
 
 
 def comparisons(runs: List[dict]) -> List[dict]:
@@ -562,8 +582,8 @@ def markdown(report: dict) -> str:
             speedup,
             _cell(ours, 'peak_gib', '{:.2f}'),
             _cell(theirs, 'peak_gib', '{:.2f}'),
-            _cell(ours, 'tflop_per_step', '{:.4f}'),
-            _cell(theirs, 'tflop_per_step', '{:.4f}'),
+            _cell(ours, 'tflop_per_step', '{:.4g}'),
+            _cell(theirs, 'tflop_per_step', '{:.4g}'),
             _rate(ours),
             _rate(theirs),
         ]) + ' |')
@@ -654,8 +674,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default=None,
         metavar='DIR',
         help='folder holding clones of the official repositories, named as '
-        'on GitHub (ETRIS, BarLeRIa, DETRIS; case ignored); without it only '
-        'mmris runs')
+        'on GitHub: ETRIS, BarLeRIa, DETRIS, or kkakkkka/ETRIS, '
+        'NastrondAd/BarLeRIa, jiaqihuang01/DETRIS (case ignored); without it '
+        'only mmris runs')
     parser.add_argument(
         '--train-batches',
         nargs='*',
@@ -750,7 +771,7 @@ def official_clones(root: Optional[str], methods: List[str],
         found[name] = path
         log(f'official {name}: ' +
             (f'found {path}' if path else
-             f'MISSING (no folder {name} in {root}; clone '
+             f'MISSING (no folder {name} or {github} in {root}; clone '
              f'https://github.com/{github} there)'))
     return found
 
