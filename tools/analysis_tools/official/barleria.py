@@ -7,7 +7,7 @@ own randomly initialised ``CLIP`` (model/clip.py, the same class and
 argument order as kkakkkka/ETRIS); any other load is refused. The side
 adapter is built with ``PRETRAINED: False`` (as in every released config),
 so nothing else is loaded. Every parameter of the built model is then
-jittered (:func:`.detris.jitter`, N(0, 0.02^2)): the flows start as the
+jittered (:func:`.common.jitter`, N(0, 0.02^2)): the flows start as the
 identity (mu = log sigma = 0) and LayerNorms as (1, 0), which would hide
 deviations in how they are applied; BatchNorm statistics are kept.
 
@@ -55,8 +55,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .common import official_imports
-from .detris import jitter, pretrained_files
+from .common import jitter, official_imports, pretrained_files
 from .etris import RandomArchive, random_clip_state
 
 DEFAULT_YAML = 'config/refcoco/barleria_v16.yaml'
@@ -328,7 +327,7 @@ def _patched(obj: Any, name: str, value: Any):
 
 
 def jitter_parameters(model: nn.Module, std: float = 0.02) -> nn.Module:
-    """``model`` with :func:`.detris.jitter` noise added in place to every
+    """``model`` with :func:`.common.jitter` noise added in place to every
     parameter (shared parameters once, so ties stay tied); buffers (BN
     statistics) are kept."""
     params = dict(model.named_parameters())

@@ -6,7 +6,10 @@ import logging
 import os.path as osp
 import sys
 import types
-from typing import Callable, Dict, Iterator, Optional
+from typing import Callable, Dict, Iterator, Optional, Tuple
+
+import torch
+from torch import Tensor
 
 ModuleFactory = Callable[[], types.ModuleType]
 
@@ -71,3 +74,41 @@ def official_imports(
             path = getattr(module, '__file__', None) or ''
             if name in added or osp.abspath(path).startswith(root):
                 del sys.modules[name]
+
+
+def jitter(state: Dict[str, Tensor], std: float = 0.02) -> Dict[str, Tensor]:
+    """``state`` with N(0, std^2) noise added to every floating tensor
+    (from the global torch generator); other entries are kept."""
+    return {
+        k: v + std * torch.randn_like(v) if v.is_floating_point() else v
+        for k, v in state.items()
+    }
+
+
+@contextlib.contextmanager
+def pretrained_files(answers: Dict[str, Tuple[str, object]]) -> Iterator[None]:
+    """Answer ``torch.jit.load`` / ``torch.load`` of the paths in
+    ``answers`` (path -> (loader name, object)) without reading any file;
+    refuse every other call. The loaders are restored afterwards."""
+    real = {'torch.jit.load': torch.jit.load, 'torch.load': torch.load}
+
+    def loader(name: str) -> Callable:
+
+        def load(f, *args, **kwargs):
+            if f not in answers or answers[f][0] != name:
+                expected = sorted(p for p, a in answers.items()
+                                  if a[0] == name)
+                raise RuntimeError(f'unexpected {name}({f!r}) while building '
+                                   f'the official model; only {expected} '
+                                   'are answered (with random weights)')
+            return answers[f][1]
+
+        return load
+
+    torch.jit.load = loader('torch.jit.load')
+    torch.load = loader('torch.load')
+    try:
+        yield
+    finally:
+        torch.jit.load = real['torch.jit.load']
+        torch.load = real['torch.load']

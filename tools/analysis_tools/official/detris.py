@@ -10,7 +10,8 @@ Stand-ins (each only for what is missing or must not be read):
   DINOv2 of the shape of Meta's ``dinov2_vit{b,l}14_reg4_pretrain.pth``.
   Any other path is refused. Both are jittered (:func:`jitter`) so that
   the constant-initialised tensors (LayerScale, LayerNorm, biases, tokens)
-  are not degenerate, as in a trained checkpoint.
+  are not degenerate, as in a trained checkpoint
+  (:func:`.common.pretrained_files`, :func:`.common.jitter`).
 * xFormers: the official DINOv2 layers (model/dinov2/layers/attention.py,
   block.py, swiglu_ffn.py) use it when importable; the repository's own
   switch ``XFORMERS_DISABLED`` is set while they are imported, so the
@@ -29,11 +30,10 @@ import types
 import warnings
 from typing import Callable, Dict, Iterator, Sequence, Tuple
 
-import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .common import official_imports
+from .common import jitter, official_imports, pretrained_files
 from .etris import RandomArchive, random_clip_state
 
 DEFAULT_YAML = 'config/refcoco/DETRIS_base.yaml'
@@ -103,15 +103,6 @@ def check_plain_pytorch(modules: Sequence[types.ModuleType]) -> None:
                            'path of the official DINOv2 layers')
 
 
-def jitter(state: Dict[str, Tensor], std: float = 0.02) -> Dict[str, Tensor]:
-    """``state`` with N(0, std^2) noise added to every floating tensor
-    (from the global torch generator); other entries are kept."""
-    return {
-        k: v + std * torch.randn_like(v) if v.is_floating_point() else v
-        for k, v in state.items()
-    }
-
-
 def random_dinov2_state(vits: types.ModuleType,
                         dino_name: str) -> Dict[str, Tensor]:
     """The tensors of a random DINOv2 of the shapes of Meta's
@@ -128,35 +119,6 @@ def random_dinov2_state(vits: types.ModuleType,
                                                init_values=1.0,
                                                block_chunks=0)
     return net.state_dict()
-
-
-@contextlib.contextmanager
-def pretrained_files(answers: Dict[str, Tuple[str, object]]) -> Iterator[None]:
-    """Answer ``torch.jit.load`` / ``torch.load`` of the paths in
-    ``answers`` (path -> (loader name, object)) without reading any file;
-    refuse every other call. The loaders are restored afterwards."""
-    real = {'torch.jit.load': torch.jit.load, 'torch.load': torch.load}
-
-    def loader(name: str) -> Callable:
-
-        def load(f, *args, **kwargs):
-            if f not in answers or answers[f][0] != name:
-                expected = sorted(p for p, a in answers.items()
-                                  if a[0] == name)
-                raise RuntimeError(f'unexpected {name}({f!r}) while building '
-                                   f'the official model; only {expected} '
-                                   'are answered (with random weights)')
-            return answers[f][1]
-
-        return load
-
-    torch.jit.load = loader('torch.jit.load')
-    torch.load = loader('torch.load')
-    try:
-        yield
-    finally:
-        torch.jit.load = real['torch.jit.load']
-        torch.load = real['torch.load']
 
 
 def build(repo: str, yaml_file: str) -> Tuple[nn.Module, dict]:
