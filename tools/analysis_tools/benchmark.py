@@ -133,6 +133,14 @@ def infer_step(model, device: torch.device,
     return step
 
 
+def count_flops(step: Callable[[], Any]) -> int:
+    """The FLOPs of one call of ``step`` (counted by
+    :func:`mmris.utils.memory_count.flop_counter`)."""
+    with flop_counter() as counter:
+        step()
+    return counter.get_total_flops()
+
+
 def time_steps(step: Callable[[], Any], iters: int, warmup: int,
                device: torch.device) -> List[float]:
     """Run ``warmup`` untimed then ``iters`` timed calls of ``step``.
@@ -298,9 +306,7 @@ def main():
                 args.batch + 1)
         flops = counts.forward_flops + counts.backward_flops
     else:
-        with flop_counter() as counter:
-            step(data)
-        flops = counter.get_total_flops()
+        flops = count_flops(lambda: step(data))
     print(f'config: {args.config}')
     print(f'device: {torch.cuda.get_device_name(device) if cuda else "cpu"}'
           f', mode: {args.mode}, batch: {args.batch}, input: {size}, '

@@ -17,23 +17,26 @@ size and text length as ``benchmark.py`` does) it times
   ``torch.backends.cudnn.enabled = False``, Adam over the trainable
   parameters) and inference (bf16 autocast, cuDNN off).
 
-Each model is built once per side and reused for its runs, then freed. Per
-run: median ms/step (CUDA events on GPU, wall clock on CPU) over ``--iters``
+Each model is built once per side and reused for its runs (inference
+first, so that its peak holds no optimizer state), then freed. Per run: the
+median ms/step (CUDA events on GPU, wall clock on CPU) over ``--iters``
 steps after ``--warmup`` untimed ones, img/s, peak GiB
 (``torch.cuda.max_memory_allocated`` after a reset; n/a on CPU), the counted
-TFLOP of one step (``FlopCounterMode``; forward + backward in training, see
-``mmris.utils.memory_count``), the achieved TFLOP/s and its fraction of
-``--peak-tflops``. A run that runs out of memory or fails is recorded with
-its error and the suite goes on; runs left when ``--time-budget`` is spent
-are recorded as skipped. ``benchmark_suite.json`` (all runs, the
-environment, the settings) and ``benchmark_suite.md`` (mmris and official
-side by side) are written to ``--out-dir`` after every run, and the table is
-printed at the end. The exit status is 1 when a run failed (an error other
-than running out of memory), else 0.
+TFLOP of one step (forward + backward in training;
+``mmris.utils.memory_count.flop_counter``, the same counter on both sides),
+the achieved TFLOP/s and its fraction of ``--peak-tflops``. A run that runs
+out of memory or fails is recorded with its error and the suite goes on;
+runs left when ``--time-budget`` is spent are recorded as skipped.
+``benchmark_suite.json`` (all runs, the environment, the settings) and
+``benchmark_suite.md`` (mmris and official side by side, with the speed-up
+official ms / mmris ms) are written to ``--out-dir`` after every run, and
+the table is printed at the end. The exit status is 1 when a run failed
+(an error other than running out of memory), else 0.
 
 The official models are imported only from the clones given at run time
-(builder modules in ``tools/analysis_tools/official/``); nothing of them is
-part of mmris.
+(builder modules in ``tools/analysis_tools/official/``, whose stand-ins
+apply: e.g. the official DETRIS runs its plain-PyTorch attention, not
+xFormers); nothing of them is part of mmris.
 
 Example:
     git clone https://github.com/kkakkkka/ETRIS /path/clones/ETRIS
@@ -66,14 +69,14 @@ import torch.nn as nn
 from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
-from torch.utils.flop_counter import FlopCounterMode
 
 import mmris  # noqa: F401
 from mmris.utils.memory_count import count_train_step
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from benchmark import (build_train_wrapper, counted_train_step,  # noqa: E402
-                       infer_step, input_spec, make_batch, time_steps)
+from benchmark import (build_train_wrapper, count_flops,  # noqa: E402
+                       counted_train_step, infer_step, input_spec, make_batch,
+                       time_steps)
 from official import method_module  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -159,12 +162,6 @@ def find_clone(root: str, method: str) -> Optional[str]:
     return _subfolder(root, name) or (owner and _subfolder(owner, name))
 
 
-def _flops_of(step: Callable[[], Any]) -> int:
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return counter.get_total_flops()
-
-
 @contextlib.contextmanager
 def _cudnn(enabled: bool, benchmark: bool) -> Iterator[None]:
     saved = torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark
@@ -220,7 +217,7 @@ class MmrisSide:
 
             return lambda: model.train_step(data, ow), count
         step = infer_step(model, self.device, torch.bfloat16)
-        return lambda: step(data), lambda: _flops_of(lambda: step(data))
+        return lambda: step(data), lambda: count_flops(lambda: step(data))
 
     def reset(self) -> None:
         """Drop gradients a failed step may have left."""
@@ -318,7 +315,7 @@ class OfficialSide:
                     self.device.type, dtype=torch.bfloat16):
                 return self.builder.logits(self.model, img, word)
 
-        return infer, lambda: _flops_of(infer)
+        return infer, lambda: count_flops(infer)
 
     def reset(self) -> None:
         """Drop gradients a failed step may have left."""
