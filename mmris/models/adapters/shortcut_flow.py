@@ -9,6 +9,7 @@ from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from mmseg.utils import OptConfigType
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 
 class AffineTransform(nn.Module):
@@ -97,6 +98,11 @@ class ShortcutNormalizingFlow(BaseModule):
         flow_length (int): Number of planar flows. Defaults to 4.
         init_range (float): Uniform init half width of the planar tensors.
             Defaults to 0.01.
+        recompute (bool): In training, keep only the input for the backward
+            pass and recompute the ``flow_length + 1`` intermediate
+            (..., C) tensors there (elementwise operations and one
+            (..., C) x C-by-1 product per planar flow: negligible work;
+            same values). Defaults to True.
         init_cfg (dict, optional): Defaults to None.
     """
 
@@ -104,17 +110,24 @@ class ShortcutNormalizingFlow(BaseModule):
                  dim: int,
                  flow_length: int = 4,
                  init_range: float = 0.01,
+                 recompute: bool = True,
                  init_cfg: OptConfigType = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if dim <= 0 or flow_length < 0:
             raise ValueError(f'dim must be > 0 and flow_length >= 0, got '
                              f'{dim}, {flow_length}')
         self.dim = dim
+        self.recompute = recompute
         self.affine_transform = AffineTransform(dim)
         self.transforms = nn.Sequential(*(PlanarFlow(dim, init_range)
                                           for _ in range(flow_length)))
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.recompute and self.training and torch.is_grad_enabled():
+            return checkpoint(self._flow, x, use_reentrant=False)
+        return self._flow(x)
+
+    def _flow(self, x: Tensor) -> Tensor:
         return self.transforms(self.affine_transform(x))
 
     def log_det_jacobian(self, x: Tensor) -> Tensor:

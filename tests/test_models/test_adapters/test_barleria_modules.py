@@ -10,6 +10,7 @@ import mmris  # noqa: F401
 from mmris.models.adapters import (BarLeRIaSideNetwork, Intertwiner,
                                    ShortcutNormalizingFlow, SideAdapterNetwork)
 
+from mmris.utils.memory_count import SavedTensorCounter
 from ..utils import make_ids
 
 init_default_scope('mmseg')
@@ -265,3 +266,29 @@ def test_top_down_attention_equals_explicit_softmax_without_keeping_it():
     torch.testing.assert_close(
         torch.autograd.grad(out, x, g)[0],
         torch.autograd.grad(ref, x, g)[0], rtol=1e-4, atol=1e-5)
+
+
+def test_flow_recompute_keeps_only_the_input_with_equal_gradients():
+    torch.manual_seed(0)
+    flows = [ShortcutNormalizingFlow(dim=16, flow_length=4, recompute=r)
+             for r in (False, True)]
+    flows[1].load_state_dict(flows[0].state_dict())
+    x = torch.randn(2, 7, 16)
+    results = []
+    for flow in flows:
+        flow.train()
+        xi = (x * 1.0).requires_grad_()
+        with SavedTensorCounter(exclude=flow.parameters()) as saved:
+            y = flow(xi)
+        y.backward(torch.linspace(-1, 1, y.numel()).view_as(y))
+        grads = [xi.grad] + [p.grad for p in flow.parameters()]
+        results.append((y.detach(), grads, saved.bytes))
+    (y0, g0, b0), (y1, g1, b1) = results
+    assert torch.equal(y0, y1)
+    for a, b in zip(g0, g1):
+        assert torch.equal(a, b)
+    # Without recomputation: the input, the four planar inputs and more;
+    # with it: only the input.
+    tokens = 2 * 7 * 16 * 4
+    assert b0 > 5 * tokens
+    assert b1 == tokens
