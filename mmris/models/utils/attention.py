@@ -8,10 +8,9 @@ PyTorch's fused attention kernels (flash / memory-efficient on GPU).
 
 With attention dropout in training, PyTorch's CPU kernels fall back to the
 explicit formula and keep three (N_q, N_k) tensors per head for the backward
-pass, where the CUDA kernels keep none. :func:`dropout_attention` does on any
-device what the CUDA kernels do: it keeps only q, k, v and the row
-log-sum-exp, and recomputes the softmax weights and the dropout mask (from a
-seed) in the backward pass.
+pass, where the CUDA kernels keep none. :func:`dropout_attention` keeps what
+the CUDA kernels keep (q, k, v and the output) plus the dropout mask as one
+byte per weight, and recomputes the softmax weights in the backward pass.
 """
 from typing import Optional
 
@@ -26,45 +25,41 @@ class _DropoutAttention(torch.autograd.Function):
     :func:`dropout_attention`."""
 
     @staticmethod
-    def _weights(q, k, mask, lse=None):
-        s = (q @ k.transpose(-2, -1)) * q.shape[-1]**-0.5
+    def _weights(q: Tensor, k: Tensor, mask: Optional[Tensor]) -> Tensor:
+        s = (q * q.shape[-1]**-0.5) @ k.transpose(-2, -1)
         if mask is not None:
-            s = s + mask
-        if lse is None:
-            lse = torch.logsumexp(s, dim=-1, keepdim=True)
-        return torch.exp(s - lse), lse
+            s = s.add_(mask)
+        return torch.softmax(s, dim=-1)
 
     @staticmethod
-    def _keep(shape, p: float, seed: int, like: Tensor) -> Tensor:
-        gen = torch.Generator(device=like.device).manual_seed(seed)
-        keep = torch.empty(shape, dtype=like.dtype, device=like.device)
-        return keep.bernoulli_(1 - p, generator=gen).div_(1 - p)
-
-    @staticmethod
-    def forward(ctx, q, k, v, mask, p, seed):
-        w, lse = _DropoutAttention._weights(q, k, mask)
-        keep = _DropoutAttention._keep(w.shape, p, seed, q)
-        ctx.save_for_backward(q, k, v, mask, lse)
-        ctx.p, ctx.seed = p, seed
-        return (w * keep) @ v
+    def forward(ctx, q, k, v, mask, p, generator):
+        # Contiguous once: batched products of the (B, N, H, d) views of
+        # the projections would otherwise copy them at every use.
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        w = _DropoutAttention._weights(q, k, mask)
+        drop = torch.empty(w.shape, dtype=torch.bool, device=w.device)
+        drop.bernoulli_(p, generator=generator)
+        out = (w.masked_fill_(drop, 0) @ v).mul_(1 / (1 - p))
+        ctx.save_for_backward(q, k, v, mask, out, drop)
+        ctx.p = p
+        return out
 
     @staticmethod
     def backward(ctx, grad):
-        q, k, v, mask, lse = ctx.saved_tensors
-        w, _ = _DropoutAttention._weights(q, k, mask, lse)
-        keep = _DropoutAttention._keep(w.shape, ctx.p, ctx.seed, q)
-        grad_v = (w * keep).transpose(-2, -1) @ grad
-        grad_w = (grad @ v.transpose(-2, -1)) * keep
-        grad_s = w * (grad_w - (grad_w * w).sum(dim=-1, keepdim=True))
-        grad_s = grad_s * q.shape[-1]**-0.5
-        return grad_s @ k, grad_s.transpose(-2, -1) @ q, grad_v, None, None, \
-            None
-
-
-def dropout_mask(shape, p: float, seed: int, like: Tensor) -> Tensor:
-    """The scaled keep mask (0 or ``1 / (1 - p)``) that
-    :func:`dropout_attention` draws for ``seed``."""
-    return _DropoutAttention._keep(shape, p, seed, like)
+        q, k, v, mask, out, drop = ctx.saved_tensors
+        grad = grad.contiguous()
+        inv_keep = 1 / (1 - ctx.p)
+        w = _DropoutAttention._weights(q, k, mask)
+        grad_v = (w.masked_fill(drop, 0).transpose(-2, -1) @ grad).mul_(
+            inv_keep)
+        grad_w = (grad @ v.transpose(-2, -1)).masked_fill_(drop, 0).mul_(
+            inv_keep)
+        # softmax backward; sum_j grad_w_j w_j = <grad, out> row by row.
+        grad_s = grad_w.sub_((grad * out).sum(-1, keepdim=True)).mul_(w)
+        scale = q.shape[-1]**-0.5
+        grad_q = (grad_s @ k).mul_(scale)
+        grad_k = grad_s.transpose(-2, -1) @ (q * scale)
+        return grad_q, grad_k, grad_v, None, None, None
 
 
 def dropout_attention(q: Tensor,
@@ -72,10 +67,12 @@ def dropout_attention(q: Tensor,
                       v: Tensor,
                       mask: Optional[Tensor],
                       p: float,
-                      seed: Optional[int] = None) -> Tensor:
-    """Attention with dropout on the weights, keeping only q, k, v and the
-    row log-sum-exp for the backward pass (the softmax weights and the
-    dropout mask are recomputed there, as fused GPU kernels do).
+                      generator: Optional[torch.Generator] = None) -> Tensor:
+    """Attention with dropout on the weights that keeps q, k, v, the output
+    and the dropout mask (one byte per weight) for the backward pass and
+    recomputes the softmax weights there (as fused GPU kernels do), instead
+    of keeping the weights, the dropped weights and the mask as float
+    tensors.
 
     Args:
         q (Tensor): (B, H, N_q, d) queries.
@@ -84,8 +81,8 @@ def dropout_attention(q: Tensor,
         mask (Tensor, optional): Additive float mask broadcastable to
             (B, H, N_q, N_k); it gets no gradient.
         p (float): Dropout probability, in [0, 1).
-        seed (int, optional): Seed of the dropout mask. Defaults to one
-            drawn from torch's default generator.
+        generator (torch.Generator, optional): Draws the dropout mask.
+            Defaults to torch's default generator of the device.
 
     Returns:
         Tensor: (B, H, N_q, d_v).
@@ -95,9 +92,7 @@ def dropout_attention(q: Tensor,
     if mask is not None and mask.requires_grad:
         raise ValueError('dropout_attention: the attention mask must not '
                          'require a gradient')
-    if seed is None:
-        seed = int(torch.randint(0, 2**62, (1, )).item())
-    return _DropoutAttention.apply(q, k, v, mask, p, seed)
+    return _DropoutAttention.apply(q, k, v, mask, p, generator)
 
 
 class MultiheadAttention(nn.Module):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from mmris.models.utils import MultiheadAttention
-from mmris.models.utils.attention import dropout_attention, dropout_mask
+from mmris.models.utils.attention import dropout_attention
 
 
 def _qkv(dtype=torch.float64):
@@ -18,9 +18,14 @@ def _qkv(dtype=torch.float64):
 
 def test_dropout_attention_equals_the_explicit_formula_with_its_mask():
     q, k, v, mask = _qkv()
-    out = dropout_attention(q, k, v, mask, 0.1, seed=123)
-    keep = dropout_mask((2, 4, 30, 11), 0.1, 123, q)
-    assert set(keep.unique().tolist()) == {0.0, 1 / 0.9}
+    out = dropout_attention(q, k, v, mask, 0.1,
+                            torch.Generator().manual_seed(123))
+    # The same draw, made here: Bernoulli(0.1) drops, the rest is scaled by
+    # 1 / 0.9.
+    drop = torch.empty((2, 4, 30, 11), dtype=torch.bool).bernoulli_(
+        0.1, generator=torch.Generator().manual_seed(123))
+    keep = (~drop).double() / 0.9
+    assert 0.03 < drop.double().mean() < 0.2
     weights = torch.softmax(q @ k.transpose(-2, -1) / 8**0.5 + mask, -1)
     ref = (weights * keep) @ v
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-13)
@@ -31,15 +36,20 @@ def test_dropout_attention_equals_the_explicit_formula_with_its_mask():
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
 
-def test_dropout_attention_keeps_no_weights_for_backward():
+def test_dropout_attention_keeps_no_float_weights_for_backward():
     q, k, v, mask = _qkv(torch.float32)
-    shapes = []
+    saved = []
     with torch.autograd.graph.saved_tensors_hooks(
-            lambda t: shapes.append(tuple(t.shape)) or t, lambda t: t):
+            lambda t: saved.append((tuple(t.shape), t.dtype)) or t,
+            lambda t: t):
         dropout_attention(q, k, v, mask, 0.1)
-    assert sorted(shapes) == sorted([(2, 4, 30, 8), (2, 4, 11, 8),
-                                     (2, 4, 11, 8), (2, 1, 1, 11),
-                                     (2, 4, 30, 1)])
+    f32 = torch.float32
+    # q, k, v, the mask, the output and a 1-byte dropout mask.
+    assert sorted(saved, key=str) == sorted([
+        ((2, 4, 30, 8), f32), ((2, 4, 11, 8), f32), ((2, 4, 11, 8), f32),
+        ((2, 1, 1, 11), f32), ((2, 4, 30, 8), f32),
+        ((2, 4, 30, 11), torch.bool)
+    ], key=str)
 
 
 def test_dropout_attention_mask_follows_the_global_seed():
@@ -68,9 +78,11 @@ def test_multihead_attention_with_dropout_on_cpu_keeps_no_weights():
     pad[1, 40:] = True
     shapes = []
     with torch.autograd.graph.saved_tensors_hooks(
-            lambda t: shapes.append(tuple(t.shape)) or t, lambda t: t):
+            lambda t: shapes.append((tuple(t.shape), t.dtype)) or t,
+            lambda t: t):
         out = attn(x, key_padding_mask=pad)
-    assert not any(s[-2:] == (50, 50) for s in shapes)
+    assert not any(s[-2:] == (50, 50) and dt != torch.bool
+                   for s, dt in shapes)
     out.sum().backward()
     assert torch.isfinite(x.grad).all()
     # Dropout is drawn: two forward passes differ; eval mode is exact SDPA.
