@@ -45,6 +45,7 @@ class _DropoutAttention(torch.autograd.Function):
         return out
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         q, k, v, mask, out, drop = ctx.saved_tensors
         grad = grad.contiguous()
