@@ -34,6 +34,7 @@ import os.path as osp
 import statistics
 import sys
 import time
+from types import ModuleType
 from typing import Callable, List, Optional, Sequence
 
 import torch
@@ -70,7 +71,7 @@ def time_interleaved(steps: Sequence[Callable[[], None]],
     return [statistics.median(t) for t in times]
 
 
-def official_train_step(method,
+def official_train_step(builder: ModuleType,
                         model: nn.Module,
                         img: torch.Tensor,
                         word: torch.Tensor,
@@ -78,10 +79,11 @@ def official_train_step(method,
                         optimizer: torch.optim.Optimizer,
                         count: bool = False) -> Optional[StepCounts]:
     """One official training step (forward with the loss, backward, Adam
-    update) of the builder module ``method``, counted if ``count``."""
+    update) as the builder module ``builder`` computes the loss, counted if
+    ``count``."""
 
     def forward():
-        return method.loss(model, img, word, mask)
+        return builder.loss(model, img, word, mask)
 
     def step():
         optimizer.step()
@@ -114,8 +116,9 @@ def main():
     parser.add_argument(
         '--official-config',
         default=None,
-        help='yaml file inside the official repository (default: the '
-        'RefCOCO ViT-B/16 file)')
+        help='yaml file inside the official repository (default: '
+        'config/refcoco/bridge_v16.yaml, barleria_v16.yaml or '
+        'DETRIS_base.yaml; DETRIS-L: config/refcoco/DETRIS_large.yaml)')
     parser.add_argument(
         '--batch', type=int, default=1, help='images per step (default: 1)')
     parser.add_argument(
