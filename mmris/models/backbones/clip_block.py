@@ -4,10 +4,10 @@ from collections import OrderedDict
 from typing import Optional
 
 import torch.nn as nn
-from open_clip.transformer import LayerNormFp32
 from torch import Tensor
 
 from ..utils.attention import MultiheadAttention
+from ..utils.layer_norm import LayerNormFp32
 from ..utils.quick_gelu import QuickGELU
 from .base_block import AdaptableBlock
 
@@ -15,7 +15,8 @@ from .base_block import AdaptableBlock
 class CLIPResidualBlock(AdaptableBlock):
     """OpenAI CLIP's residual attention block (key names ``ln_1``, ``attn``,
     ``ln_2``, ``mlp.c_fc``, ``mlp.c_proj`` of openai/CLIP, clip/model.py),
-    batch first, QuickGELU, fp32 LayerNorm, stepped through
+    batch first, QuickGELU, fp32 LayerNorm (which keeps its input in the
+    input dtype: :mod:`~mmris.models.utils.layer_norm`), stepped through
     :class:`AdaptableBlock`'s hooks.
 
     The attention is :class:`~mmris.models.utils.MultiheadAttention`: the

@@ -5,9 +5,9 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 from mmseg.registry import MODELS
-from open_clip.transformer import LayerNormFp32
 from torch import Tensor
 
+from ..utils.layer_norm import LayerNormFp32
 from .base_encoder import VisualEncoder
 from .clip_block import CLIPTransformer
 from .clip_checkpoint import (load_clip_state_dict, resize_pos_embed,
