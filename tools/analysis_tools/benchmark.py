@@ -45,6 +45,12 @@ from mmris.utils.memory_count import (StepCounts, count_train_step,
 
 MiB = 2**20
 
+#: The counted limit on an H100 SXM / H200: the bf16 dense matrix-multiply
+#: rate these cards sustain, about 790 TFLOP/s (80 % of the 989 dense
+#: BF16/FP16 Tensor Core figure of NVIDIA's datasheets, 1,979 "with
+#: sparsity"). Pass --peak-tflops with a rate measured on your card.
+BF16_PEAK_TFLOPS = 790.0
+
 
 def input_spec(cfg: Config) -> Tuple[int, int]:
     """(input size, text length) from the config's test dataset."""
@@ -246,7 +252,7 @@ def main():
         type=float,
         default=None,
         help='peak dense matmul rate of the device for the fraction '
-        '(default: 790 for bf16/fp16 on GPU, none on CPU)')
+        f'(default: {BF16_PEAK_TFLOPS:g} for bf16/fp16 on GPU, none on CPU)')
     parser.add_argument(
         '--memory-at-batch',
         type=int,
@@ -321,7 +327,7 @@ def main():
     ms = statistics.median(times)
     peak = args.peak_tflops
     if peak is None and cuda:
-        peak = 790.0 if dtype is not None else 60.0
+        peak = BF16_PEAK_TFLOPS if dtype is not None else 60.0
     tflops = flops / (ms / 1000) / 1e12
     print(f'median ms/iter: {ms:.2f}  (min {min(times):.2f}, '
           f'max {max(times):.2f}, {len(times)} iters)')

@@ -74,20 +74,16 @@ import mmris  # noqa: F401
 from mmris.utils.memory_count import count_train_step
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from benchmark import (build_train_wrapper, count_flops,  # noqa: E402
-                       counted_train_step, infer_step, input_spec, make_batch,
-                       time_steps)
+from benchmark import (BF16_PEAK_TFLOPS, build_train_wrapper,  # noqa: E402
+                       count_flops, counted_train_step, infer_step,
+                       input_spec, make_batch, time_steps)
 from official import method_module  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 GiB = 2**30
 
-#: The counted limit: the bf16 dense matrix-multiply rate an H100 SXM / H200
-#: sustains, about 790 TFLOP/s (80 % of the 989 dense BF16/FP16 Tensor Core
-#: figure of NVIDIA's datasheets, 1,979 "with sparsity"); the same default
-#: as tools/analysis_tools/benchmark.py. Pass --peak-tflops with a rate
-#: measured on your card.
-H100_H200_PEAK_TFLOPS = 790.0
+#: The counted limit of an H100 SXM / H200 (see benchmark.py).
+H100_H200_PEAK_TFLOPS = BF16_PEAK_TFLOPS
 PEAK_SOURCE = ('sustained bf16 dense GEMM rate of an H100 SXM / H200, about '
                '790 TFLOP/s (datasheet: 989 dense, 1,979 with sparsity)')
 
