@@ -81,6 +81,16 @@ def make_batch(batch: int, size: int, length: int, train: bool) -> dict:
     return dict(inputs=inputs, data_samples=samples)
 
 
+def official_inputs(prep: dict) -> Tuple[torch.Tensor, ...]:
+    """(images, token ids, masks) of a batch preprocessed by the mmris data
+    preprocessor in training mode, as the official models take them."""
+    samples = prep['data_samples']
+    word = torch.stack([ds.text_ids for ds in samples])
+    mask = torch.stack([ds.gt_mask.data for ds in samples])
+    img = prep['inputs']
+    return img, word.to(img.device), mask.to(img.device)
+
+
 def counted_train_step(model, optim_wrapper, data: dict,
                        batch: int) -> StepCounts:
     """One optimizer step as ``BaseModel.train_step`` runs it, counted with

@@ -76,7 +76,7 @@ from mmris.utils.memory_count import count_train_step
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from benchmark import (BF16_PEAK_TFLOPS, build_train_wrapper,  # noqa: E402
                        count_flops, counted_train_step, infer_step,
-                       input_spec, make_batch, time_steps)
+                       input_spec, make_batch, official_inputs, time_steps)
 from official import method_module  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -293,12 +293,9 @@ class OfficialSide:
         self.scaler = torch.amp.GradScaler(device.type)
 
     def _tensors(self, batch: int) -> Tuple[torch.Tensor, ...]:
-        prep = self.preprocessor(
-            make_batch(batch, self.size, self.length, True), True)
-        samples = prep['data_samples']
-        word = torch.stack([ds.text_ids for ds in samples]).to(self.device)
-        mask = torch.stack([ds.gt_mask.data for ds in samples])
-        return prep['inputs'], word, mask.to(self.device)
+        return official_inputs(
+            self.preprocessor(
+                make_batch(batch, self.size, self.length, True), True))
 
     def prepare(self, mode: str, batch: int) -> Prepared:
         """The step of a run and a function counting one step's FLOPs."""

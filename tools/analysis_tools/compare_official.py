@@ -51,7 +51,7 @@ from mmris.utils.memory_count import StepCounts, count_train_step
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from benchmark import (counted_train_step, format_counts,  # noqa: E402
-                       input_spec, make_batch)
+                       input_spec, make_batch, official_inputs)
 from official import METHODS, method_module  # noqa: E402
 
 def _trainable(model: nn.Module) -> int:
@@ -169,9 +169,7 @@ def main():
             f'{size}/{length}')
     data = make_batch(args.batch, size, length, train=True)
     prep = model.data_preprocessor(copy.deepcopy(data), True)
-    img = prep['inputs']
-    word = torch.stack([ds.text_ids for ds in prep['data_samples']])
-    gt = torch.stack([ds.gt_mask.data for ds in prep['data_samples']])
+    img, word, gt = official_inputs(prep)
 
     official.eval()
     model.eval()
