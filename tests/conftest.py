@@ -11,7 +11,7 @@ def synthetic_root(tmp_path_factory):
     google) sharing 16 images under ``images/train2014``.
     """
     import mmris  # noqa: F401
-    from mmris.datasets.synthetic import make_synthetic_refer_all
+    from mmris.testing.synthetic import make_synthetic_refer_all
     root = tmp_path_factory.mktemp('synthetic_refer')
     make_synthetic_refer_all(str(root), seed=0, small=True)
     return str(root)

@@ -3,15 +3,12 @@ from .grefcoco import GRefCOCODataset, gref_paths, load_grefs
 from .refcoco import (OFFICIAL_SPLIT_SIZES, REFER_DATASETS, RefCOCODataset,
                       load_instances, load_refs, refer_paths)
 from .samplers import RISEpochSampler, SampleKey
-from .synthetic import (make_synthetic_grefcoco, make_synthetic_refer,
-                        make_synthetic_refer_all)
 from .transforms import *  # noqa: F401,F403
 
 __all__ = [
     'RefCOCODataset', 'GRefCOCODataset', 'RISEpochSampler', 'SampleKey', 'load_grefs', 'gref_paths',
-    'make_synthetic_grefcoco', 'OFFICIAL_SPLIT_SIZES', 'REFER_DATASETS',
-    'load_refs', 'load_instances', 'refer_paths', 'make_synthetic_refer',
-    'make_synthetic_refer_all', 'LoadRefImage', 'LoadRefMask',
+    'OFFICIAL_SPLIT_SIZES', 'REFER_DATASETS',
+    'load_refs', 'load_instances', 'refer_paths', 'LoadRefImage', 'LoadRefMask',
     'LetterboxAffine', 'CLIPTokenize', 'PackRISInputs', 'tokenize',
     'CLIP_MEAN', 'CLIP_STD'
 ]

@@ -15,7 +15,7 @@ import mmris  # noqa: F401
 from mmris.datasets import GRefCOCODataset, load_grefs
 from mmris.datasets.grefcoco import union_segmentation
 from mmris.datasets.refer_io import AnnotationFileError, RefusedGlobalError
-from mmris.datasets.synthetic import make_synthetic_grefcoco
+from mmris.testing.synthetic import make_synthetic_grefcoco
 from mmris.datasets.transforms import LoadRefMask, PackRISInputs
 
 init_default_scope('mmseg')
@@ -161,7 +161,7 @@ def test_pickle_variant_and_keyed_draw(groot, tmp_path):
 
 
 def test_same_images_as_refcoco_writer(groot, tmp_path):
-    from mmris.datasets.synthetic import make_synthetic_refer
+    from mmris.testing.synthetic import make_synthetic_refer
     root, summary = groot
     other = str(tmp_path / 'r')
     make_synthetic_refer(other, seed=0, small=True)
@@ -286,7 +286,7 @@ def test_grefcoco_full_concatenates_grefcoco_and_refcoco(groot, tmp_path):
     from mmengine.config import Config
     from mmseg.registry import DATASETS
 
-    from mmris.datasets.synthetic import make_synthetic_refer
+    from mmris.testing.synthetic import make_synthetic_refer
     root = str(tmp_path / 'full')
     gsum = make_synthetic_grefcoco(root, seed=0, small=True)
     rsum = make_synthetic_refer(root, seed=0, small=True)

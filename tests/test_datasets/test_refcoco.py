@@ -12,7 +12,7 @@ from mmengine.registry import init_default_scope
 
 import mmris  # noqa: F401
 from mmris.datasets import OFFICIAL_SPLIT_SIZES, RefCOCODataset, load_refs
-from mmris.datasets.synthetic import DEFAULT_SPLITS
+from mmris.testing.synthetic import DEFAULT_SPLITS
 from mmris.evaluation import RISMetric
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -12,7 +12,7 @@ from mmris.datasets import load_instances, load_refs
 from mmris.datasets.refer_io import (AnnotationFileError, RefusedGlobalError,
                                      decode_byte_strings, load_json,
                                      load_refer_pickle)
-from mmris.datasets.synthetic import python2_pickle_dumps
+from mmris.testing.synthetic import python2_pickle_dumps
 from test_reliability._malicious_refer import REFUSED, malicious_refs
 
 TEXTS = ['caf\xe9 on the left', '\u5de6\u8fb9\u7684\u7537\u4eba',

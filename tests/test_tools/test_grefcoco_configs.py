@@ -40,7 +40,7 @@ GRIS_KEYS = ('gIoU', 'cIoU', 'N-acc', 'T-acc', 'Pr@0.7', 'Pr@0.8', 'Pr@0.9')
 def tiny_grefcoco(tmp_path_factory):
     """(data root, batch size, summary): training gives two iterations."""
     import mmris  # noqa: F401
-    from mmris.datasets.synthetic import make_synthetic_grefcoco
+    from mmris.testing.synthetic import make_synthetic_grefcoco
     root = str(tmp_path_factory.mktemp('tiny_grefcoco'))
     summary = make_synthetic_grefcoco(
         root, seed=0, num_images=dict(train=1, val=1, testA=1, testB=1))

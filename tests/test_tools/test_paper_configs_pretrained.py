@@ -110,7 +110,7 @@ def pretrained(tmp_path_factory):
 def tiny_refcoco(tmp_path_factory):
     """(data root, batch size): RefCOCO-format data whose training split
     gives exactly two iterations (drop_last)."""
-    from mmris.datasets.synthetic import make_synthetic_refer
+    from mmris.testing.synthetic import make_synthetic_refer
     root = str(tmp_path_factory.mktemp('tiny_refcoco'))
     summary = make_synthetic_refer(
         root, seed=0, num_images=dict(train=2, val=1, testA=1, testB=1))

@@ -21,7 +21,7 @@ from mmengine.registry import init_default_scope
 import mmris  # noqa: F401
 from mmris.apis import find_ref_dataset
 from mmris.datasets import RefCOCODataset
-from mmris.datasets.synthetic import make_synthetic_refer
+from mmris.testing.synthetic import make_synthetic_refer
 
 
 def main():

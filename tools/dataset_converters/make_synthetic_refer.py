@@ -24,7 +24,7 @@ from typing import Dict, Sequence
 
 import mmris  # noqa: F401  (compat first)
 from mmris.datasets.refcoco import REFER_DATASETS
-from mmris.datasets.synthetic import (make_synthetic_grefcoco,
+from mmris.testing.synthetic import (make_synthetic_grefcoco,
                                       make_synthetic_refer)
 
 #: gRefCOCO-format output (besides the REFER pairs of REFER_DATASETS).

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import mmris  # noqa: F401
-from mmris.datasets import load_instances, load_refs, make_synthetic_refer
-from mmris.datasets.synthetic import COLOURS, DEFAULT_SPLITS
+from mmris.datasets import load_instances, load_refs
+from mmris.testing import make_synthetic_refer
+from mmris.testing.synthetic import COLOURS, DEFAULT_SPLITS
 from mmris.datasets.transforms import decode_segmentation
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
