@@ -25,11 +25,12 @@ from typing import Any, Dict, List, Tuple
 
 from mmseg.registry import DATASETS
 
-from .refcoco import LAYOUT_HINT, RefCOCODataset, load_instances
+from .refcoco import (GREF_REQUIRED, LAYOUT_HINT, RefCOCODataset,
+                      check_ref, load_instances)
 from .refer_io import AnnotationFileError, load_json, load_refer_pickle
 
 #: Keys every gRefCOCO ref must have (checked at load time).
-GREF_KEYS = ('ref_id', 'image_id', 'ann_id', 'split')
+GREF_KEYS = GREF_REQUIRED
 #: ``ann_id`` of a no-target expression.
 NO_TARGET_ID = -1
 
@@ -95,7 +96,8 @@ def load_grefs(refs_file: str) -> List[dict]:
     pickle through :func:`~mmris.datasets.refer_io.load_refer_pickle`
     (every pickled global refused). The file must hold a list of refs
     with ``ref_id``, ``image_id``, ``ann_id`` and ``split`` (a dict with a
-    ``refs`` list is accepted too).
+    ``refs`` list is accepted too), of the types
+    :func:`~mmris.datasets.refcoco.check_ref` checks.
 
     Args:
         refs_file (str): Path of the file.
@@ -122,14 +124,7 @@ def load_grefs(refs_file: str) -> List[dict]:
             f'{refs_file} should hold a list of gRefCOCO refs, got '
             f'{type(refs).__name__}')
     for k, ref in enumerate(refs):
-        missing = ([] if not isinstance(ref, dict) else
-                   [key for key in GREF_KEYS if key not in ref])
-        if not isinstance(ref, dict) or missing:
-            what = (f'is a {type(ref).__name__}' if not isinstance(
-                ref, dict) else f'has no {", ".join(map(repr, missing))}')
-            raise AnnotationFileError(
-                f'{refs_file}: ref {k} {what}; every gRefCOCO ref must be a '
-                f'dict with {", ".join(map(repr, GREF_KEYS))}')
+        check_ref(ref, k, refs_file, generalized=True)
     return refs
 
 
@@ -184,22 +179,38 @@ class GRefCOCODataset(RefCOCODataset):
     by ``(seed, epoch, idx)`` as for RefCOCO; ``'test'``: one sample per
     sentence; ``'val_first'``: sentence 0 of each ref) and data infos, where
 
-    - ``ann_id`` and ``category_id`` are lists (empty for no target),
+    - ``ann_id`` and ``category_id`` are lists (empty for no target), as
+      the ref lists them,
     - ``segmentation`` is the union of the targets' segmentations (``[]``,
       an empty mask, for a no-target expression), decoded by
       ``LoadRefMask`` like a single object's,
-    - ``no_target`` (bool) and ``num_targets`` (int) are added; with
-      ``PackRISInputs`` they reach the ``SegDataSample`` metainfo.
+    - ``no_target`` (bool), ``num_targets`` (int, the ids listed) and
+      ``crowd_ann_ids`` (the listed crowd regions, left out of the
+      segmentation) are added; with ``PackRISInputs`` the first two reach
+      the ``SegDataSample`` metainfo,
+    - ``text`` is the sentence's ``raw`` field.
+
+    As ReLA (henghuiding/ReLA): crowd annotations (``iscrowd``) are left
+    out of a ref's ground truth (``grefer.py``: ``if not ann['iscrowd']``;
+    ``gres_model/data/datasets/grefcoco.py`` skips them), and the text is
+    the annotator's ``raw`` sentence (``gres_model/data/dataset_mappers/
+    refcoco_mapper.py`` tokenizes ``dataset_dict['sentence']['raw']``).
+    Each listed crowd region is named in a load-time warning.
 
     No-target samples are kept in every mode (their empty mask is the
-    target); a target ref whose annotations all rasterise to nothing is
-    skipped in training, like an empty RefCOCO mask.
+    target); a target ref whose annotations all rasterise to nothing (or
+    are all crowd regions) is skipped in training, like an empty RefCOCO
+    mask, and kept (IoU 0) in evaluation.
 
     Args:
         data_root (str): Root holding ``grefcoco/grefs(unc).json`` (or
             ``.p``), ``grefcoco/instances.json`` and the images.
         dataset (str): Folder. Defaults to 'grefcoco'.
         split_by (str): Defaults to 'unc' (the only gRefCOCO split).
+        sentence_field (str): ``'raw'`` (ReLA) or ``'sent'`` (REFER's
+            pre-processed text, mmris before 2026-12). Defaults to 'raw'.
+        include_crowd (bool): Put crowd regions into the ground truth
+            (mmris before 2026-12; not ReLA). Defaults to False.
         **kwargs: The other arguments of
             :class:`~mmris.datasets.RefCOCODataset` (``split``, ``mode``,
             ``img_prefix``, ``skip_missing_ann``, ``skip_empty_masks``,
@@ -210,9 +221,16 @@ class GRefCOCODataset(RefCOCODataset):
                  data_root: str,
                  dataset: str = 'grefcoco',
                  split_by: str = 'unc',
+                 sentence_field: str = 'raw',
+                 include_crowd: bool = False,
                  **kwargs) -> None:
+        self.include_crowd = bool(include_crowd)
         super().__init__(
-            data_root=data_root, dataset=dataset, split_by=split_by, **kwargs)
+            data_root=data_root,
+            dataset=dataset,
+            split_by=split_by,
+            sentence_field=sentence_field,
+            **kwargs)
 
     def _join_prefix(self) -> None:
         """Point ``ann_file`` at the JSON file, or the pickle if only it
@@ -256,8 +274,15 @@ class GRefCOCODataset(RefCOCODataset):
             sentences = self._sentences(ref, refs_file)
             if not sentences:
                 continue
+            crowd = [a for a in ann_ids if anns[a].get('iscrowd')]
+            used = ann_ids if self.include_crowd else [
+                a for a in ann_ids if a not in crowd]
+            if not self.include_crowd:
+                degenerate.extend(
+                    f'ref_id {ref_id} ann_id {a}: a crowd region (iscrowd) '
+                    'left out of the target, as ReLA' for a in crowd)
             area = 0
-            for ann_id in ann_ids:
+            for ann_id in used:
                 if ann_id not in checked:
                     checked[ann_id] = self._inspect(ref_id, anns[ann_id], img)
                 problems, ann_area = checked[ann_id]
@@ -280,7 +305,7 @@ class GRefCOCODataset(RefCOCODataset):
                 image_id=image_id,
                 category_id=[c for c in cat_ids if c != NO_TARGET_ID],
                 segmentation=union_segmentation(
-                    [anns[a]['segmentation'] for a in ann_ids] or [[]],
+                    [anns[a]['segmentation'] for a in used] or [[]],
                     img['height'], img['width']),
                 height=int(img['height']),
                 width=int(img['width']),
@@ -289,6 +314,7 @@ class GRefCOCODataset(RefCOCODataset):
                 num_sents=len(sentences),
                 no_target=not ann_ids,
                 num_targets=len(ann_ids),
+                crowd_ann_ids=crowd,
             )
             self._append_samples(data_list, base, sentences)
         self._warn_skipped(n_missing, degenerate, n_empty)

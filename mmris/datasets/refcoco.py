@@ -38,13 +38,14 @@ against their ``height`` / ``width`` (``LoadRefImage``).
 """
 import os.path as osp
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mmengine.dataset import BaseDataset
 from mmseg.registry import DATASETS
 
-from .refer_io import AnnotationFileError, load_json, load_refer_pickle
+from .refer_io import (INT_LIMIT, AnnotationFileError, load_json,
+                       load_refer_pickle)
 from .transforms.loading import inspect_segmentation
 
 #: Official number of referred objects per split, keyed by
@@ -69,12 +70,18 @@ REFER_DATASETS: Dict[str, Tuple[str, str]] = {
 
 #: Keys every ref / image / annotation must have (checked at load time).
 REF_KEYS = ('ref_id', 'ann_id', 'split')
+#: Keys every gRefCOCO ref must have.
+GREF_REQUIRED = ('ref_id', 'image_id', 'ann_id', 'split')
 IMAGE_KEYS = ('id', 'file_name', 'height', 'width')
 ANN_KEYS = ('id', 'image_id', 'segmentation')
 #: Degenerate annotations spelled out in the load-time warning.
 MAX_LISTED = 5
 
 SPLIT_BYS = ('unc', 'umd', 'google')
+#: Text fields of a REFER sentence: ``sent`` (REFER's pre-processed text,
+#: what ETRIS / BarLeRIa / DETRIS read) and ``raw`` (the annotator's text,
+#: what ReLA reads for gRefCOCO).
+SENTENCE_FIELDS = ('sent', 'raw')
 MODES = ('train', 'test', 'val_first')
 
 LAYOUT_HINT = ('Expected layout: <data_root>/<dataset>/refs(<split_by>).p, '
@@ -99,6 +106,92 @@ def refer_paths(data_root: str, dataset: str,
     return (osp.join(folder,
                      f'refs({split_by}).p'), osp.join(folder,
                                                       'instances.json'))
+
+
+def describe_type(value: Any) -> str:
+    """``'an int'``, ``'a str'``, ... for error messages."""
+    name = type(value).__name__
+    return f'{"an" if name[:1] in "aeiou" else "a"} {name}'
+
+
+def is_id(value: Any) -> bool:
+    """Whether ``value`` is an integer id (not a bool, ``|v| < 2**63``)."""
+    return (isinstance(value, int) and not isinstance(value, bool)
+            and -INT_LIMIT < value < INT_LIMIT)
+
+
+def check_ref(ref: Any, k: int, refs_file: str,
+              generalized: bool = False) -> None:
+    """Check the types of one ref (the fields mmris reads).
+
+    ``ref_id``, ``image_id`` (optional for REFER) and ``category_id``
+    (optional) are integer ids, ``split`` a string, ``ann_id`` an id
+    (gRefCOCO: an id or a list of them), ``sentences`` (optional) a list of
+    dicts whose ``sent`` / ``raw`` (when present) are strings and
+    ``sent_id`` (when present) an id.
+
+    Args:
+        ref (Any): The ref.
+        k (int): Its position in the file.
+        refs_file (str): The file, named in errors.
+        generalized (bool): gRefCOCO rules (``image_id`` required, lists
+            of ids). Defaults to False.
+
+    Raises:
+        AnnotationFileError: Naming the file, the ref and the field.
+    """
+    keys = GREF_REQUIRED if generalized else REF_KEYS
+    missing = ([] if not isinstance(ref, dict) else
+               [key for key in keys if key not in ref])
+    if not isinstance(ref, dict) or missing:
+        what = (f'is {describe_type(ref)}' if not isinstance(ref, dict) else
+                f'has no {", ".join(map(repr, missing))}')
+        raise AnnotationFileError(
+            f'{refs_file}: ref {k} {what}; every '
+            f'{"gRefCOCO " if generalized else ""}ref must be a dict with '
+            f'{", ".join(map(repr, keys))}')
+    where = (f'ref_id {ref["ref_id"]}' if is_id(ref['ref_id']) else
+             f'ref {k} (ref_id {ref["ref_id"]!r:.40})')
+
+    def fail(field: str, value: Any, expected: str) -> None:
+        raise AnnotationFileError(
+            f'{refs_file}: {where}: {field!r} is {describe_type(value)} '
+            f'({value!r:.40}); expected {expected}')
+
+    def ids(value: Any) -> bool:
+        return is_id(value) or generalized and isinstance(
+            value, list) and all(is_id(v) for v in value)
+
+    if not is_id(ref['ref_id']):
+        fail('ref_id', ref['ref_id'], 'an integer id')
+    if not isinstance(ref['split'], str):
+        fail('split', ref['split'], 'a split name')
+    if 'image_id' in ref and not is_id(ref['image_id']):
+        fail('image_id', ref['image_id'], 'an integer id')
+    if not ids(ref['ann_id']):
+        if generalized:
+            raise AnnotationFileError(
+                f'{refs_file}: {where}: \'ann_id\' is {ref["ann_id"]!r:.60}; '
+                'expected a list of annotation ids, or [-1] for a no-target '
+                'expression')
+        fail('ann_id', ref['ann_id'], 'an integer id')
+    if 'category_id' in ref and not ids(ref['category_id']):
+        fail('category_id', ref['category_id'],
+             'a category id' + (' or a list of them' if generalized else ''))
+    sentences = ref.get('sentences', [])
+    if not isinstance(sentences, list):
+        fail('sentences', sentences, 'a list of sentence dicts')
+    for n, sent in enumerate(sentences):
+        if not isinstance(sent, dict):
+            raise AnnotationFileError(
+                f'{refs_file}: {where}: sentence {n} is '
+                f'{describe_type(sent)} ({sent!r:.40}); expected a dict with '
+                "'sent' / 'raw' and 'sent_id'")
+        for field in ('sent', 'raw'):
+            if field in sent and not isinstance(sent[field], (str, bytes)):
+                fail(field, sent[field], f'the text of sentence {n}')
+        if 'sent_id' in sent and not is_id(sent['sent_id']):
+            fail('sent_id', sent['sent_id'], 'an integer id')
 
 
 def load_refs(refs_file: str) -> List[dict]:
@@ -128,14 +221,7 @@ def load_refs(refs_file: str) -> List[dict]:
             f'{refs_file} should hold a list of refs, got '
             f'{type(refs).__name__}')
     for k, ref in enumerate(refs):
-        missing = ([] if not isinstance(ref, dict) else
-                   [key for key in REF_KEYS if key not in ref])
-        if not isinstance(ref, dict) or missing:
-            what = (f'is a {type(ref).__name__}' if not isinstance(
-                ref, dict) else f'has no {", ".join(map(repr, missing))}')
-            raise AnnotationFileError(
-                f'{refs_file}: ref {k} {what}; every ref must be a dict with '
-                f'{", ".join(map(repr, REF_KEYS))}')
+        check_ref(ref, k, refs_file)
     return refs
 
 
@@ -178,14 +264,65 @@ def load_instances(instances_file: str) -> Tuple[dict, dict, dict]:
                 raise AnnotationFileError(
                     f'{instances_file}: {field}[{k}] lacks '
                     f'{", ".join(map(repr, missing or keys))}')
+            problem = _item_problem(field, item)
+            if problem:
+                raise AnnotationFileError(
+                    f'{instances_file}: {field}[{k}] (id {item["id"]!r:.40}'
+                    f'): {problem}')
             index[item['id']] = item
         indexed.append(index)
     imgs, anns, cats = indexed
     return imgs, anns, cats
 
 
-def _sent_text(sent: dict) -> str:
-    text = sent.get('sent', sent.get('raw', ''))
+def _item_problem(field: str, item: dict) -> Optional[str]:
+    """What is wrong with the types of one ``images`` / ``annotations`` /
+    ``categories`` entry of ``instances.json`` (None if nothing)."""
+    checks = [('id', is_id, 'an integer id')]
+    if field == 'images':
+        checks += [
+            ('file_name', lambda v: isinstance(v, str), 'a file name'),
+            ('height', lambda v: is_id(v) and v > 0, 'a positive integer'),
+            ('width', lambda v: is_id(v) and v > 0, 'a positive integer'),
+        ]
+    elif field == 'annotations':
+        checks += [
+            ('image_id', is_id, 'an integer id'),
+            ('segmentation', lambda v: isinstance(v, (list, dict)),
+             'polygons (a list) or an RLE (a dict)'),
+            ('category_id', is_id, 'an integer id'),
+            ('iscrowd', lambda v: v in (0, 1) and not isinstance(v, float),
+             '0 or 1'),
+            ('bbox', lambda v: isinstance(v, list) and len(v) <= 4 and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool)
+                for x in v), '[x, y, w, h]'),
+        ]
+    for key, ok, expected in checks:
+        if key in item and not ok(item[key]):
+            return (f'{key!r} is {describe_type(item[key])} '
+                    f'({item[key]!r:.40}); expected {expected}')
+    return None
+
+
+def sentence_text(sent: dict, field: str, where: str) -> str:
+    """The text of a REFER sentence dict: its ``field`` (``'sent'`` or
+    ``'raw'``), stripped; Python 3 ``bytes`` are decoded as UTF-8.
+
+    Args:
+        sent (dict): The sentence.
+        field (str): The field to read.
+        where (str): Names the file, ref and sentence in the error.
+
+    Raises:
+        AnnotationFileError: If the sentence has no ``field``.
+    """
+    if field not in sent:
+        others = [k for k in SENTENCE_FIELDS if k in sent and k != field]
+        hint = (f" (it has {', '.join(map(repr, others))}: set the "
+                f"dataset's sentence_field={others[0]!r} to read it)"
+                if others else '')
+        raise AnnotationFileError(f'{where} has no {field!r}{hint}')
+    text = sent[field]
     if isinstance(text, bytes):
         text = text.decode('utf-8', errors='replace')
     return text.strip()
@@ -207,7 +344,8 @@ class RefCOCODataset(BaseDataset):
     - ``'test'``: every sentence of every object (official test).
 
     Each data info holds ``img_path``, ``ref_id``, ``ann_id``, ``image_id``,
-    ``text`` (REFER's ``sent``, stripped), ``sent_id``, ``sentences`` (all
+    ``text`` (the sentence's ``sentence_field``, REFER's ``sent`` by
+    default, stripped), ``sent_id``, ``sentences`` (all
     ``dict(sent, sent_id)`` of the object), ``num_sents``, ``segmentation``
     (polygons or RLE), ``height``, ``width``, ``category_id``, ``bbox``
     (COCO xywh), ``split`` and ``dataset``.
@@ -242,6 +380,11 @@ class RefCOCODataset(BaseDataset):
             none. Method configs override these two per dataset (e.g. 416/17
             for ETRIS on RefCOCO, 448/22 for DETRIS on G-Ref umd).
             Defaults to None.
+        sentence_field (str): The sentence text read: ``'sent'`` (REFER's
+            pre-processed text, as the ETRIS, BarLeRIa and DETRIS data
+            scripts, e.g. kkakkkka/ETRIS tools/data_process.py) or ``'raw'``
+            (the annotator's text); a sentence without it is an error
+            naming the file, ref and sentence. Defaults to 'sent'.
         pipeline (list): Transforms. Defaults to [].
         test_mode (bool, optional): Defaults to None, i.e.
             ``mode != 'train'``.
@@ -268,6 +411,7 @@ class RefCOCODataset(BaseDataset):
                  skip_empty_masks: Optional[bool] = None,
                  img_size: Optional[int] = None,
                  word_len: Optional[int] = None,
+                 sentence_field: str = 'sent',
                  pipeline: Sequence = (),
                  test_mode: Optional[bool] = None,
                  metainfo: Optional[dict] = None,
@@ -291,6 +435,10 @@ class RefCOCODataset(BaseDataset):
                                  else bool(skip_empty_masks))
         self.img_size = img_size
         self.word_len = word_len
+        if sentence_field not in SENTENCE_FIELDS:
+            raise ValueError(f'sentence_field must be one of '
+                             f'{SENTENCE_FIELDS}, got {sentence_field!r}')
+        self.sentence_field = sentence_field
         if test_mode is None:
             test_mode = mode != 'train'
         super().__init__(
@@ -381,12 +529,17 @@ class RefCOCODataset(BaseDataset):
                 f'splits (refs): {counts}')
         return split_refs
 
-    @staticmethod
-    def _sentences(ref: dict, refs_file: str) -> List[dict]:
-        """``dict(sent, sent_id)`` of every sentence of ``ref``; warns (the
-        ref is then skipped) when it has none."""
+    def _sentences(self, ref: dict, refs_file: str) -> List[dict]:
+        """``dict(sent, sent_id)`` of every sentence of ``ref`` (its
+        ``sentence_field``); warns (the ref is then skipped) when it has
+        none."""
         sentences = [
-            dict(sent=_sent_text(s), sent_id=s.get('sent_id', k))
+            dict(
+                sent=sentence_text(
+                    s, self.sentence_field,
+                    f'{refs_file}: ref_id {ref["ref_id"]}: sentence {k} '
+                    f'(sent_id {s.get("sent_id")})'),
+                sent_id=s.get('sent_id', k))
             for k, s in enumerate(ref.get('sentences', []))
         ]
         if not sentences:

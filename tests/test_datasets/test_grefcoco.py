@@ -309,3 +309,175 @@ def test_grefcoco_full_concatenates_grefcoco_and_refcoco(groot, tmp_path):
     assert 'no_target' not in ref.get_data_info(0)
     assert cfg.val_dataloader.dataset.type == 'GRefCOCODataset'
     assert cfg.val_evaluator.type == 'GRISMetric'
+
+
+def _rect(x0, y0, x1, y1):
+    return [[x0, y0, x1, y0, x1, y1, x0, y1]]
+
+
+def _block_rle(h, w, rows, cols):
+    """pycocotools' compressed RLE of a block (no mmris code)."""
+    from pycocotools import mask as mask_utils
+    m = np.zeros((h, w), np.uint8, order='F')
+    m[rows, cols] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)
+        rle = mask_utils.encode(m)
+    return dict(size=[h, w], counts=rle['counts'].decode('ascii'))
+
+
+def _pycoco_mask(seg, h, w):
+    from pycocotools import mask as mask_utils
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)
+        rles = (mask_utils.frPyObjects(seg, h, w)
+                if isinstance(seg, list) else [dict(seg, counts=seg[
+                    'counts'].encode('ascii'))])
+        return mask_utils.decode(rles).max(axis=2).astype(np.uint8)
+
+
+#: A hand-made gRefCOCO root (ReLA's rules, henghuiding/ReLA grefer.py and
+#: gres_model/data/datasets/grefcoco.py): a crowd region listed in a
+#: multi-target ref, a ref listing only a crowd region, raw != sent.
+H, W = 20, 30
+ANNS = [
+    dict(id=11, image_id=1, category_id=1, iscrowd=0,
+         segmentation=_rect(2, 2, 10, 8), bbox=[2, 2, 8, 6]),
+    dict(id=12, image_id=1, category_id=1, iscrowd=0,
+         segmentation=_rect(20, 10, 28, 18), bbox=[20, 10, 8, 8]),
+    dict(id=13, image_id=1, category_id=1, iscrowd=1,
+         segmentation=_block_rle(H, W, slice(0, 20), slice(12, 19)),
+         bbox=[12, 0, 7, 20]),
+]
+
+
+def _sentence(sent_id, raw, sent):
+    return dict(sent_id=sent_id, raw=raw, sent=sent, tokens=sent.split())
+
+
+GREFS = [
+    dict(ref_id=0, image_id=1, ann_id=[11, 13], category_id=[1, 1],
+         split='val', sentences=[
+             _sentence(0, 'The LEFT box, and the people!',
+                       'the left box and the people')]),
+    dict(ref_id=1, image_id=1, ann_id=[13], category_id=[1], split='val',
+         sentences=[_sentence(1, 'crowd of people in the middle  ',
+                              'crowd people middle')]),
+    dict(ref_id=2, image_id=1, ann_id=[-1], category_id=[-1], split='val',
+         sentences=[_sentence(2, 'The dog.', 'the dog')]),
+    dict(ref_id=3, image_id=1, ann_id=[11, 12], category_id=[1, 1],
+         split='val', sentences=[_sentence(3, 'Both boxes', 'both boxes')]),
+]
+
+
+def _write_rela_root(tmp_path, refs=GREFS, anns=ANNS):
+    root = tmp_path / 'rela'
+    (root / 'grefcoco').mkdir(parents=True)
+    with open(root / 'grefcoco' / 'instances.json', 'w') as f:
+        json.dump(dict(images=[dict(id=1, file_name='a.jpg', height=H,
+                                    width=W)], annotations=anns,
+                       categories=[dict(id=1, name='box')]), f)
+    with open(root / 'grefcoco' / 'grefs(unc).json', 'w') as f:
+        json.dump(refs, f)
+    return str(root)
+
+
+def test_crowd_regions_are_left_out_as_rela(tmp_path):
+    root = _write_rela_root(tmp_path)
+    box, other, crowd = (_pycoco_mask(a['segmentation'], H, W) for a in ANNS)
+    assert (box.sum(), other.sum(), crowd.sum()) == (48, 64, 140)
+    with pytest.warns(UserWarning, match='ref_id 1 ann_id 13: a crowd '
+                      'region .iscrowd. left out of the target'):
+        ds = GRefCOCODataset(root, split='val', mode='test')
+    infos = {ds.get_data_info(i)['ref_id']: ds.get_data_info(i)
+             for i in range(len(ds))}
+    gt = {k: LoadRefMask()(dict(v))['gt_seg_map'] for k, v in infos.items()}
+    np.testing.assert_array_equal(gt[0], box)  # not box | crowd (188 px)
+    assert gt[1].sum() == 0 and not infos[1]['no_target']
+    assert infos[0]['crowd_ann_ids'] == [13] and infos[0]['ann_id'] == [
+        11, 13]
+    np.testing.assert_array_equal(gt[3], box | other)
+    # training never learns an empty target: the crowd-only ref is skipped
+    with pytest.warns(UserWarning):
+        train = GRefCOCODataset(root, split='val', mode='train')
+    assert sorted(train.get_data_info(i)['ref_id']
+                  for i in range(len(train))) == [0, 2, 3]
+    # the switch keeps mmris's earlier union
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        union = GRefCOCODataset(root, split='val', mode='test',
+                                include_crowd=True)
+    info = next(union.get_data_info(i) for i in range(len(union))
+                if union.get_data_info(i)['ref_id'] == 0)
+    np.testing.assert_array_equal(LoadRefMask()(info)['gt_seg_map'],
+                                  box | crowd)
+
+
+def test_sentence_field_raw_for_grefcoco(tmp_path):
+    """ReLA feeds ``raw`` (gres_model/data/dataset_mappers/
+    refcoco_mapper.py: ``dataset_dict['sentence']['raw']``)."""
+    root = _write_rela_root(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        ds = GRefCOCODataset(root, split='val', mode='test')
+        sent = GRefCOCODataset(root, split='val', mode='test',
+                               sentence_field='sent')
+    texts = [ds.get_data_info(i)['text'] for i in range(len(ds))]
+    assert texts == [r['sentences'][0]['raw'].strip() for r in GREFS]
+    assert [sent.get_data_info(i)['text'] for i in range(len(sent))
+            ] == [r['sentences'][0]['sent'] for r in GREFS]
+    refs = json.loads(json.dumps(GREFS))
+    del refs[2]['sentences'][0]['raw']
+    root = _write_rela_root(tmp_path / 'b', refs=refs)
+    with pytest.raises(AnnotationFileError,
+                       match="ref_id 2: sentence 0 .sent_id 2. has no 'raw'"):
+        GRefCOCODataset(root, split='val', mode='test')
+
+
+def _broken(refs, case):
+    ref = refs[1]
+    if case == 'sentences_str':
+        ref['sentences'] = 'crowd of people'
+    elif case == 'sent_int':
+        ref['sentences'][0]['raw'] = 5
+    elif case == 'sentence_list':
+        ref['sentences'] = [['crowd']]
+    elif case == 'image_id_list':
+        ref['image_id'] = [1]
+    elif case == 'ref_id_dict':
+        ref['ref_id'] = {'a': 1}
+    elif case == 'split_int':
+        ref['split'] = 3
+    elif case == 'category_str':
+        ref['category_id'] = 'box'
+    elif case == 'sent_id_str':
+        ref['sentences'][0]['sent_id'] = '1'
+    elif case == 'ann_id_float':
+        ref['ann_id'] = [13.0]
+    return refs
+
+
+@pytest.mark.parametrize('case,field', [
+    ('sentences_str', "'sentences' is a str"),
+    ('sent_int', "'raw' is an int"),
+    ('sentence_list', 'sentence 0 is a list'),
+    ('image_id_list', "'image_id' is a list"),
+    ('ref_id_dict', "'ref_id' is a dict"),
+    ('split_int', "'split' is an int"),
+    ('category_str', "'category_id' is a str"),
+    ('sent_id_str', "'sent_id' is a str"),
+    ('ann_id_float', "'ann_id' is [13.0]"),
+])
+def test_wrong_types_name_the_file_and_ref(tmp_path, capsys, case, field):
+    refs = _broken(json.loads(json.dumps(GREFS)), case)
+    root = _write_rela_root(tmp_path, refs=refs)
+    path = osp.join(root, 'grefcoco', 'grefs(unc).json')
+    where = 'ref 1 ' if case == 'ref_id_dict' else 'ref_id 1'
+    with pytest.raises(AnnotationFileError) as info:
+        GRefCOCODataset(root, split='val', mode='test')
+    msg = str(info.value)
+    assert path in msg and where in msg and field in msg, msg
+    # the check tool reports it instead of crashing
+    code = _tool('check_refer_root').main([root, '--datasets', 'grefcoco'])
+    out = capsys.readouterr().out
+    assert code == 1 and 'ERROR' in out and field in out

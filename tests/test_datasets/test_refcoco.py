@@ -319,3 +319,100 @@ def test_dataset_indices_subset(synthetic_root):
     assert [picked.get_data_info(i)['sent_id'] for i in range(2)] == [
         full.get_data_info(i)['sent_id'] for i in (4, 1)
     ]
+
+
+def _rle_of_rows(rows, w):
+    """pycocotools' compressed RLE of a ``rows`` x ``w`` all-ones mask."""
+    import warnings
+    from pycocotools import mask as mask_utils
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)
+        rle = mask_utils.encode(np.ones((rows, w), np.uint8, order='F'))
+    return rle['counts'].decode('ascii')
+
+
+#: RLE segmentations whose counts do not cover the image exactly: ``h x w``
+#: -> (segmentation, sum of its counts). pycocotools decodes the short ones
+#: into uninitialised memory and refuses the long ones only at decode time.
+BAD_RLE = {
+    'short list': lambda h, w: (dict(size=[h, w], counts=[5, h * w - 10]),
+                                h * w - 5),
+    'long list': lambda h, w: (dict(size=[h, w], counts=[5, h * w]),
+                               h * w + 5),
+    'short string': lambda h, w: (dict(size=[h, w],
+                                       counts=_rle_of_rows(h - 1, w)),
+                                  (h - 1) * w),
+    'long string': lambda h, w: (dict(size=[h, w],
+                                      counts=_rle_of_rows(h + 1, w)),
+                                 (h + 1) * w),
+}
+
+
+@pytest.mark.parametrize('kind', list(BAD_RLE))
+def test_rle_counts_must_cover_the_image(synthetic_root, tmp_path, kind):
+    ref = next(r for r in _refs(synthetic_root) if r['split'] == 'val')
+    seen = {}
+
+    def edit(data):
+        ann = next(a for a in data['annotations'] if a['id'] == ref['ann_id'])
+        img = next(i for i in data['images'] if i['id'] == ann['image_id'])
+        seg, total = BAD_RLE[kind](img['height'], img['width'])
+        ann['segmentation'] = seg
+        seen.update(total=total, pixels=img['height'] * img['width'])
+
+    root = _copy_root_with_instances(synthetic_root, tmp_path, edit)
+    with pytest.raises(ValueError) as info:
+        RefCOCODataset(root, split='val', mode='test')
+    msg = str(info.value)
+    assert osp.join(root, 'refcoco', 'instances.json') in msg
+    assert f"ann_id {ref['ann_id']} (ref_id {ref['ref_id']})" in msg
+    assert (f"RLE counts sum to {seen['total']}, not height x width = "
+            f"{seen['pixels']}") in msg
+
+
+@pytest.mark.parametrize('value', ['NaN', 'Infinity', '1e300', '1e8'])
+def test_polygon_coordinates_far_outside_are_refused(synthetic_root,
+                                                     tmp_path, value):
+    """pycocotools rasterises NaN / infinite / huge coordinates with
+    undefined behaviour (a segfault; 1e7 already takes 1.2 GB): refused at
+    load, in a subprocess so that the old behaviour cannot kill the suite."""
+    import subprocess
+    import sys
+    ref = next(r for r in _refs(synthetic_root) if r['split'] == 'val')
+
+    def edit(data):
+        ann = next(a for a in data['annotations'] if a['id'] == ref['ann_id'])
+        ann['segmentation'] = [[0, 0, 'X', 0, 10, 10]]
+
+    root = _copy_root_with_instances(synthetic_root, tmp_path, edit)
+    path = osp.join(root, 'refcoco', 'instances.json')
+    with open(path) as f:
+        text = f.read()
+    with open(path, 'w') as f:
+        f.write(text.replace('"X"', value))
+    code = ('import sys, warnings; warnings.simplefilter("ignore")\n'
+            'import mmris\nfrom mmris.datasets import RefCOCODataset\n'
+            'try:\n    RefCOCODataset(sys.argv[1], split="val")\n'
+            'except ValueError as err:\n    print("REFUSED", err)\n')
+    proc = subprocess.run([sys.executable, '-c', code, root],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    out = proc.stdout
+    assert 'REFUSED' in out and path in out
+    if value in ('NaN', 'Infinity'):  # not JSON: refused by the parser
+        assert f'{value} is not a JSON number' in out
+    else:
+        assert f"ann_id {ref['ann_id']} (ref_id {ref['ref_id']})" in out
+        assert 'polygon 0: coordinate 2' in out
+
+
+def test_decode_refuses_inconsistent_rle():
+    from mmris.datasets.transforms.loading import decode_segmentation
+    seg, _ = BAD_RLE['short string'](6, 5)
+    with pytest.raises(ValueError, match='RLE counts sum to 25, not height '
+                       'x width = 30'):
+        decode_segmentation(seg, 6, 5)
+    good = dict(size=[6, 5], counts=_rle_of_rows(6, 5))
+    assert decode_segmentation(good, 6, 5).sum() == 30
+    with pytest.raises(ValueError, match='coordinate'):
+        decode_segmentation([[0, 0, float('nan'), 0, 3, 3]], 6, 5)

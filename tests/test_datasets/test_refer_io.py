@@ -179,3 +179,107 @@ def test_instances_indexed_by_id(tmp_path):
     assert imgs[1]['file_name'] == 'a.jpg' and anns[7]['image_id'] == 1
     assert cats[1]['name'] == 'x'
     assert load_json(str(path)) == _instances()
+
+
+def _laughs(fanout, depth, leaf=b'caf\xe9'):
+    """A protocol-2 refs pickle (Python 2 opcodes, memo references) whose
+    sentence list expands to ``fanout ** depth`` copies of one non-UTF-8
+    string: level ``i`` is a list of ``fanout`` references to level
+    ``i - 1``."""
+    out = [b'\x80\x02', b'U' + bytes([len(leaf)]) + leaf, b'q\x00', b'0']
+    for level in range(1, depth + 1):
+        out += [b']', b'q' + bytes([level]), b'(',
+                (b'h' + bytes([level - 1])) * fanout, b'e', b'0']
+    out += [b']', b'(', b'}', b'(', b'U\x06ref_idK\x00', b'U\x06ann_idK\x00',
+            b'U\x05splitU\x03val', b'U\tsentences', b'h' + bytes([depth]),
+            b'u', b'e', b'.']
+    return b''.join(out)
+
+
+def test_billion_laughs_pickle_is_refused_quickly(tmp_path):
+    """16 ** 8 (4.3e9) string references in a 400-byte file: the loader
+    must neither copy every reference (hours) nor accept the expansion."""
+    import subprocess
+    import sys
+    raw = _laughs(16, 8)
+    assert len(raw) < 400
+    path = tmp_path / 'refs(unc).p'
+    path.write_bytes(raw)
+    code = ('import sys, warnings; warnings.simplefilter("ignore")\n'
+            'from mmris.datasets import load_refs\n'
+            'from mmris.datasets.refer_io import AnnotationFileError\n'
+            'try:\n    load_refs(sys.argv[1])\n'
+            'except AnnotationFileError as err:\n    print("REFUSED", err)\n')
+    proc = subprocess.run([sys.executable, '-c', code, str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'REFUSED' in proc.stdout and str(path) in proc.stdout
+    assert 'shared' in proc.stdout and str(len(raw)) in proc.stdout
+
+
+def test_shared_objects_are_decoded_once(tmp_path):
+    """Moderate sharing (within the file's size) loads; each shared object
+    is decoded once: the sharing survives and the fallback warning counts
+    the one string, not its 8 references."""
+    raw = _laughs(8, 1)
+    path = tmp_path / 'refs(unc).p'
+    path.write_bytes(raw)
+    with pytest.warns(UserWarning, match='1 byte string') as record:
+        refs = load_refer_pickle(str(path))
+    assert len(record) == 1
+    sents = refs[0]['sentences']
+    assert sents == ['caf\xe9'] * 8
+    assert all(s is sents[0] for s in sents)
+
+
+def _colliding_dict(n):
+    """A protocol-2 pickle of a dict whose ``n`` integer keys all have the
+    same hash (k * (2**61 - 1)): inserting them is quadratic."""
+    out = [b'\x80\x02]q\x00}q\x01(']
+    for k in range(1, n + 1):
+        v = k * (2**61 - 1)
+        b = v.to_bytes((v.bit_length() + 8) // 8, 'little', signed=True)
+        out.append(b'\x8a' + bytes([len(b)]) + b + b'N')
+    out.append(b'ua.')
+    return b''.join(out)
+
+
+def test_integers_beyond_64_bits_are_refused_before_unpickling(tmp_path):
+    """Integer keys colliding in the hash table would make the load
+    quadratic in the file size (a 4 MB file: minutes); REFER files hold
+    ids and counts, never integers beyond 64 bits."""
+    path = tmp_path / 'refs(unc).p'
+    path.write_bytes(_colliding_dict(300))
+    with pytest.raises(AnnotationFileError, match='64 bits') as info:
+        load_refer_pickle(str(path))
+    assert str(path) in str(info.value)
+    # a genuine file with big byte values inside strings still loads
+    refs = [dict(ref_id=1, ann_id=2, split='val',
+                 sentences=[dict(sent='\u0100\u0111 I12345678901234567890',
+                                 sent_id=1)])]
+    path.write_bytes(pickle.dumps(refs, protocol=2))
+    assert load_refs(str(path)) == refs
+
+
+def test_deep_nesting_and_cycles_are_named(tmp_path):
+    path = tmp_path / 'refs(unc).p'
+    # a list that contains itself (memo reference to an unfinished list)
+    path.write_bytes(b'\x80\x02]q\x00h\x00a.')
+    with pytest.raises(AnnotationFileError, match='nested') as info:
+        load_refer_pickle(str(path))
+    assert str(path) in str(info.value)
+    path.write_bytes(b'\x80\x02' + b']' * 5000 + b'a' * 4999 + b'.')
+    with pytest.raises(AnnotationFileError, match='nested'):
+        load_refer_pickle(str(path))
+
+
+@pytest.mark.parametrize('text,expected', [
+    ('[' * 100000 + ']' * 100000, 'nested'),
+    ('{"a": 1' + '0' * 5000 + '}', 'not valid JSON'),
+])
+def test_json_depth_and_huge_numbers_name_the_file(tmp_path, text, expected):
+    path = tmp_path / 'grefs(unc).json'
+    path.write_text(text)
+    with pytest.raises(AnnotationFileError, match=expected) as info:
+        load_json(str(path))
+    assert str(path) in str(info.value)

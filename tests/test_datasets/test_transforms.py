@@ -265,3 +265,46 @@ def test_full_pipelines(synthetic_root):
     assert t.gt_sem_seg.data.shape == (1, info['height'], info['width'])
     assert t.ori_shape == (info['height'], info['width'])
     assert t.gt_sem_seg.data.sum() > 0
+
+
+def test_rle_counts_decodes_coco_strings_like_pycocotools():
+    """The run lengths read from COCO's compressed string rebuild exactly
+    the mask pycocotools decodes (random masks, runs up to 2**16)."""
+    import warnings
+    from pycocotools import mask as mask_utils
+    from mmris.datasets.transforms.loading import rle_counts
+    rng = np.random.default_rng(0)
+    for h, w, p in [(1, 1, 0.5), (7, 3, 0.5), (40, 50, 0.02), (300, 400,
+                                                                0.9999)]:
+        mask = (rng.random((h, w)) < p).astype(np.uint8)
+        if h > 100:  # long runs: a filled block in an empty image
+            mask[:] = 0
+            mask[10:290, 5:395] = 1
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', DeprecationWarning)
+            rle = mask_utils.encode(np.asfortranarray(mask))
+        runs = rle_counts(rle['counts'].decode('ascii'))
+        flat = np.repeat(np.arange(len(runs)) % 2, runs).astype(np.uint8)
+        assert flat.size == h * w
+        np.testing.assert_array_equal(flat.reshape(w, h).T, mask)
+    for bad, match in (('0o', 'ends inside'), ('0\x7f', 'outside'),
+                       ('\u0101', 'not ASCII'), ([1, -2], 'outside'),
+                       ([1, 2.5], 'not an integer')):
+        with pytest.raises(ValueError, match=match):
+            rle_counts(bad)
+
+
+def test_long_polygon_outline_is_refused():
+    from mmris.datasets.transforms.loading import (POLYGON_OUTLINE_FACTOR,
+                                                    check_segmentation)
+    h, w = 20, 30
+    zigzag = [v for k in range(POLYGON_OUTLINE_FACTOR) for v in (0, 0, 30,
+                                                                  19)]
+    # 400 edges of max(|dx|, |dy|) = 30: 12000 > 200 x (20 + 30)
+    check_segmentation([zigzag[:40]], h, w)  # 20 edges: fine
+    with pytest.raises(ValueError, match='outline is 12000 pixels long'):
+        check_segmentation([zigzag], h, w)
+    with pytest.raises(ValueError, match='not a positive integer'):
+        check_segmentation([[0, 0, 1, 0, 1, 1]], 0, w)
+    with pytest.raises(ValueError, match='more than'):
+        check_segmentation([[0, 0, 1, 0, 1, 1]], 2**15, 2**15)

@@ -137,3 +137,23 @@ def test_partial_root_checks_what_is_there(root, capsys):
     out = capsys.readouterr().out
     assert code == 1 and 'no REFER or gRefCOCO annotation file' in out
 
+
+
+def test_inconsistent_rle_is_listed(root, capsys):
+    data, _ = _images(root)
+    refs = load_refs(str(root / 'refcoco' / 'refs(unc).p'))
+    ann_of = {a['id']: a for a in data['annotations']}
+    img_of = {i['id']: i for i in data['images']}
+    ref = refs[0]
+    img = img_of[ann_of[ref['ann_id']]['image_id']]
+    pixels = img['height'] * img['width']
+    ann_of[ref['ann_id']]['segmentation'] = dict(
+        size=[img['height'], img['width']], counts=[3, pixels - 10])
+    with open(root / 'refcoco' / 'instances.json', 'w') as f:
+        json.dump(data, f)
+    code, out = _run(root, capsys)
+    assert code == 1 and PASSED not in out
+    assert 'malformed annotation(s)' in out
+    assert (f"{ref['split']}: ref_id {ref['ref_id']} ann_id "
+            f"{ref['ann_id']}: RLE counts sum to {pixels - 7}, not height x "
+            f"width = {pixels}") in out
