@@ -33,8 +33,9 @@ def parse_args():
     parser.add_argument(
         '--out',
         help='write the raw per-sentence results (dataset, split, ref and '
-        'sentence ids, image, sentence, I, U, IoU) and the metrics to this '
-        'JSON file')
+        'sentence ids, image, sentence, I, U, IoU; gRefCOCO also no_target, '
+        'pred_no_target and giou, the contribution to gIoU) with the metrics '
+        'and the protocol to this JSON file')
     parser.add_argument(
         '--tta',
         action='store_true',

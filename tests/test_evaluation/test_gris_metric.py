@@ -93,6 +93,12 @@ def test_matches_hand_computation(tmp_path):
         assert res[name] == pytest.approx(value, abs=1e-9), name
     raw = json.load(open(out_file))
     assert [r['no_target'] for r in raw['sentences']] == [c[2] for c in CASES]
+    # the gIoU contribution (ReLA's per-sample IoU): a correct no-target
+    # sentence counts 1 though its I/U is 0
+    assert [r['giou'] for r in raw['sentences']] == pytest.approx(IOU)
+    assert raw['sentences'][3]['iou'] == 0.0
+    assert raw['protocol'] == ('original image size; no-target union: '
+                               'prediction (ReLA)')
     assert [r['pred_no_target'] for r in raw['sentences']] == [
         True if c[3] is None and not list(c[1]) else bool(c[3])
         for c in CASES
@@ -173,3 +179,107 @@ def test_distributed_equals_single(tmp_path):
     with open(f'{out_file}.0', 'rb') as f:
         res = pickle.load(f)
     assert res == expected
+
+
+def _sample(gt, pred, gt_nt, pred_nt=None, kept=None, h=H, w=W, **meta):
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    s = SegDataSample()
+    s.gt_sem_seg = PixelData(data=torch.from_numpy(gt[None]))
+    s.pred_sem_seg = PixelData(data=torch.from_numpy(pred[None]))
+    if kept is not None:
+        s.target_pred_sem_seg = PixelData(data=torch.from_numpy(kept[None]))
+    info = dict(ref_id=0, sent_id=0, dataset='grefcoco', split='val',
+                no_target=gt_nt, ori_shape=(h, w), **meta)
+    if pred_nt is not None:
+        info['pred_no_target'] = pred_nt
+    s.set_metainfo(info)
+    return s.to_dict()
+
+
+def test_no_target_union_counts_the_prediction_as_rela():
+    """ReLA (gres_model/evaluation/refer_evaluation.py) scores the mask it
+    predicted even when its no-target classifier fires: a target sentence
+    wrongly called "no target" has I = 0 and U = |mask | gt|. The segmentor
+    empties ``pred_sem_seg`` and keeps the mask as ``target_pred_sem_seg``.
+    """
+    samples = [
+        # target, head fires; the mask before the decision: 4 px, 2 on gt
+        #   ReLA: I 0, U |{0..5}| = 6 ; the emptied mask: U 4
+        _sample(_mask(range(4)), _mask([]), False, True,
+                kept=_mask([2, 3, 4, 5])),
+        # target, 7 of 10:                      I 7, U 10
+        _sample(_mask(range(10)), _mask(range(7)), False, False),
+        # no target, head fires (mask kept):    U 0 (correct: IoU 1)
+        _sample(_mask([]), _mask([]), True, True, kept=_mask([10, 11])),
+        # no target, 3 pixels predicted:        U 3
+        _sample(_mask([]), _mask([12, 13, 14]), True, False),
+    ]
+    rela = GRISMetric()
+    rela.process({}, samples)
+    res = rela.evaluate(4)
+    assert res['cIoU'] == pytest.approx(100 * 7 / (6 + 10 + 0 + 3))
+    assert res['gIoU'] == pytest.approx(100 * (0 + 0.7 + 1 + 0) / 4)
+    empty = GRISMetric(no_target_union='empty')
+    empty.process({}, samples)
+    res = empty.evaluate(4)
+    assert res['cIoU'] == pytest.approx(100 * 7 / (4 + 10 + 0 + 3))
+    assert res['gIoU'] == pytest.approx(100 * (0 + 0.7 + 1 + 0) / 4)
+    with pytest.raises(ValueError, match='no_target_union'):
+        GRISMetric(no_target_union='zero')
+
+
+def _pil_nearest(mask, size):
+    """detectron2's ResizeTransform on a segmentation: PIL NEAREST."""
+    from PIL import Image
+    return np.asarray(Image.fromarray(mask).resize((size, size),
+                                                   Image.NEAREST))
+
+
+def _pycoco_poly(polys, h, w):
+    import warnings
+    from pycocotools import mask as mask_utils
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)
+        rles = mask_utils.frPyObjects(polys, h, w)
+        return mask_utils.decode(rles).max(axis=2).astype(np.uint8)
+
+
+def test_rela_resolution_scores_at_the_resized_input(capsys):
+    """ReLA resizes image and polygons to 480 x 480 (refcoco_mapper.py,
+    T.Resize; detectron2 scales the polygon coordinates) and scores there.
+    Here at 16 x 16 for a 24 x 40 image: the ground truth is the polygon
+    scaled and rasterised by pycocotools, the prediction resized with PIL's
+    nearest neighbour (what detectron2 does to segmentation maps)."""
+    from mmengine.logging import MMLogger
+    h, w, size = 24, 40, 16
+    logger = MMLogger.get_instance('gris_res_test')
+    poly = [[3.0, 2.0, 30.0, 2.0, 30.0, 15.0, 3.0, 15.0]]
+    gt = _pycoco_poly(poly, h, w)
+    pred = np.zeros((h, w), np.uint8)
+    pred[4:18, 5:36] = 1  # overlaps the box, spills below and right
+    scaled = [[v * (size / w) if k % 2 == 0 else v * (size / h)
+               for k, v in enumerate(poly[0])]]
+    gt_s = _pycoco_poly(scaled, size, size)
+    pred_s = _pil_nearest(pred, size)
+    expected = {}
+    for name, (g, p) in dict(original=(gt, pred), rela=(gt_s, pred_s)).items():
+        inter = int((g & p).sum())
+        union = int((g | p).sum())
+        expected[name] = 100 * inter / union
+    assert abs(expected['original'] - expected['rela']) > 1  # they differ
+    for resolution in ('original', 'rela'):
+        metric = GRISMetric(resolution=resolution, rela_size=size)
+        metric.process({}, [_sample(gt, pred, False, False, h=h, w=w,
+                                    segmentation=poly)])
+        res = metric.evaluate(1)
+        assert res['gIoU'] == pytest.approx(expected[resolution])
+        assert res['cIoU'] == pytest.approx(expected[resolution])
+    log = capsys.readouterr()
+    assert 'protocol: original image size' in log.out + log.err
+    assert f'protocol: ReLA, {size}x{size} resized input' in log.out + log.err
+    # without the segmentation the ReLA resolution cannot be computed
+    metric = GRISMetric(resolution='rela', rela_size=size)
+    with pytest.raises(KeyError, match='segmentation'):
+        metric.process({}, [_sample(gt, pred, False, False, h=h, w=w)])
+    del logger

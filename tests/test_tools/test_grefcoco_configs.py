@@ -161,6 +161,12 @@ def test_quickstart_train_test_and_table(tiny_grefcoco, tmp_path,
     assert sum(r['no_target'] for r in raw['sentences']) > 0
     assert all(isinstance(r['pred_no_target'], bool)
                for r in raw['sentences'])
+    # --out writes each sentence's gIoU contribution and the protocol
+    assert raw['protocol'] == ('original image size; no-target union: '
+                               'prediction (ReLA)')
+    assert '[protocol: original image size; no-target union' in log
+    assert sum(r['giou'] for r in raw['sentences']) / len(
+        raw['sentences']) * 100 == pytest.approx(raw['metrics']['gIoU'])
     table_json = str(tmp_path / 'table.json')
     log = _run_tool(TABLE, [
         config, ckpt, '--data-root', tiny_grefcoco[0], '--no-progress',
@@ -168,6 +174,8 @@ def test_quickstart_train_test_and_table(tiny_grefcoco, tmp_path,
     ], monkeypatch, capsys)
     assert '| split | sentences | ' + ' | '.join(GRIS_KEYS) + ' |' in log
     report = json.load(open(table_json))
+    assert 'protocol: original image size; no-target union' in log
+    assert report['protocol'] == raw['protocol']
     assert report['dataset'] == 'grefcoco'
     assert list(report['results']) == ['val', 'testA', 'testB']
     for split, res in report['results'].items():

@@ -93,6 +93,8 @@ def test_benchmark_table(synthetic_root, tmp_path):
     assert 'elapsed' in proc.stderr  # progress bars
     report = json.load(open(out_json))
     assert report['dataset'] == 'refcoco' and report['split_by'] == 'unc'
+    assert report['protocol'] == 'original image size'
+    assert '; protocol: original image size)' in proc.stdout
     for split in ('val', 'testA', 'testB'):
         m = report['results'][split]
         assert m['sentences'] > 0

@@ -6,7 +6,10 @@ a JSON copy for scripts.
 Splits: refcoco / refcoco+ val, testA, testB; refcocog_umd val, test;
 refcocog_google val; grefcoco val, testA, testB (generalized RIS: gIoU, cIoU,
 N-acc, T-acc, Pr@0.7..0.9 as ReLA). The dataset defaults to the config's
-test dataset.
+test dataset. Each split is scored by the config's test evaluator
+(``RISMetric`` / ``GRISMetric`` with its options, e.g.
+``--cfg-options test_evaluator.resolution=rela`` for ReLA's 480x480
+protocol); the protocol is printed above the table and saved in the JSON.
 
 Example:
     python tools/analysis_tools/benchmark_table.py \
@@ -28,16 +31,14 @@ import mmris  # noqa: F401  (compat + registries first)
 from mmengine.config import Config, DictAction
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
+from mmengine.logging import MMLogger
 from mmengine.utils import ProgressBar
-from mmseg.registry import DATASETS
+from mmseg.registry import DATASETS, METRICS
 
 from mmris.apis import init_model
 from mmris.compat import unsafe_checkpoint_loading
-from mmris.evaluation.metrics.gris_metric import (GRIS_METRIC_NAMES,
-                                                  gris_metrics_from_stats,
-                                                  predicted_no_target)
-from mmris.evaluation.metrics.ris_metric import (PR_NAMES, compute_iou_stats,
-                                                 ris_metrics_from_stats)
+from mmris.evaluation.metrics.gris_metric import GRIS_METRIC_NAMES
+from mmris.evaluation.metrics.ris_metric import PR_NAMES
 
 #: name -> (REFER folder, split_by, evaluation splits in paper order)
 BENCHMARKS = OrderedDict([
@@ -106,19 +107,40 @@ def benchmark_name(dataset: str, split_by: str) -> str:
                      f'split_by={split_by!r}; known: {list(BENCHMARKS)}')
 
 
+def build_metric(cfg: Config, generalized: bool):
+    """The config's test evaluator when it scores this kind of benchmark
+    (``GRISMetric`` for gRefCOCO, ``RISMetric`` otherwise, options kept,
+    ``out_file`` dropped), else that metric with its defaults."""
+    kind = 'GRISMetric' if generalized else 'RISMetric'
+    evaluator = cfg.get('test_evaluator')
+    metric = (copy.deepcopy(dict(evaluator)) if isinstance(evaluator, dict)
+              and evaluator.get('type') == kind else dict(type=kind))
+    metric.pop('out_file', None)
+    return METRICS.build(metric)
+
+
+def protocol_of(metric) -> str:
+    """The protocol name a metric prints with its table."""
+    return getattr(metric, 'protocol', None) or metric.PROTOCOL
+
+
 @torch.no_grad()
 def evaluate_split(model,
                    dataset,
+                   metric,
                    batch_size: int = 8,
                    num_workers: int = 0,
-                   progress: bool = True,
-                   generalized: bool = False) -> Dict[str, float]:
+                   progress: bool = True) -> Dict[str, float]:
     """Score every sentence of ``dataset`` (test mode) with ``model``.
 
+    Args:
+        metric (RISMetric | GRISMetric): Scores the predictions (its
+            records are reset first).
+
     Returns:
-        dict: ``mIoU``, ``oIoU``, ``Pr@50``..``Pr@90`` (percent) and
-        ``sentences``; with ``generalized`` (gRefCOCO) ``gIoU``, ``cIoU``,
-        ``N-acc``, ``T-acc``, ``Pr@0.7``..``Pr@0.9`` and ``sentences``.
+        dict: the metric's values (``mIoU``, ``oIoU``, ``Pr@50``..``Pr@90``;
+        or ``gIoU``, ``cIoU``, ``N-acc``, ``T-acc``, ``Pr@0.7``..``Pr@0.9``)
+        and ``sentences``.
     """
     loader = torch.utils.data.DataLoader(
         dataset,
@@ -127,29 +149,17 @@ def evaluate_split(model,
         num_workers=num_workers,
         collate_fn=pseudo_collate)
     bar = ProgressBar(len(dataset), file=sys.stderr) if progress else None
-    inter: List[int] = []
-    union: List[int] = []
-    gt_nt: List[bool] = []
-    pred_nt: List[bool] = []
+    metric.results.clear()
     for data in loader:
-        for sample in model.test_step(data):
-            i, u = compute_iou_stats(sample.pred_sem_seg.data,
-                                     sample.gt_sem_seg.data)
-            inter.append(i)
-            union.append(u)
-            gt_nt.append(bool(sample.metainfo.get('no_target', False)))
-            pred_nt.append(
-                predicted_no_target(
-                    sample.metainfo.get('pred_no_target'),
-                    sample.pred_sem_seg.data))
-            if bar is not None:
-                bar.update()
+        samples = model.test_step(data)
+        metric.process(data, samples)
+        if bar is not None:
+            bar.update(len(samples))
     if bar is not None:
         sys.stderr.write('\n')
-    metrics = dict(
-        gris_metrics_from_stats(inter, union, gt_nt, pred_nt)
-        if generalized else ris_metrics_from_stats(inter, union))
-    metrics['sentences'] = len(inter)
+    metrics = dict(metric.compute_metrics(metric.results))
+    metrics['sentences'] = len(metric.results)
+    metric.results.clear()
     return metrics
 
 
@@ -183,8 +193,8 @@ def run_benchmark(cfg: Config,
     """Evaluate ``checkpoint`` on every split of one benchmark.
 
     Returns:
-        dict: ``config``, ``checkpoint``, ``dataset``, ``split_by`` and
-        ``results`` (split -> metrics).
+        dict: ``config``, ``checkpoint``, ``dataset``, ``split_by``,
+        ``protocol`` and ``results`` (split -> metrics).
     """
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     base = copy.deepcopy(cfg.test_dataloader.dataset)
@@ -201,6 +211,8 @@ def run_benchmark(cfg: Config,
                          f'{sorted(unknown)}; use {list(all_splits)}')
     model = init_model(cfg, checkpoint, device=device)
     batch_size = batch_size or cfg.test_dataloader.get('batch_size', 8)
+    MMLogger.get_instance('mmris_benchmark_table', log_level='WARNING')
+    metric = build_metric(cfg, name in GENERALIZED)
 
     results = OrderedDict()
     for split in splits:
@@ -219,14 +231,15 @@ def run_benchmark(cfg: Config,
                   file=sys.stderr, flush=True)
         start = time.time()
         ds = DATASETS.build(ds_cfg)
-        results[split] = evaluate_split(model, ds, batch_size, num_workers,
-                                        progress, name in GENERALIZED)
+        results[split] = evaluate_split(model, ds, metric, batch_size,
+                                        num_workers, progress)
         results[split]['seconds'] = round(time.time() - start, 2)
     return OrderedDict(
         config=cfg.filename,
         checkpoint=checkpoint,
         dataset=name,
         split_by=split_by,
+        protocol=protocol_of(metric),
         results=results)
 
 
@@ -249,7 +262,8 @@ def main():
             device=args.device,
             progress=not args.no_progress)
     title = (f"**{osp.splitext(osp.basename(args.config))[0]}** on "
-             f"{report['dataset']} (checkpoint: {args.checkpoint})")
+             f"{report['dataset']} (checkpoint: {args.checkpoint}; protocol: "
+             f"{report['protocol']})")
     print(markdown_table(report['results'], title))
     text = json.dumps(report, indent=2)
     if args.out:

@@ -12,7 +12,7 @@ from mmseg.structures import SegDataSample
 DEFAULT_META_KEYS = ('img_path', 'ori_shape', 'img_shape', 'affine',
                      'inv_affine', 'scale_factor', 'text', 'ref_id', 'sent_id',
                      'ann_id', 'image_id', 'sample_idx', 'split', 'dataset',
-                     'no_target', 'num_targets')
+                     'no_target', 'num_targets', 'segmentation')
 
 
 @TRANSFORMS.register_module()
@@ -41,9 +41,11 @@ class PackRISInputs(BaseTransform):
             Defaults to ``('img_path', 'ori_shape', 'img_shape', 'affine',
             'inv_affine', 'scale_factor', 'text', 'ref_id', 'sent_id',
             'ann_id', 'image_id', 'sample_idx', 'split', 'dataset',
-            'no_target', 'num_targets')`` (the last two from
-            ``GRefCOCODataset``: gRefCOCO's no-target flag and number of
-            targets).
+            'no_target', 'num_targets', 'segmentation')`` (``no_target``
+            and ``num_targets`` from ``GRefCOCODataset``: gRefCOCO's
+            no-target flag and number of targets; ``segmentation``, the
+            annotation, lets ``GRISMetric(resolution='rela')`` rasterise
+            the ground truth at ReLA's input size).
     """
 
     def __init__(self, meta_keys: Sequence[str] = DEFAULT_META_KEYS) -> None:

@@ -118,6 +118,8 @@ class RISMetric(BaseMetric):
     """
 
     default_prefix: Optional[str] = None
+    #: How the numbers are computed, printed with every table.
+    PROTOCOL = 'original image size'
 
     def __init__(self,
                  collect_device: str = 'cpu',
@@ -160,20 +162,24 @@ class RISMetric(BaseMetric):
                     'data sample (gt_sem_seg is packed from gt_seg_map: use '
                     'LoadRefMask and LetterboxAffine(warp_mask=False) in the '
                     'evaluation pipeline)')
-            pred = self._get(pred, 'data')
-            gt = self._get(gt, 'data')
-            try:
-                inter, union = compute_iou_stats(pred, gt)
-            except ValueError as err:
-                where = ', '.join(
-                    f'{key} {self._get(sample, key)}'
-                    for key in ('img_path', 'ref_id', 'sent_id')
-                    if self._get(sample, key) is not None)
-                raise ValueError(f'RISMetric: sample {where or "?"}: '
-                                 f'{err}') from err
+            inter, union = self._iou_stats(sample, self._get(pred, 'data'),
+                                           self._get(gt, 'data'))
             meta = {k: self._get(sample, k) for k in self.RECORD_KEYS}
             self.results.append((inter, union, meta['ref_id'],
                                  meta['sent_id'], meta))
+
+    @classmethod
+    def _iou_stats(cls, sample: Any, pred: Any, gt: Any) -> Tuple[int, int]:
+        """``compute_iou_stats``; a shape error names the sample."""
+        try:
+            return compute_iou_stats(pred, gt)
+        except ValueError as err:
+            where = ', '.join(
+                f'{key} {cls._get(sample, key)}'
+                for key in ('img_path', 'ref_id', 'sent_id')
+                if cls._get(sample, key) is not None)
+            raise ValueError(f'{cls.__name__}: sample {where or "?"}: '
+                             f'{err}') from err
 
     def compute_metrics(self, results: List[tuple]) -> Dict[str, float]:
         """Compute the metrics from the collected per-sentence results.
@@ -189,9 +195,11 @@ class RISMetric(BaseMetric):
         union = [r[1] for r in results]
         metrics = ris_metrics_from_stats(inter, union)
         metas = [r[4] if len(r) > 4 else {} for r in results]
-        self._log_table(metrics, len(results), self.describe_splits(metas))
+        self._log_table(metrics, len(results), self.describe_splits(metas),
+                        self.PROTOCOL)
         if self.out_file is not None:
-            self.dump_results(self.out_file, inter, union, metas, metrics)
+            self.dump_results(self.out_file, inter, union, metas, metrics,
+                              self.PROTOCOL)
         return dict(metrics)
 
     @staticmethod
@@ -206,10 +214,15 @@ class RISMetric(BaseMetric):
         return ', '.join(names) or 'unnamed split'
 
     @classmethod
-    def dump_results(cls, out_file: str, inter: Sequence[int],
-                     union: Sequence[int], metas: Sequence[dict],
-                     metrics: Dict[str, float]) -> None:
-        """Write the per-sentence results and the metrics as JSON."""
+    def dump_results(cls,
+                     out_file: str,
+                     inter: Sequence[int],
+                     union: Sequence[int],
+                     metas: Sequence[dict],
+                     metrics: Dict[str, float],
+                     protocol: Optional[str] = None) -> None:
+        """Write the per-sentence results, the metrics and the protocol
+        they were computed with as JSON."""
         records = []
         for i, u, meta in zip(inter, union, metas):
             record = {k: meta.get(k) for k in cls.RECORD_KEYS}
@@ -220,14 +233,21 @@ class RISMetric(BaseMetric):
         os.makedirs(folder, exist_ok=True)
         with open(out_file, 'w') as f:
             json.dump(
-                dict(metrics=dict(metrics), sentences=records), f, indent=1)
+                dict(
+                    protocol=protocol or cls.PROTOCOL,
+                    metrics=dict(metrics),
+                    sentences=records),
+                f,
+                indent=1)
         print_log(
             f'Per-sentence results ({len(records)}) written to {out_file}',
             logger=MMLogger.get_current_instance())
 
     @staticmethod
-    def _log_table(metrics: Dict[str, float], num: int,
-                   splits: str = 'unnamed split') -> None:
+    def _log_table(metrics: Dict[str, float],
+                   num: int,
+                   splits: str = 'unnamed split',
+                   protocol: Optional[str] = None) -> None:
         try:
             from prettytable import PrettyTable
             table = PrettyTable()
@@ -237,6 +257,7 @@ class RISMetric(BaseMetric):
         except ImportError:  # pragma: no cover
             text = ' | '.join(f'{k}: {v:.2f}' for k, v in metrics.items())
         logger = MMLogger.get_current_instance()
+        how = f' [protocol: {protocol}]' if protocol else ''
         print_log(
-            f'RIS results on {splits} over {num} sentences:\n' + text,
+            f'RIS results on {splits} over {num} sentences{how}:\n' + text,
             logger=logger)

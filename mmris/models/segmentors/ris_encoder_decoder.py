@@ -46,7 +46,9 @@ class RISEncoderDecoder(BaseSegmentor):
         no_target_head (dict, optional): A :class:`NoTargetHead` config for
             generalized RIS (gRefCOCO): trained on the samples'
             ``no_target`` flags (``loss_no_target``); at test time a
-            no-target decision empties the mask, and every prediction
+            no-target decision empties the mask (the mask predicted before
+            the decision is kept as ``target_pred_sem_seg``: ReLA's
+            evaluator scores it in the cIoU union), and every prediction
             carries ``pred_no_target`` and ``no_target_score`` in its
             metainfo. Defaults to None (classic RIS, no extra parameter).
     """
@@ -153,11 +155,21 @@ class RISEncoderDecoder(BaseSegmentor):
         if nt_logits is None:
             return self.postprocess_result(probs, data_samples)
         no_target, score = self.no_target_head.predict(nt_logits)
-        probs = probs.masked_fill(no_target.view(-1, 1, 1, 1), 0.0)
+        data_samples = self.postprocess_result(probs, data_samples)
         for ds, nt, p in zip(data_samples, no_target.tolist(),
                              score.tolist()):
             ds.set_metainfo(dict(pred_no_target=nt, no_target_score=p))
-        return self.postprocess_result(probs, data_samples)
+            if nt:
+                # "no target": an empty mask; the mask predicted before the
+                # decision is kept (ReLA scores it in the cIoU union)
+                ds.target_pred_sem_seg = ds.pred_sem_seg
+                ds.set_data(
+                    dict(
+                        seg_logits=PixelData(
+                            data=torch.zeros_like(ds.seg_logits.data)),
+                        pred_sem_seg=PixelData(
+                            data=torch.zeros_like(ds.pred_sem_seg.data))))
+        return data_samples
 
     def probabilities(self, logits: Tensor, size) -> Tensor:
         """Sigmoid, then upsampling to the network input size (official test

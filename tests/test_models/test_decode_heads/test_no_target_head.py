@@ -105,7 +105,15 @@ def test_segmentor_no_target_decision_empties_the_mask():
             assert 'pred_no_target' not in e.metainfo
         model.no_target_head.mlp[-1].bias.fill_(100.0)  # always no-target
         got = model.predict(img, make_samples(ids, with_mask=False))
-    for g in got:
+    for e, g in zip(expected, got):
         assert g.pred_no_target is True and g.no_target_score > 0.5
         assert int(g.pred_sem_seg.data.sum()) == 0
         assert float(g.seg_logits.data.abs().sum()) == 0.0
+        # the mask before the decision is kept for ReLA's cIoU union
+        assert torch.equal(g.target_pred_sem_seg.data, e.pred_sem_seg.data)
+        assert int(e.pred_sem_seg.data.sum()) > 0
+    # samples the head lets through carry no extra mask
+    with torch.no_grad():
+        model.no_target_head.mlp[-1].bias.fill_(-100.0)
+        got = model.predict(img, make_samples(ids, with_mask=False))
+    assert all('target_pred_sem_seg' not in g for g in got)
