@@ -254,8 +254,12 @@ class GRefCOCODataset(RefCOCODataset):
         degenerate: List[str] = []
         n_missing = n_empty = 0
         checked: Dict[int, Tuple[List[str], int]] = {}
+        excluded = self._excluded_images()
+        dropped: Dict[str, Any] = dict(refs=0, sentences=0, images=set())
         for ref in split_refs:
             ref_id, image_id = ref['ref_id'], ref['image_id']
+            if self._exclude(ref, image_id, excluded, dropped):
+                continue
             img = imgs.get(image_id)
             if img is None:
                 raise KeyError(f'{refs_file}: ref_id {ref_id}: image_id '
@@ -318,4 +322,5 @@ class GRefCOCODataset(RefCOCODataset):
             )
             self._append_samples(data_list, base, sentences)
         self._warn_skipped(n_missing, degenerate, n_empty)
+        self._report_excluded(dropped, len(data_list))
         return data_list

@@ -38,7 +38,8 @@ against their ``height`` / ``width`` (``LoadRefImage``).
 """
 import os.path as osp
 import warnings
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import (Any, Dict, FrozenSet, List, Optional, Sequence, Tuple,
+                    Union)
 
 import numpy as np
 from mmengine.dataset import BaseDataset
@@ -364,6 +365,17 @@ class RefCOCODataset(BaseDataset):
         skip_missing_ann (bool): Skip (with a warning) refs whose ``ann_id``
             is absent from ``instances.json`` instead of raising.
             Defaults to False.
+        exclude_images_of (str | Sequence[str], optional): Leave out every
+            ref whose image is in these evaluation splits, read from the
+            same ``data_root``: ``'all'`` (every evaluation split of
+            RefCOCO, RefCOCO+, RefCOCOg umd and google and gRefCOCO), a
+            dataset (``'refcoco'``, ``'refcoco+'``, ``'refcocog_umd'``,
+            ``'refcocog_google'``, ``'grefcoco'``: its evaluation splits) or
+            ``'<dataset>/<split>'``. For mixed training without evaluation
+            images (the datasets share COCO images); what is left out is
+            logged and kept in ``self.excluded`` (refs, sentences, images).
+            See ``tools/analysis_tools/dataset_overlap.py``.
+            Defaults to None (keep everything).
         skip_empty_masks (bool, optional): Skip refs whose annotation
             rasterises to an empty mask (empty segmentation, only polygons
             with < 3 points or no area). Degenerate annotations are always
@@ -408,6 +420,7 @@ class RefCOCODataset(BaseDataset):
                  mode: str = 'train',
                  img_prefix: str = 'images/train2014',
                  skip_missing_ann: bool = False,
+                 exclude_images_of: Union[None, str, Sequence[str]] = None,
                  skip_empty_masks: Optional[bool] = None,
                  img_size: Optional[int] = None,
                  word_len: Optional[int] = None,
@@ -431,6 +444,11 @@ class RefCOCODataset(BaseDataset):
         self.split = split
         self.mode = mode
         self.skip_missing_ann = skip_missing_ann
+        if exclude_images_of is not None:
+            from .overlap import parse_exclusions
+            parse_exclusions(exclude_images_of)  # fail early on a typo
+        self.exclude_images_of = exclude_images_of
+        self.excluded = dict(refs=0, sentences=0, images=0)
         self.skip_empty_masks = (mode == 'train' if skip_empty_masks is None
                                  else bool(skip_empty_masks))
         self.img_size = img_size
@@ -470,6 +488,8 @@ class RefCOCODataset(BaseDataset):
         degenerate: List[str] = []
         n_empty = 0
         checked: Dict[int, Tuple[List[str], int]] = {}
+        excluded = self._excluded_images()
+        dropped: Dict[str, Any] = dict(refs=0, sentences=0, images=set())
         for ref in split_refs:
             ref_id, ann_id = ref['ref_id'], ref['ann_id']
             ann = anns.get(ann_id)
@@ -482,6 +502,8 @@ class RefCOCODataset(BaseDataset):
                     f'absent from {self.instances_file} (pass '
                     'skip_missing_ann=True to skip such refs)')
             image_id = ref.get('image_id', ann['image_id'])
+            if self._exclude(ref, image_id, excluded, dropped):
+                continue
             img = imgs.get(image_id)
             if img is None:
                 raise KeyError(f'ref_id {ref_id}: image_id {image_id} is '
@@ -515,7 +537,48 @@ class RefCOCODataset(BaseDataset):
             )
             self._append_samples(data_list, base, sentences)
         self._warn_skipped(n_missing, degenerate, n_empty)
+        self._report_excluded(dropped, len(data_list))
         return data_list
+
+    def _excluded_images(self) -> FrozenSet[int]:
+        """Image ids of the ``exclude_images_of`` evaluation splits."""
+        if self.exclude_images_of is None:
+            return frozenset()
+        from .overlap import excluded_images
+        return excluded_images(self.data_root, self.exclude_images_of)
+
+    @staticmethod
+    def _exclude(ref: dict, image_id: int, excluded: FrozenSet[int],
+                 dropped: Dict[str, Any]) -> bool:
+        """Whether ``ref`` is left out (its image is an excluded one);
+        counts it in ``dropped``."""
+        if image_id not in excluded:
+            return False
+        dropped['refs'] += 1
+        dropped['sentences'] += len(ref.get('sentences', []))
+        dropped['images'].add(image_id)
+        return True
+
+    def _report_excluded(self, dropped: Dict[str, Any], kept: int) -> None:
+        """Log what ``exclude_images_of`` left out; keep the counts."""
+        if self.exclude_images_of is None:
+            return
+        from mmengine.logging import print_log
+
+        from .overlap import parse_exclusions
+        self.excluded = dict(
+            refs=dropped['refs'],
+            sentences=dropped['sentences'],
+            images=len(dropped['images']))
+        splits = ', '.join(
+            f'{n}/{s}' for n, s in parse_exclusions(self.exclude_images_of))
+        print_log(
+            f'{self.__class__.__name__} {self.dataset} ({self.split_by}) '
+            f'{self.split}: left out {self.excluded["refs"]} refs '
+            f'({self.excluded["sentences"]} sentences) on '
+            f'{self.excluded["images"]} images that are in the evaluation '
+            f'splits {splits} (exclude_images_of); {kept} samples remain',
+            logger='current')
 
     def _split_refs(self, refs: List[dict], refs_file: str) -> List[dict]:
         """The refs of ``self.split``; an error lists the splits there are."""

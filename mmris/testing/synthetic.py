@@ -664,3 +664,116 @@ def make_synthetic_grefcoco(root: str,
         num_refs=len(refs),
         num_sentences=sent_id,
         splits=splits)
+
+
+#: Refs of :func:`make_planted_overlap_root`: benchmark -> ``(split,
+#: image_id, ann_ids, number of sentences)`` (``[-1]``: gRefCOCO no-target).
+#: Object ``k`` of image ``i`` has annotation id ``10 * i + k``. Planted:
+#: refcoco+ train uses image 4 (refcoco val; object 41 too), refcoco train
+#: image 1 / object 11 is in refcoco+ val, image 2 / object 21 in refcocog
+#: umd test, refcocog umd train uses image 5 (refcoco testA; object 52 only
+#: in gRefCOCO testA), refcocog google train has objects 61 (refcoco testB)
+#: and 111 (refcocog umd val), gRefCOCO train image 1 / objects 11, 12.
+PLANTED_OVERLAP = {
+    'refcoco': [('train', 1, [11], 2), ('train', 1, [12], 1),
+                ('train', 2, [21], 3), ('train', 3, [31], 1),
+                ('val', 4, [41], 2), ('val', 4, [42], 1),
+                ('testA', 5, [51], 2), ('testB', 6, [61], 1)],
+    'refcoco+': [('train', 4, [41], 3), ('train', 4, [43], 1),
+                 ('train', 7, [71], 2), ('val', 1, [11], 1),
+                 ('val', 1, [13], 2), ('testA', 8, [81], 1),
+                 ('testB', 9, [91], 2)],
+    'refcocog_umd': [('train', 5, [52], 2), ('train', 10, [101], 1),
+                     ('val', 11, [111], 2), ('test', 2, [21], 1)],
+    'refcocog_google': [('train', 6, [61], 2), ('train', 11, [111], 1),
+                        ('val', 12, [121], 1)],
+    'grefcoco': [('train', 1, [11, 12], 1), ('train', 13, [-1], 2),
+                 ('val', 4, [41], 1), ('val', 4, [-1], 1),
+                 ('testA', 5, [51, 52], 2), ('testB', 14, [141], 1)],
+}
+
+_PLANTED_FILES = {
+    'refcoco': ('refcoco', 'refs(unc).p'),
+    'refcoco+': ('refcoco+', 'refs(unc).p'),
+    'refcocog_umd': ('refcocog', 'refs(umd).p'),
+    'refcocog_google': ('refcocog', 'refs(google).p'),
+    'grefcoco': ('grefcoco', 'grefs(unc).json'),
+}
+
+
+def make_planted_overlap_root(root: str,
+                              spec: Optional[Dict[str, list]] = None
+                              ) -> Dict[str, str]:
+    """Write tiny REFER / gRefCOCO annotation files with known overlaps.
+
+    For ``tools/analysis_tools/dataset_overlap.py`` and
+    ``RefCOCODataset(exclude_images_of=...)`` tests: every benchmark of
+    ``spec`` (default :data:`PLANTED_OVERLAP`) gets its refs file and an
+    ``instances.json`` with the images (16 x 16, ``COCO_train2014_<id>``)
+    and objects (a 4 x 4 square each) its refs use; refcocog's two split
+    files share one ``instances.json``. No image file is written.
+
+    Args:
+        root (str): Output data root.
+        spec (dict, optional): Benchmark -> refs as in
+            :data:`PLANTED_OVERLAP`. Defaults to None (that).
+
+    Returns:
+        dict[str, str]: Benchmark -> refs file written.
+    """
+    spec = PLANTED_OVERLAP if spec is None else spec
+    instances: Dict[str, dict] = {}
+    written = {}
+    sent_id = ref_id = 0
+    for name, refs in spec.items():
+        folder, filename = _PLANTED_FILES[name]
+        inst = instances.setdefault(folder, dict(images={}, annotations={}))
+        out = []
+        for split, image_id, ann_ids, n_sents in refs:
+            inst['images'][image_id] = dict(
+                id=image_id,
+                file_name=f'COCO_train2014_{image_id:012d}.jpg',
+                height=16,
+                width=16)
+            for ann_id in ann_ids:
+                if ann_id == -1:
+                    continue
+                x = 4 * (ann_id % 3)
+                inst['annotations'][ann_id] = dict(
+                    id=ann_id,
+                    image_id=image_id,
+                    category_id=1,
+                    iscrowd=0,
+                    segmentation=[[x, 2, x + 4, 2, x + 4, 6, x, 6]],
+                    area=16.0,
+                    bbox=[x, 2, 4, 4])
+            sentences = [
+                dict(sent=f'object {s}', raw=f'Object {s}.',
+                     tokens=['object', str(s)], sent_id=s)
+                for s in range(sent_id, sent_id + n_sents)
+            ]
+            sent_id += n_sents
+            ann = ann_ids if name == 'grefcoco' else ann_ids[0]
+            out.append(
+                _ref_dict(ref_id, ann, [1 if a != -1 else -1
+                                        for a in ann_ids]
+                          if name == 'grefcoco' else 1, image_id, split,
+                          sentences))
+            ref_id += 1
+        os.makedirs(osp.join(root, folder), exist_ok=True)
+        path = osp.join(root, folder, filename)
+        if filename.endswith('.json'):
+            with open(path, 'w') as f:
+                json.dump(out, f)
+        else:
+            with open(path, 'wb') as f:
+                pickle.dump(out, f, protocol=2)
+        written[name] = path
+    for folder, inst in instances.items():
+        with open(osp.join(root, folder, 'instances.json'), 'w') as f:
+            json.dump(
+                dict(
+                    images=list(inst['images'].values()),
+                    annotations=list(inst['annotations'].values()),
+                    categories=CATEGORIES[:1]), f)
+    return written
