@@ -157,3 +157,34 @@ def test_inconsistent_rle_is_listed(root, capsys):
     assert (f"{ref['split']}: ref_id {ref['ref_id']} ann_id "
             f"{ref['ann_id']}: RLE counts sum to {pixels - 7}, not height x "
             f"width = {pixels}") in out
+
+
+def test_long_sentences_are_counted(root, capsys):
+    """Sentences of k times "the" are k CLIP tokens + SOT + EOT: with
+    word_len 17, k = 16, 20, 40 are longer (by 1, 5 and 25 ids)."""
+    path = root / 'refcoco' / 'refs(unc).p'
+    refs = load_refs(str(path))
+    lengths = iter([10, 15, 16, 20, 40])
+    n_val = 0
+    for ref in refs:
+        if ref['split'] != 'val':
+            continue
+        for sent in ref['sentences']:
+            words = ' '.join(['the'] * next(lengths, 3))
+            sent['sent'], sent['raw'] = words, words.upper()
+            n_val += 1
+    with open(path, 'wb') as f:
+        pickle.dump(refs, f, protocol=2)
+    code, out = _run(root, capsys, '--word-len', '17')
+    assert code == 0 and PASSED in out
+    assert "sentences longer than word_len 17" in out
+    row = next(line.split() for line in out.splitlines()
+               if line.strip().startswith('val ') and '%' in line)
+    share = f'{100 * 3 / n_val:.1f}%'
+    assert row == ['val', str(n_val), '3', share, '42', '10.3']
+    config = osp.join(REPO, 'configs', 'detris', 'detris-b_refcocog_umd.py')
+    code, out = _run(root, capsys, '--config', config)
+    assert f'word_len 22 (from {config})' in out
+    row = next(line.split() for line in out.splitlines()
+               if line.strip().startswith('val ') and '%' in line)
+    assert row[:3] == ['val', str(n_val), '1'] and row[4:] == ['42', '20.0']

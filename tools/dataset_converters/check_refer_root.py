@@ -27,10 +27,18 @@ annotations (empty segmentation, polygons with < 3 points, an odd number of
 coordinates or no area). Annotation pickles are read safely (any pickled
 global is refused) and corrupt files are reported, not raised.
 
+With ``--word-len N`` (or ``--config CONFIG``, whose datasets' ``word_len``
+is used) it also reports per split how many sentences are longer than the
+text context: CLIP ids (SOT + BPE tokens + EOT) beyond ``word_len`` are cut
+off before the text encoder (all official configs use 17, also for the long
+G-Ref expressions), with the longest sentence and the mean excess. The text
+read is the dataset's: REFER's ``sent``, gRefCOCO's ``raw`` (as ReLA).
+
 Exits with 1 if a file is missing or corrupt, a split is absent, an image
 is missing or has another size than its annotation, or an annotation is
-absent or malformed; with ``--strict`` also if a count differs from the
-official one or an annotation is degenerate.
+absent or malformed (RLE counts that do not cover the image included); with
+``--strict`` also if a count differs from the official one or an annotation
+is degenerate. Long sentences are reported, never fatal.
 """
 import argparse
 import os.path as osp
@@ -44,6 +52,7 @@ from mmris.datasets.refcoco import (OFFICIAL_SPLIT_SIZES, REFER_DATASETS,
                                     load_instances, load_refs, refer_paths)
 from mmris.datasets.refer_io import AnnotationFileError, RefusedGlobalError
 from mmris.datasets.transforms.loading import inspect_segmentation
+from mmris.datasets.transforms.tokenizer import count_tokens
 
 LAYOUT = """Expected layout:
   DATA_ROOT/images/train2014/COCO_train2014_*.jpg   (COCO train2014 images)
@@ -101,7 +110,92 @@ def parse_args(argv=None):
         type=int,
         default=10,
         help='problems listed per kind (all are counted)')
-    return parser.parse_args(argv)
+    parser.add_argument(
+        '--word-len',
+        type=int,
+        default=None,
+        help='report per split the sentences longer than this many CLIP '
+        'ids (SOT + tokens + EOT; the datasets\' word_len)')
+    parser.add_argument(
+        '--config',
+        default=None,
+        help='take --word-len from this config (its training dataset\'s '
+        'word_len)')
+    args = parser.parse_args(argv)
+    if args.word_len is not None and args.word_len < 2:
+        parser.error(f'--word-len must be >= 2 (SOT + EOT), got '
+                     f'{args.word_len}')
+    return args
+
+
+def config_word_len(path: str) -> int:
+    """The ``word_len`` of a config's training dataset (the first dataset
+    of a ``ConcatDataset``), else of its test dataset."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(path)
+
+    def find(node):
+        if isinstance(node, dict):
+            if node.get('word_len') is not None:
+                return int(node['word_len'])
+            for key in ('dataset', 'datasets'):
+                found = find(node.get(key))
+                if found is not None:
+                    return found
+        if isinstance(node, (list, tuple)):
+            for item in node:
+                found = find(item)
+                if found is not None:
+                    return found
+        return None
+
+    for loader in ('train_dataloader', 'test_dataloader', 'val_dataloader'):
+        found = find(cfg.get(loader))
+        if found is not None:
+            return found
+    raise SystemExit(f'{path}: no dataset with a word_len')
+
+
+def long_sentences(refs: List[dict], word_len: int,
+                   field: str) -> 'OrderedDict[str, dict]':
+    """Per split: sentences, those longer than ``word_len`` CLIP ids, the
+    longest (ids) and the mean excess of the long ones; sentences without
+    ``field`` are counted apart."""
+    stats: 'OrderedDict[str, dict]' = OrderedDict()
+    for ref in refs:
+        st = stats.setdefault(
+            ref['split'], dict(sentences=0, longer=0, excess=0, longest=0,
+                               no_text=0))
+        for sent in ref.get('sentences', []):
+            text = sent.get(field)
+            if not isinstance(text, str):
+                st['no_text'] += 1
+                continue
+            n = count_tokens(text.strip())
+            st['sentences'] += 1
+            st['longest'] = max(st['longest'], n)
+            if n > word_len:
+                st['longer'] += 1
+                st['excess'] += n - word_len
+    return stats
+
+
+def report_long_sentences(refs: List[dict], word_len: Optional[int],
+                          field: str) -> None:
+    """Print :func:`long_sentences` as a table."""
+    if word_len is None:
+        return
+    print(f'  sentences longer than word_len {word_len} (CLIP ids: SOT + '
+          f'tokens + EOT; the rest is cut off), text {field!r}:')
+    print(f'    {"split":<8}{"sentences":>10}{"longer":>8}{"share":>8}'
+          f'{"longest":>9}{"mean excess":>13}')
+    for split, st in long_sentences(refs, word_len, field).items():
+        mean = st['excess'] / st['longer'] if st['longer'] else 0.0
+        print(f'    {split!s:<8}{st["sentences"]:>10}{st["longer"]:>8}'
+              f'{_share(st["longer"], st["sentences"]):>8}'
+              f'{st["longest"]:>9}{mean:>13.1f}')
+        if st['no_text']:
+            print(f'      {st["no_text"]} sentences have no {field!r}')
 
 
 def _report_list(title: str, items: List[str], max_list: int) -> None:
@@ -153,7 +247,8 @@ def check_dataset(data_root: str,
                   name: str,
                   img_dir: str,
                   strict: bool,
-                  max_list: int = 10) -> bool:
+                  max_list: int = 10,
+                  word_len: Optional[int] = None) -> bool:
     """Check one dataset; print a report. Returns True when all is fine.
 
     Fails on a missing or corrupt file, a split absent from the refs file,
@@ -218,6 +313,7 @@ def check_dataset(data_root: str,
             print(f'    {st["missing_ann"]} refs point to ann ids absent from '
                   f'{instances_file}')
             ok = False
+    report_long_sentences(refs, word_len, 'sent')
     return _report_images_and_annotations(ok, size_problems, refs, imgs,
                                           anns, instances_file, strict,
                                           max_list)
@@ -291,7 +387,8 @@ def _share(part: int, whole: int) -> str:
 def check_grefcoco(data_root: str,
                    img_dir: str,
                    strict: bool,
-                   max_list: int = 10) -> bool:
+                   max_list: int = 10,
+                   word_len: Optional[int] = None) -> bool:
     """Check the gRefCOCO files; print per-split counts and shares.
 
     Per split: refs, sentences, the share of no-target refs / sentences
@@ -355,6 +452,12 @@ def check_grefcoco(data_root: str,
             print(f'    {st["missing_ann"]} target ids point to annotations '
                   f'absent from {instances_file}')
             ok = False
+    crowd = sum(1 for ref in refs for a in _ann_ids(ref)
+                if (anns.get(a) or {}).get('iscrowd'))
+    if crowd:
+        print(f'    {crowd} target ids are crowd regions (iscrowd): left out '
+              'of the ground truth, as ReLA (include_crowd=True keeps them)')
+    report_long_sentences(refs, word_len, 'raw')
     return _report_images_and_annotations(ok, size_problems, refs, imgs,
                                           anns, instances_file, strict,
                                           max_list)
@@ -371,6 +474,10 @@ def main(argv=None) -> int:
     if not osp.isdir(img_dir):
         print(f'MISSING: image folder {img_dir}')
         all_ok = False
+    word_len = args.word_len
+    if word_len is None and args.config is not None:
+        word_len = config_word_len(args.config)
+        print(f'word_len {word_len} (from {args.config})')
     names = args.datasets
     if names is None:
         names = present_datasets(args.data_root)
@@ -384,10 +491,10 @@ def main(argv=None) -> int:
     for name in names:
         if name == GREFCOCO:
             all_ok = check_grefcoco(args.data_root, img_dir, args.strict,
-                                    args.max_list) and all_ok
+                                    args.max_list, word_len) and all_ok
             continue
         all_ok = check_dataset(args.data_root, name, img_dir, args.strict,
-                               args.max_list) and all_ok
+                               args.max_list, word_len) and all_ok
     if not all_ok:
         print(f'\nSome checks failed.\n{LAYOUT}')
         return 1

@@ -62,6 +62,22 @@ def encode_text(text: str,
     return ids
 
 
+def count_tokens(text: str) -> int:
+    """Length of a sentence's CLIP ids before padding or truncation:
+    SOT + BPE tokens + EOT (what ``context_length`` must hold for the whole
+    sentence to reach the text encoder).
+
+    Args:
+        text (str): The sentence.
+
+    Returns:
+        int: The number of ids.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f'text must be a str, got {type(text)}')
+    return len(_get_tokenizer().encode(text)) + 2
+
+
 def tokenize(texts: Union[str, Sequence[str]],
              context_length: int = 17,
              truncate: bool = True) -> torch.Tensor:
