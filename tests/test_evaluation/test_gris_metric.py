@@ -283,3 +283,15 @@ def test_rela_resolution_scores_at_the_resized_input(capsys):
     with pytest.raises(KeyError, match='segmentation'):
         metric.process({}, [_sample(gt, pred, False, False, h=h, w=w)])
     del logger
+
+
+def test_resize_nearest_equals_pil():
+    """Pillow accumulates the sampling positions in float64: e.g. 384 ->
+    480 reads row 5 for output row 7 (6 with exact arithmetic)."""
+    from mmris.evaluation.metrics.gris_metric import resize_nearest
+    rng = np.random.default_rng(0)
+    for h, w, size in [(384, 500, 480), (427, 640, 480), (640, 480, 480),
+                       (24, 40, 16), (1, 7, 37), (97, 3, 480)]:
+        mask = (rng.random((h, w)) < 0.5).astype(np.uint8)
+        np.testing.assert_array_equal(resize_nearest(mask, size),
+                                      _pil_nearest(mask, size))

@@ -53,11 +53,22 @@ def gris_sample_iou(inter: Sequence[int], union: Sequence[int],
     return np.where(gt_nt & pred_nt, 1.0, iou)
 
 
+def _nearest_index(size_in: int, size_out: int) -> np.ndarray:
+    """Source pixel of each output pixel in Pillow's nearest-neighbour
+    resize (``ImagingScaleAffine``): the centre ``(i + 0.5) * in / out``,
+    accumulated step by step in float64 as Pillow does, truncated."""
+    step = size_in / size_out
+    pos = np.add.accumulate(
+        np.concatenate([[step * 0.5], np.full(size_out - 1, step)]))
+    return np.minimum(pos.astype(np.int64), size_in - 1)
+
+
 def resize_nearest(mask: Any, size: int) -> np.ndarray:
     """Nearest-neighbour resize of a (h, w) or (1, h, w) mask to
-    ``size x size``, sampling pixel centres as PIL's ``NEAREST`` (what
-    detectron2's ``ResizeTransform`` applies to segmentation maps): output
-    pixel ``i`` reads input pixel ``floor((i + 0.5) * in / size)``.
+    ``size x size`` exactly as PIL's ``NEAREST`` (what detectron2's
+    ``ResizeTransform`` applies to segmentation maps, hence what ReLA's
+    ``T.Resize`` does): output pixel ``i`` reads the input pixel under its
+    centre, ``(i + 0.5) * in / size``, with Pillow's float64 accumulation.
 
     Args:
         mask (Tensor | np.ndarray): The mask.
@@ -71,10 +82,8 @@ def resize_nearest(mask: Any, size: int) -> np.ndarray:
     mask = np.asarray(mask)
     if mask.ndim == 3 and mask.shape[0] == 1:
         mask = mask[0]
-    rows = np.minimum(((np.arange(size) + 0.5) * mask.shape[0] /
-                       size).astype(np.int64), mask.shape[0] - 1)
-    cols = np.minimum(((np.arange(size) + 0.5) * mask.shape[1] /
-                       size).astype(np.int64), mask.shape[1] - 1)
+    rows = _nearest_index(mask.shape[0], size)
+    cols = _nearest_index(mask.shape[1], size)
     return mask[rows][:, cols]
 
 
