@@ -365,17 +365,6 @@ class RefCOCODataset(BaseDataset):
         skip_missing_ann (bool): Skip (with a warning) refs whose ``ann_id``
             is absent from ``instances.json`` instead of raising.
             Defaults to False.
-        exclude_images_of (str | Sequence[str], optional): Leave out every
-            ref whose image is in these evaluation splits, read from the
-            same ``data_root``: ``'all'`` (every evaluation split of
-            RefCOCO, RefCOCO+, RefCOCOg umd and google and gRefCOCO), a
-            dataset (``'refcoco'``, ``'refcoco+'``, ``'refcocog_umd'``,
-            ``'refcocog_google'``, ``'grefcoco'``: its evaluation splits) or
-            ``'<dataset>/<split>'``. For mixed training without evaluation
-            images (the datasets share COCO images); what is left out is
-            logged and kept in ``self.excluded`` (refs, sentences, images).
-            See ``tools/analysis_tools/dataset_overlap.py``.
-            Defaults to None (keep everything).
         skip_empty_masks (bool, optional): Skip refs whose annotation
             rasterises to an empty mask (empty segmentation, only polygons
             with < 3 points or no area). Degenerate annotations are always
@@ -392,11 +381,6 @@ class RefCOCODataset(BaseDataset):
             none. Method configs override these two per dataset (e.g. 416/17
             for ETRIS on RefCOCO, 448/22 for DETRIS on G-Ref umd).
             Defaults to None.
-        sentence_field (str): The sentence text read: ``'sent'`` (REFER's
-            pre-processed text, as the ETRIS, BarLeRIa and DETRIS data
-            scripts, e.g. kkakkkka/ETRIS tools/data_process.py) or ``'raw'``
-            (the annotator's text); a sentence without it is an error
-            naming the file, ref and sentence. Defaults to 'sent'.
         pipeline (list): Transforms. Defaults to [].
         test_mode (bool, optional): Defaults to None, i.e.
             ``mode != 'train'``.
@@ -407,6 +391,22 @@ class RefCOCODataset(BaseDataset):
         indices (int | Sequence[int], optional): Keep only these samples
             (an int: the first ``indices``), e.g. for a quick look or a
             smoke test; see ``BaseDataset``. Defaults to None (all).
+        sentence_field (str): The sentence text read: ``'sent'`` (REFER's
+            pre-processed text, as the ETRIS, BarLeRIa and DETRIS data
+            scripts, e.g. kkakkkka/ETRIS tools/data_process.py) or ``'raw'``
+            (the annotator's text); a sentence without it is an error
+            naming the file, ref and sentence. Defaults to 'sent'.
+        exclude_images_of (str | Sequence[str], optional): Leave out every
+            ref whose image is in these evaluation splits, read from the
+            same ``data_root``: ``'all'`` (every evaluation split of
+            RefCOCO, RefCOCO+, RefCOCOg umd and google and gRefCOCO), a
+            dataset (``'refcoco'``, ``'refcoco+'``, ``'refcocog_umd'``,
+            ``'refcocog_google'``, ``'grefcoco'``: its evaluation splits) or
+            ``'<dataset>/<split>'``. For mixed training without evaluation
+            images (the datasets share COCO images); what is left out is
+            logged and kept in ``self.excluded`` (refs, sentences, images).
+            See ``tools/analysis_tools/dataset_overlap.py``.
+            Defaults to None (keep everything).
     """
 
     METAINFO = dict(
@@ -420,18 +420,19 @@ class RefCOCODataset(BaseDataset):
                  mode: str = 'train',
                  img_prefix: str = 'images/train2014',
                  skip_missing_ann: bool = False,
-                 exclude_images_of: Union[None, str, Sequence[str]] = None,
                  skip_empty_masks: Optional[bool] = None,
                  img_size: Optional[int] = None,
                  word_len: Optional[int] = None,
-                 sentence_field: str = 'sent',
                  pipeline: Sequence = (),
                  test_mode: Optional[bool] = None,
                  metainfo: Optional[dict] = None,
                  lazy_init: bool = False,
                  serialize_data: bool = True,
                  max_refetch: int = 1000,
-                 indices: Optional[Union[int, Sequence[int]]] = None) -> None:
+                 indices: Optional[Union[int, Sequence[int]]] = None,
+                 sentence_field: str = 'sent',
+                 exclude_images_of: Union[None, str, Sequence[str]] = None
+                 ) -> None:
         if split_by not in SPLIT_BYS:
             raise ValueError(f'split_by must be one of {SPLIT_BYS}, '
                              f'got {split_by!r}')
