@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Tuple
 from mmseg.registry import DATASETS
 
 from .refcoco import (GREF_REQUIRED, LAYOUT_HINT, RefCOCODataset,
-                      check_ref, load_instances)
+                      check_ref, check_same_image, load_instances)
 from .refer_io import AnnotationFileError, load_json, load_refer_pickle
 
 #: Keys every gRefCOCO ref must have (checked at load time).
@@ -275,6 +275,8 @@ class GRefCOCODataset(RefCOCODataset):
                     f'{refs_file}: ref_id {ref_id} refers to ann_id '
                     f'{absent}, absent from {self.instances_file} (pass '
                     'skip_missing_ann=True to skip such refs)')
+            check_same_image(ref, [anns[a] for a in ann_ids], refs_file,
+                             self.instances_file)
             sentences = self._sentences(ref, refs_file)
             if not sentences:
                 continue

@@ -195,6 +195,26 @@ def check_ref(ref: Any, k: int, refs_file: str,
             fail('sent_id', sent['sent_id'], 'an integer id')
 
 
+def check_same_image(ref: dict, anns: Sequence[dict], refs_file: str,
+                     instances_file: str) -> None:
+    """A ref's annotations must lie on its image (REFER builds refs from
+    the annotations; ReLA asserts it: gres_model/data/datasets/
+    grefcoco.py ``assert anno_dict["image_id"] == image_id``).
+
+    Raises:
+        AnnotationFileError: Naming both files, the ref and the ann.
+    """
+    image_id = ref.get('image_id')
+    if image_id is None:
+        return
+    for ann in anns:
+        if ann['image_id'] != image_id:
+            raise AnnotationFileError(
+                f'{refs_file}: ref_id {ref["ref_id"]} is on image_id '
+                f'{image_id}, but its ann_id {ann["id"]} is on image_id '
+                f'{ann["image_id"]} in {instances_file}')
+
+
 def load_refs(refs_file: str) -> List[dict]:
     """Load a REFER ``refs(*).p`` pickle safely (Python 2 pickles too).
 
@@ -499,16 +519,18 @@ class RefCOCODataset(BaseDataset):
                     n_missing += 1
                     continue
                 raise KeyError(
-                    f'ref_id {ref_id} refers to ann_id {ann_id}, which is '
-                    f'absent from {self.instances_file} (pass '
-                    'skip_missing_ann=True to skip such refs)')
+                    f'{refs_file}: ref_id {ref_id} refers to ann_id '
+                    f'{ann_id}, which is absent from {self.instances_file} '
+                    '(pass skip_missing_ann=True to skip such refs)')
             image_id = ref.get('image_id', ann['image_id'])
+            check_same_image(ref, [ann], refs_file, self.instances_file)
             if self._exclude(ref, image_id, excluded, dropped):
                 continue
             img = imgs.get(image_id)
             if img is None:
-                raise KeyError(f'ref_id {ref_id}: image_id {image_id} is '
-                               f'absent from {self.instances_file}')
+                raise KeyError(f'{refs_file}: ref_id {ref_id}: image_id '
+                               f'{image_id} is absent from '
+                               f'{self.instances_file}')
             sentences = self._sentences(ref, refs_file)
             if not sentences:
                 continue

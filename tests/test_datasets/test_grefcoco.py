@@ -481,3 +481,19 @@ def test_wrong_types_name_the_file_and_ref(tmp_path, capsys, case, field):
     code = _tool('check_refer_root').main([root, '--datasets', 'grefcoco'])
     out = capsys.readouterr().out
     assert code == 1 and 'ERROR' in out and field in out
+
+
+def test_targets_on_another_image_name_both_files(tmp_path):
+    anns = json.loads(json.dumps(ANNS))
+    anns[1]['image_id'] = 2
+    root = _write_rela_root(tmp_path, anns=anns)
+    with open(osp.join(root, 'grefcoco', 'instances.json')) as f:
+        inst = json.load(f)
+    inst['images'].append(dict(id=2, file_name='b.jpg', height=H, width=W))
+    with open(osp.join(root, 'grefcoco', 'instances.json'), 'w') as f:
+        json.dump(inst, f)
+    with pytest.raises(AnnotationFileError) as info:
+        GRefCOCODataset(root, split='val', mode='test')
+    msg = str(info.value)
+    assert ('grefs(unc).json: ref_id 3 is on image_id 1, but its ann_id 12 '
+            'is on image_id 2 in') in msg and 'instances.json' in msg
