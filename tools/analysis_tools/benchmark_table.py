@@ -36,7 +36,7 @@ from mmengine.utils import ProgressBar
 from mmseg.registry import DATASETS, METRICS
 
 from mmris.apis import init_model
-from mmris.compat import unsafe_checkpoint_loading
+from mmris.checkpoint import unsafe_checkpoint_loading
 from mmris.evaluation.metrics.gris_metric import GRIS_METRIC_NAMES
 from mmris.evaluation.metrics.ris_metric import PR_NAMES
 
