@@ -580,7 +580,8 @@ def _save(target: FuzzTarget, failure: Dict, seed: int,
     base = osp.join(save_dir, f'{target.name}-{seed}-{failure["index"]}')
     with open(base + target.suffix, 'wb') as f:
         f.write(data)
-    with open(base + '.json', 'w') as f:
+    # '.failure.json': a target with the '.json' suffix keeps its input
+    with open(base + '.failure.json', 'w') as f:
         json.dump(failure, f, indent=1)
 
 

@@ -162,3 +162,7 @@ register_target(
         suffix='.pt',
         mutators=_ZIP_MUTATORS))
 
+
+# The annotation loaders' targets (REFER pickle, gRefCOCO JSON,
+# instances.json) live in their own module.
+from . import fuzz_annotation_targets  # noqa: E402,F401
