@@ -56,16 +56,16 @@ def _tiny_detris_cfg():
     bb = model['backbone']
     bb['visual'].update(arch=dict(embed_dims=64, num_layers=4, num_heads=2))
     bb['text'].update(width=64, heads=2, layers=4, embed_dim=64)
-    bb['visual_adapter']['module'].update(
+    bb['adapters']['dense_aligner']['module'].update(
         in_channels=64, hidden_channels=32, text_channels=64, embed_dims=16,
         num_heads=2)
-    bb['visual_adapter']['layers'] = [1, 3]
-    bb['text_adapter']['module'].update(in_channels=64, hidden_channels=32)
-    bb['text_adapter']['layers'] = [1, 3]
+    bb['adapters']['dense_aligner']['layers'] = [1, 3]
+    bb['adapters']['text_adapter']['module'].update(in_channels=64, hidden_channels=32)
+    bb['adapters']['text_adapter']['layers'] = [1, 3]
     bb['out_indices'] = (1, 2)
     model['neck'].update(
-        in_channels=(64, 64, 64), txt_in=64, out_channels=64, nhead=2)
-    model['decode_head'].update(d_model=64, nhead=2, dim_ffn=64, word_dim=64)
+        in_channels=(64, 64, 64), text_channels=64, out_channels=64, nhead=2)
+    model['decode_head'].update(d_model=64, nhead=2, dim_ffn=64, text_channels=64)
     return model
 
 
