@@ -1,4 +1,6 @@
 # Copyright (c) mmris contributors. All rights reserved.
+from .atomic_local_backend import AtomicLocalBackend  # noqa: F401
+from .loops import RISEpochBasedTrainLoop  # noqa: F401
 from .hooks import *  # noqa: F401,F403
 from .optimizers import AutocastOptimWrapper  # noqa: F401
 from .runner import RISRunner, build_runner  # noqa: F401
