@@ -226,9 +226,10 @@ def _check_integers(data: bytes, path: str) -> None:
             if (opcode.name in ('INT', 'LONG', 'LONG1', 'LONG4')
                     and isinstance(arg, int) and abs(arg) >= INT_LIMIT):
                 raise AnnotationFileError(
-                    f'{path}: byte {pos} holds an integer beyond 64 bits '
-                    f'({arg.bit_length()} bits); REFER files hold ids and '
-                    'counts only (a crafted file?)')
+                    f'{path}: byte {pos} holds an integer outside the '
+                    f'signed 64 bits range (a {arg.bit_length()}-bit '
+                    'magnitude); REFER files hold ids and counts only (a '
+                    'crafted file?)')
     except AnnotationFileError:
         raise
     except Exception:  # noqa: BLE001  (the unpickler names what is wrong)
