@@ -495,12 +495,15 @@ def run_fuzz(name: str,
     last_log = time.time()
     with tempfile.TemporaryDirectory(prefix='fuzz-') as folder:
         while next_index < stop:
+            # the worker's stderr goes to a file: a pipe nobody reads fills
+            # up (64 KiB of warnings) and blocks the worker
+            errlog = tempfile.TemporaryFile()
             # run as a script: the worker imports only what its target needs
             proc = subprocess.Popen(
                 [sys.executable, osp.abspath(__file__), '--worker', name,
                  str(seed), str(next_index), str(stop),
                  str(memory_limit_mb), folder],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                stdout=subprocess.PIPE, stderr=errlog, env=env)
             current: Optional[int] = None
             started = time.time()
             buffer = b''
@@ -517,7 +520,7 @@ def run_fuzz(name: str,
                     if current is None:
                         raise RuntimeError(
                             f'fuzz worker for {name} did not start: '
-                            f'{proc.stderr.read().decode()[-2000:]}')
+                            f'{_tail(errlog)}')
                     failure = dict(index=current, kind='hang')
                     break
                 chunk = os.read(proc.stdout.fileno(), 65536)
@@ -527,11 +530,11 @@ def run_fuzz(name: str,
                         failure = dict(
                             index=current, kind='crash',
                             returncode=proc.returncode,
-                            stderr=proc.stderr.read().decode()[-2000:])
+                            stderr=_tail(errlog))
                     elif proc.returncode != 0 and next_index < stop:
                         raise RuntimeError(
                             f'fuzz worker for {name} failed: '
-                            f'{proc.stderr.read().decode()[-2000:]}')
+                            f'{_tail(errlog)}')
                     break
                 buffer += chunk
                 while b'\n' in buffer:
@@ -563,10 +566,16 @@ def run_fuzz(name: str,
                 next_index = failure['index'] + 1
             if proc.stdout:
                 proc.stdout.close()
-            if proc.stderr:
-                proc.stderr.close()
+            errlog.close()
     report.seconds = time.time() - t0
     return report
+
+
+def _tail(log, size: int = 2000) -> str:
+    """The last ``size`` characters written to the file ``log``."""
+    log.seek(0, os.SEEK_END)
+    log.seek(max(0, log.tell() - size))
+    return log.read().decode(errors='replace')
 
 
 def _save(target: FuzzTarget, failure: Dict, seed: int,

@@ -43,6 +43,13 @@ def load_messages(path):
     raise ValueError(f'{path}: refused')
 
 
+def load_noisy(path):
+    """A loader that warns a lot (8 KiB on stderr per input) and loads."""
+    import sys
+    sys.stderr.write('w' * 8191 + '\n')
+    sys.stderr.flush()
+
+
 def _target(name, load):
     return SimpleNamespace(
         name=name, load=f'test_testing._fuzz_fake:{load}',
@@ -54,3 +61,4 @@ CRASH = _target('fake-crash', 'load_crash')
 HANG = _target('fake-hang', 'load_hang')
 MEMORY = _target('fake-memory', 'load_memory')
 MESSAGES = _target('fake-messages', 'load_messages')
+NOISY = _target('fake-noisy', 'load_noisy')

@@ -75,6 +75,14 @@ def test_unnamed_and_unexpected_errors_fail():
                if f['kind'] == 'error')
 
 
+def test_a_loader_writing_to_stderr_does_not_stall_the_worker():
+    """30 inputs x 8 KiB of warnings overflow a 64 KiB pipe: the worker's
+    stderr must go where nobody needs to read it for the worker to go on."""
+    report = fuzz.run_fuzz('test_testing._fuzz_fake:NOISY', 30,
+                           time_limit=5, python_path=[TESTS])
+    assert report.failures == [] and report.loaded == 30
+
+
 @pytest.mark.parametrize('mutator', [
     fuzz.mutate_bytes, fuzz.mutate_pickle, fuzz.mutate_zip_member,
     fuzz.mutate_zip_headers, fuzz.mutate_json
