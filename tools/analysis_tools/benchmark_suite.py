@@ -55,6 +55,7 @@ import gc
 import json
 import os
 import os.path as osp
+import runpy
 import platform
 import statistics
 import subprocess
@@ -64,7 +65,24 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-import torch
+
+def load_tool_env() -> dict:
+    """``mmris/utils/tool_env.py`` run by path, before any heavy import:
+    ``--help`` stays fast and a Python without the project's packages gets
+    one line (or the checkout's ``.venv``)."""
+    folder = osp.dirname(osp.abspath(__file__))
+    while osp.dirname(folder) != folder:
+        path = osp.join(folder, 'mmris', 'utils', 'tool_env.py')
+        if osp.isfile(path):
+            return runpy.run_path(path)
+        folder = osp.dirname(folder)
+    from mmris.utils import tool_env  # an installed mmris
+    return vars(tool_env)
+
+
+TOOL_ENV = load_tool_env()
+TOOL_ENV['ensure_environment'](__file__)
+import torch  # noqa: E402
 import torch.nn as nn
 from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
@@ -771,6 +789,7 @@ def official_clones(root: Optional[str], methods: List[str],
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    TOOL_ENV['setup_cpu_threads']('benchmark_suite.py')
     device = torch.device(args.device or (
         'cuda' if torch.cuda.is_available() else 'cpu'))
     cuda = device.type == 'cuda'

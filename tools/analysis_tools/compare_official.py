@@ -31,13 +31,31 @@ Example:
 import argparse
 import copy
 import os.path as osp
+import runpy
 import statistics
 import sys
 import time
 from types import ModuleType
 from typing import Callable, List, Optional, Sequence
 
-import torch
+
+def load_tool_env() -> dict:
+    """``mmris/utils/tool_env.py`` run by path, before any heavy import:
+    ``--help`` stays fast and a Python without the project's packages gets
+    one line (or the checkout's ``.venv``)."""
+    folder = osp.dirname(osp.abspath(__file__))
+    while osp.dirname(folder) != folder:
+        path = osp.join(folder, 'mmris', 'utils', 'tool_env.py')
+        if osp.isfile(path):
+            return runpy.run_path(path)
+        folder = osp.dirname(folder)
+    from mmris.utils import tool_env  # an installed mmris
+    return vars(tool_env)
+
+
+TOOL_ENV = load_tool_env()
+TOOL_ENV['ensure_environment'](__file__)
+import torch  # noqa: E402
 import torch.nn as nn
 from mmengine.config import Config, DictAction
 from mmengine.optim import build_optim_wrapper
@@ -139,6 +157,7 @@ def main():
         default=0,
         help='seed of the random weights and inputs (default: 0)')
     args = parser.parse_args()
+    TOOL_ENV['setup_cpu_threads']('compare_official.py')
     builder = method_module(args.method)
     torch.manual_seed(args.seed)
     yaml_file = args.official_config or builder.DEFAULT_YAML
