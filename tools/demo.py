@@ -120,6 +120,8 @@ def main():
     checkpoint = None if args.checkpoint.lower() == 'none' else \
         args.checkpoint
     # check the arguments before the (slow) imports and model build
+    if not osp.isfile(args.image):
+        raise SystemExit(f'demo.py: image file not found: {args.image}')
     if not osp.isfile(args.config):
         raise SystemExit(f'demo.py: config file not found: {args.config}')
     TOOL_ENV['check_checkpoint_path'](checkpoint, 'demo.py')

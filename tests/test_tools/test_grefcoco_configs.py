@@ -92,6 +92,7 @@ def _record_model(monkeypatch):
     return record
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config,classic,size', PAPER,
                          ids=[c[0] for c in PAPER])
 def test_paper_config_trains_and_evaluates(config, classic, size,
@@ -140,6 +141,7 @@ def test_detris_l_builds_and_steps():
     assert model.no_target_head.mlp[0].weight.grad is not None
 
 
+@pytest.mark.slow
 def test_quickstart_train_test_and_table(tiny_grefcoco, tmp_path,
                                          monkeypatch, capsys):
     config = osp.join(ROOT, 'configs', 'quickstart', 'etris-tiny_grefcoco.py')

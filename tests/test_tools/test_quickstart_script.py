@@ -4,6 +4,8 @@ import os
 import os.path as osp
 import subprocess
 
+import pytest
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SCRIPT = osp.join(ROOT, 'tools', 'quickstart.sh')
 
@@ -27,6 +29,7 @@ def _run(tmp_path, cfg_options: str) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
+@pytest.mark.slow
 def test_failing_evaluation_stops_with_its_error(tmp_path):
     proc = _run(tmp_path, 'test_evaluator.type=NoSuchMetric')
     assert proc.returncode != 0, proc.stdout[-3000:]
@@ -38,6 +41,7 @@ def test_failing_evaluation_stops_with_its_error(tmp_path):
     assert '== baseline: union of all objects' in proc.stdout
 
 
+@pytest.mark.slow
 def test_success_prints_each_table_once_with_its_border(tmp_path):
     proc = _run(
         tmp_path, 'train_cfg.max_epochs=1 train_dataloader.batch_size=3 '

@@ -180,6 +180,7 @@ def _remove_image(driver) -> None:
           'the image to be removed')
 
 
+@pytest.mark.slow
 def test_webui_in_chromium(server, browser, tmp_path):
     from selenium.webdriver.common.by import By
     driver, proc = browser, server['proc']
