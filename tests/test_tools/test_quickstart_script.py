@@ -65,3 +65,24 @@ def test_success_prints_each_table_once_with_its_border(tmp_path):
     assert len(after_union) == 2, out[-3000:]
     for i in after_union:
         assert lines[i - 1].startswith('+-'), lines[i - 1]
+
+
+def test_thread_rule_and_eta_interval_as_stated():
+    """The script takes the thread count from the library rule
+    (mmris/utils/tool_env.py, run by path) and states the logger interval
+    of the config it trains."""
+    import sys
+
+    from mmengine.config import Config
+    script = open(SCRIPT).read()
+    assert '"$PY" mmris/utils/tool_env.py' in script
+    env = {k: v for k, v in os.environ.items() if k != 'OMP_NUM_THREADS'}
+    out = subprocess.run(
+        [sys.executable, osp.join(ROOT, 'mmris', 'utils', 'tool_env.py')],
+        capture_output=True, text=True, timeout=60, env=env).stdout
+    assert 1 <= int(out) <= len(os.sched_getaffinity(0))
+    cfg = Config.fromfile(
+        osp.join(ROOT, 'configs', 'quickstart', 'etris-tiny_synthetic.py'))
+    every = cfg.default_hooks.logger.interval
+    assert f'the ETA every {every} iterations' in script
+    assert 'every 50 iterations' not in script or every == 50
