@@ -274,17 +274,19 @@ def load_image(image: ImageType,
         img_shape=img.shape[:2])
 
 
-def _check_texts(texts: Union[str, Sequence[str]]) -> List[str]:
-    """``texts`` as a list of non-empty sentences, or a clear error."""
+def _check_texts(texts: Union[str, Sequence[str]],
+                 name: str = 'texts') -> List[str]:
+    """``texts`` as a list of non-empty sentences, or a clear error naming
+    the argument ``name``."""
     if isinstance(texts, str):
-        sentences, names = [texts], ['texts']
+        sentences, names = [texts], [name]
     elif isinstance(texts, (list, tuple)):
         sentences = list(texts)
-        names = [f'texts[{i}]' for i in range(len(sentences))]
+        names = [f'{name}[{i}]' for i in range(len(sentences))]
         if not sentences:
-            raise ValueError('texts is empty: give at least one sentence')
+            raise ValueError(f'{name} is empty: give at least one sentence')
     else:
-        raise TypeError('texts must be a str or a non-empty list of '
+        raise TypeError(f'{name} must be a str or a non-empty list of '
                         f'non-empty str, got {type(texts).__name__}')
     for name, text in zip(names, sentences):
         if not isinstance(text, str):

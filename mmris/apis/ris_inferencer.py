@@ -16,32 +16,10 @@ from mmseg.structures import SegDataSample
 
 from ..visualization.overlay import (DEFAULT_ALPHA, DEFAULT_MIN_SIZE,
                                      PRED_COLOR, render_overlay)
-from .inference import (ImageType, build_inference_pipeline, init_model,
-                        load_image)
+from .inference import (ImageType, _check_texts, _check_threshold,
+                        build_inference_pipeline, init_model, load_image)
 
 TextsType = Union[str, Sequence[str], Sequence[Sequence[str]]]
-
-
-def _check_sentences(texts: Any, name: str) -> List[str]:
-    """``texts`` (a str or a list of str) as a non-empty list of non-empty
-    sentences, or a clear error naming ``name``."""
-    if isinstance(texts, str):
-        sentences, names = [texts], [name]
-    elif isinstance(texts, (list, tuple)):
-        sentences = list(texts)
-        names = [f'{name}[{i}]' for i in range(len(sentences))]
-        if not sentences:
-            raise ValueError(f'{name} is empty: give at least one sentence')
-    else:
-        raise TypeError(f'{name} must be a str or a non-empty list of '
-                        f'non-empty str, got {type(texts).__name__}')
-    for key, text in zip(names, sentences):
-        if not isinstance(text, str):
-            raise TypeError(f'{key} must be a str, got '
-                            f'{type(text).__name__}')
-        if not text.strip():
-            raise ValueError(f'{key} is an empty sentence ({text!r})')
-    return sentences
 
 
 def repo_or_package_dir() -> str:
@@ -257,7 +235,6 @@ class RISInferencer(BaseInferencer):
          postprocess_kwargs) = self._dispatch_kwargs(**kwargs)
         threshold = forward_kwargs.get('threshold')
         if threshold is not None:
-            from .inference import _check_threshold
             forward_kwargs['threshold'] = _check_threshold(threshold)
 
         loaded, batches = self.preprocess(
@@ -290,10 +267,10 @@ class RISInferencer(BaseInferencer):
                                  f'for {num} images: give one list per '
                                  'image, or one list for all')
             return [
-                _check_sentences(t, f'texts[{i}]')
+                _check_texts(t, f'texts[{i}]')
                 for i, t in enumerate(texts)
             ]
-        return [_check_sentences(texts, 'texts')] * num
+        return [_check_texts(texts, 'texts')] * num
 
     def preprocess(self,
                    inputs: list,

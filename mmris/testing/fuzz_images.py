@@ -287,4 +287,3 @@ def _flip(data: bytes, rng: random.Random) -> bytes:
         if buf:
             buf[rng.randrange(len(buf))] ^= 1 << rng.randrange(8)
     return bytes(buf)
-

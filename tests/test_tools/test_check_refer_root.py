@@ -58,8 +58,8 @@ def test_images_over_the_pixel_limit_are_listed(root, capsys):
     data, _ = _images(root)
     img = data['images'][0]
     path = root / 'images' / 'train2014' / img['file_name']
-    code, out = _run(root, capsys, '--max-pixels', str(img['height'] *
-                                                        img['width'] - 1))
+    pixels = img['height'] * img['width']
+    code, out = _run(root, capsys, '--max-pixels', str(pixels - 1))
     assert code == 1 and PASSED not in out
     assert f'{path} is {img["width"]}x{img["height"]} pixels' in out
     path.write_bytes(bomb_png(40000, 26000))
@@ -160,4 +160,3 @@ def test_partial_root_checks_what_is_there(root, capsys):
     code = _tool().main([str(root)])
     out = capsys.readouterr().out
     assert code == 1 and 'no REFER or gRefCOCO annotation file' in out
-

@@ -72,6 +72,7 @@ from benchmark import (counted_train_step, format_counts,  # noqa: E402
                        input_spec, make_batch, official_inputs)
 from official import METHODS, method_module  # noqa: E402
 
+
 def _trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 

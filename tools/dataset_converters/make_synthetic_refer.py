@@ -113,9 +113,9 @@ def main(argv=None) -> int:
     import mmris  # noqa: F401  (compat first)
     from mmris.datasets.refcoco import REFER_DATASETS
     from mmris.testing.synthetic import (make_synthetic_grefcoco,
-                                          make_synthetic_refer)
-    assert set(DATASET_CHOICES) == set(REFER_DATASETS) | {GREFCOCO}, \
-        'DATASET_CHOICES differs from REFER_DATASETS'
+                                         make_synthetic_refer)
+    known = set(REFER_DATASETS) | {GREFCOCO}
+    assert set(DATASET_CHOICES) == known, 'DATASET_CHOICES is out of date'
     for name in args.datasets:
         if name == GREFCOCO:
             summary = make_synthetic_grefcoco(
