@@ -204,7 +204,10 @@ def build_demo(backend: 'WebUIBackend',
         files = backend.export(seg, rendering,
                                tempfile.mkdtemp(dir=out_root))
         status = f'**Done:** {backend.timing_text(seg)}'
-        return (status, rendering.overlays, rendering.prob_maps,
+        # the overlays carry the sentence on their own caption strip: no
+        # gallery caption, which Gradio draws over the bottom of the image
+        return (status, [image for image, _ in rendering.overlays],
+                rendering.prob_maps,
                 results_markdown(backend, seg, rendering), files, seg)
 
     def segment(image, text, thr, alpha):
