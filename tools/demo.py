@@ -132,7 +132,7 @@ def main():
 
     import mmris  # noqa: F401  (compat + registries first)
     from mmris.apis import RISInferencer, init_model, load_image
-    from mmris.compat import unsafe_checkpoint_loading
+    from mmris.checkpoint import unsafe_checkpoint_loading
     try:
         image = load_image(args.image, max_pixels=args.max_pixels)['img']
     except (OSError, ValueError, TypeError) as err:

@@ -133,7 +133,7 @@ def main():
     import mmris  # noqa: F401  (compat + registries first)
     from mmengine.config import Config
 
-    from mmris.compat import unsafe_checkpoint_loading
+    from mmris.checkpoint import unsafe_checkpoint_loading
     from mmris.engine import build_runner
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher

@@ -80,7 +80,7 @@ def main():
     from mmengine.config import Config
     from mmengine.logging import print_log
 
-    from mmris.compat import unsafe_checkpoint_loading
+    from mmris.checkpoint import unsafe_checkpoint_loading
     from mmris.engine import build_runner
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher

@@ -313,7 +313,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     TOOL_ENV['setup_cpu_threads']('webui.py')
     import mmris  # noqa: F401  (compat + registries first)
     from mmris.apis.webui_backend import WebUIBackend
-    from mmris.compat import unsafe_checkpoint_loading
+    from mmris.checkpoint import unsafe_checkpoint_loading
     with unsafe_checkpoint_loading(args.unsafe_load):
         try:
             backend = WebUIBackend.build(

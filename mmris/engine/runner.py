@@ -45,10 +45,10 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import EpochBasedTrainLoop, Runner
 from mmengine.runner.checkpoint import _load_checkpoint
 
-from mmris.compat import UnsafeCheckpointError
+from mmris.checkpoint import (UnsafeCheckpointError, check_optimizer_state,
+                              commit_file, extract_state_dict,
+                              load_state_dict_strict, temporary_name)
 from mmris.datasets.samplers import RISEpochSampler
-from .atomic_io import commit_file, temporary_name
-from .checkpoint import extract_state_dict, load_state_dict_strict
 from .pretrained_check import check_required_pretrained
 from .resume import checkpoint_problem, find_resumable_checkpoint
 
@@ -375,6 +375,7 @@ class RISRunner(Runner):
         if problem is not None:
             self._preloaded = None
             raise RuntimeError(f'Cannot resume from {filename}: {problem}.')
+        self._check_optimizer(filename, self._preloaded[1])
         super().resume(filename, *args, **kwargs)
         rng = self._rng_state_to_restore
         if rng:
@@ -384,6 +385,19 @@ class RISRunner(Runner):
             self.logger.info('Restored the numpy/torch/python RNG states '
                              'of the checkpoint')
         self._resume_epoch_position(filename)
+
+    def _check_optimizer(self, filename: str, checkpoint: dict) -> None:
+        """Refuse, before anything is loaded, a checkpoint whose optimizer
+        state belongs to another optimizer (MMEngine would load it and fail
+        at the first step with a bare ``KeyError``)."""
+        from mmengine.optim import OptimWrapper
+        if 'optimizer' not in checkpoint:
+            return
+        self.optim_wrapper = self.build_optim_wrapper(self.optim_wrapper)
+        if isinstance(self.optim_wrapper, OptimWrapper):
+            check_optimizer_state(self.optim_wrapper.optimizer,
+                                  checkpoint['optimizer'],
+                                  f'Checkpoint "{filename}"')
 
     def _resume_epoch_position(self, filename: str) -> None:
         """Tell the train loop how many samples of the resumed epoch were

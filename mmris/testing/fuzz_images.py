@@ -23,7 +23,10 @@ import numpy as np
 
 from .images import png_chunks, png_from_chunks
 
-__all__ = ['image_seeds', 'load_image_file', 'mutate_png', 'mutate_jpeg']
+__all__ = [
+    'image_seeds', 'load_image_file', 'mutate_image', 'mutate_png',
+    'mutate_jpeg'
+]
 
 #: Sizes a header field may be set to: tiny, ordinary, at and around the
 #: pixel limit, and absurd.
@@ -279,6 +282,17 @@ def mutate_jpeg(data: bytes, rng: random.Random) -> bytes:
         else:
             buf[start:start] = piece
     return bytes(buf)
+
+
+def mutate_image(data: bytes, rng: random.Random) -> bytes:
+    """:func:`mutate_png` for a PNG, :func:`mutate_jpeg` for a JPEG, bit
+    flips for anything else (the fuzz target's one structure-aware
+    mutator)."""
+    if data[:8] == b'\x89PNG\r\n\x1a\n':
+        return mutate_png(data, rng)
+    if data[:2] == b'\xff\xd8':
+        return mutate_jpeg(data, rng)
+    return _flip(data, rng)
 
 
 def _flip(data: bytes, rng: random.Random) -> bytes:

@@ -12,9 +12,10 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 import mmris  # noqa: F401
-from mmris.compat import UnsafeCheckpointError
-from mmris.engine import (CheckpointMismatchError, RISRunner,
-                          check_state_dict, load_ris_checkpoint)
+from mmris.checkpoint import UnsafeCheckpointError
+from mmris.checkpoint import (CheckpointMismatchError, check_state_dict,
+                              load_ris_checkpoint)
+from mmris.engine import RISRunner
 
 from ._helpers import (CONVERTER, ROOT, TINY_CONFIG, TRAIN,
                        run_tool_inprocess, small_options, tiny_model_cfg)

@@ -70,3 +70,14 @@ def test_jpeg_mutations_are_deterministic(seeds):
         assert out[:2] == b'\xff\xd8'
         outs.add(out)
     assert len(outs) > 150
+
+
+def test_short_campaign(tmp_path):
+    """A fixed-seed campaign through the harness (worker process, memory
+    cap, time limit): every input loads or is refused by name; the long
+    one is ``tools/misc/fuzz_loaders.py --targets image --count 100000``."""
+    from mmris.testing import fuzz
+    report = fuzz.run_fuzz('image', 150, seed=0, save_dir=str(tmp_path))
+    assert report.inputs == 150
+    assert not report.failures, report.failures[:3]
+    assert report.loaded > 10 and report.refused > 10

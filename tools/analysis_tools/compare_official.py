@@ -7,7 +7,7 @@ of the method in ``tools/analysis_tools/official/``, with random weights of
 the official shapes: the builders stand in only for the pretrained-file
 loading and for third-party packages the model does not need (see each
 module's docstring). Its state dict is converted with
-``mmris.utils.convert_official_state_dict`` (as
+``mmris.checkpoint.convert_official_state_dict`` (as
 ``tools/model_converters/ris2mmris.py``) and loaded strictly into the mmris
 model built from ``--config``. The tool then prints, for both models: the
 trainable parameter counts, the max |difference| of the test-mode logits
@@ -63,8 +63,8 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 import mmris  # noqa: F401
-from mmris.engine.checkpoint import load_state_dict_strict
-from mmris.utils import convert_official_state_dict
+from mmris.checkpoint import load_state_dict_strict
+from mmris.checkpoint import convert_official_state_dict
 from mmris.utils.memory_count import StepCounts, count_train_step
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))

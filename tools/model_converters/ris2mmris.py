@@ -65,9 +65,8 @@ def main():
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
 
-    from mmris.compat import safe_torch_load
-    from mmris.engine.checkpoint import load_state_dict_strict
-    from mmris.utils import KEY_MAPS, convert_official_state_dict
+    from mmris.checkpoint import (KEY_MAPS, convert_official_state_dict,
+                                  load_state_dict_strict, safe_torch_load)
     assert set(METHODS) == set(KEY_MAPS), 'METHODS differs from KEY_MAPS'
 
     ckpt = safe_torch_load(args.src, unsafe=args.unsafe_load or None)

@@ -8,7 +8,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 from mmseg.registry import HOOKS
 
-from ..atomic_io import remove_stale_temporaries, write_text_atomic
+from mmris.checkpoint import remove_stale_temporaries, write_text_atomic
 
 __all__ = ['RISCheckpointHook']
 

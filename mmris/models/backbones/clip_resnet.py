@@ -10,7 +10,7 @@ from open_clip.modified_resnet import AttentionPool2d, ModifiedResNet
 from torch import Tensor
 
 from .base_encoder import VisualEncoder
-from .clip_checkpoint import load_clip_state_dict, sub_state_dict
+from mmris.checkpoint import load_clip_state_dict, sub_state_dict
 
 
 class CRISAttentionPool2d(AttentionPool2d):

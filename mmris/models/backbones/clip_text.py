@@ -11,7 +11,7 @@ from torch import Tensor
 from ..utils.layer_norm import LayerNormFp32
 from .base_encoder import TextEncoder
 from .clip_block import CLIPTransformer
-from .clip_checkpoint import load_clip_state_dict
+from mmris.checkpoint import load_clip_state_dict
 
 
 @MODELS.register_module()

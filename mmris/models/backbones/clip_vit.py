@@ -10,8 +10,8 @@ from torch import Tensor
 from ..utils.layer_norm import LayerNormFp32
 from .base_encoder import VisualEncoder
 from .clip_block import CLIPTransformer
-from .clip_checkpoint import (load_clip_state_dict, resize_pos_embed,
-                              sub_state_dict)
+from mmris.checkpoint import load_clip_state_dict, sub_state_dict
+from ..utils.pos_embed import resize_pos_embed
 
 
 @MODELS.register_module()

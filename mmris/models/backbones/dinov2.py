@@ -10,7 +10,6 @@ ls2.gamma}``, ``norm``. Attention runs on PyTorch's fused
 ``scaled_dot_product_attention``.
 """
 import math
-import os.path as osp
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple, Union
 
@@ -20,7 +19,7 @@ import torch.nn.functional as F
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from mmris.compat import safe_torch_load
+from mmris.checkpoint import load_state_dict_file
 from .base_block import AdaptableBlock
 from .base_encoder import VisualEncoder
 
@@ -470,14 +469,9 @@ class DINOv2(VisualEncoder):
     def init_weights(self) -> None:
         if self.pretrained is None:
             return super().init_weights()
-        if not osp.isfile(self.pretrained):
-            raise FileNotFoundError(
-                f'DINOv2 checkpoint "{self.pretrained}" not found; expected '
-                'a Meta state dict such as dinov2_vitb14_reg4_pretrain.pth')
-        state = safe_torch_load(self.pretrained, map_location='cpu')
-        for key in ('model', 'state_dict'):
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
+        state = load_state_dict_file(
+            self.pretrained, 'a Meta DINOv2 state dict such as '
+            'dinov2_vitb14_reg4_pretrain.pth')
         self.load_meta_state_dict(state)
 
     # -- encoder interface ----------------------------------------------------
