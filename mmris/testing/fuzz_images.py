@@ -255,9 +255,9 @@ def mutate_jpeg(data: bytes, rng: random.Random) -> bytes:
     elif op == 1:  # a segment's length
         _, start, end = rng.choice(segments)
         if end > start + 2:
-            buf[start + 2:start + 4] = struct.pack(
-                '>H', rng.choice((0, 1, 2, 3, 0x7fff, 0xffff,
-                                  end - start - 2 + rng.randint(-8, 8))))
+            length = rng.choice((0, 1, 2, 3, 0x7fff, 0xffff,
+                                 end - start - 2 + rng.randint(-8, 8)))
+            buf[start + 2:start + 4] = struct.pack('>H', length & 0xffff)
     elif op == 2:  # table contents (DQT, DHT) or any segment's payload
         tables = [s for s in segments if s[0] in (0xdb, 0xc4)] or segments
         _, start, end = rng.choice(tables)

@@ -81,3 +81,17 @@ def test_short_campaign(tmp_path):
     assert report.inputs == 150
     assert not report.failures, report.failures[:3]
     assert report.loaded > 10 and report.refused > 10
+
+
+def test_a_noisy_loader_is_not_a_hang():
+    """Decoders write warnings to stderr for every damaged input; the
+    worker must not block on them (it did once 64 KiB were written: every
+    ~2,300 image inputs were reported as a 'hang')."""
+    import os.path as osp
+
+    from mmris.testing import fuzz
+    tests = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    report = fuzz.run_fuzz('test_testing._fuzz_noisy:NOISY', 6,
+                           time_limit=30, python_path=[tests])
+    assert report.inputs == 6 and report.refused == 6
+    assert not report.failures, report.failures
