@@ -216,13 +216,13 @@ def test_show_dir_captions_say_no_target(monkeypatch):
 
     import mmris.visualization.ris_visualizer as vis
     captions = []
-    draw = vis.draw_referring_mask
+    draw = vis.render_overlay  # the renderer the visualizer draws with
 
-    def recording(*args, text=None, **kwargs):
+    def recording(image, mask, text=None, *args, **kwargs):
         captions.append(text)
-        return draw(*args, text=text, **kwargs)
+        return draw(image, mask, text, *args, **kwargs)
 
-    monkeypatch.setattr(vis, 'draw_referring_mask', recording)
+    monkeypatch.setattr(vis, 'render_overlay', recording)
     visualizer = vis.RISLocalVisualizer(name='gris_captions')
     sample = SegDataSample()
     empty = torch.zeros(1, 8, 8, dtype=torch.uint8)
