@@ -178,6 +178,7 @@ def _expected_encoder_state(encoder, state: dict) -> dict:
     return expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config,visual,text,size', CASES,
                          ids=[c[0] for c in CASES])
 def test_train_two_iterations_from_pretrained_files(

@@ -36,8 +36,27 @@ Example:
 import argparse
 import contextlib
 import copy
+import os.path as osp
+import runpy
 
-import torch
+
+def load_tool_env() -> dict:
+    """``mmris/utils/tool_env.py`` run by path, before any heavy import:
+    ``--help`` stays fast and a Python without the project's packages gets
+    one line (or the checkout's ``.venv``)."""
+    folder = osp.dirname(osp.abspath(__file__))
+    while osp.dirname(folder) != folder:
+        path = osp.join(folder, 'mmris', 'utils', 'tool_env.py')
+        if osp.isfile(path):
+            return runpy.run_path(path)
+        folder = osp.dirname(folder)
+    from mmris.utils import tool_env  # an installed mmris
+    return vars(tool_env)
+
+
+TOOL_ENV = load_tool_env()
+TOOL_ENV['ensure_environment'](__file__)
+import torch  # noqa: E402
 import torch.nn as nn
 from mmengine.config import Config, DictAction
 from mmengine.optim import build_optim_wrapper
@@ -51,6 +70,7 @@ from mmris.benchmark.official import METHODS, method_module
 from mmris.benchmark.official.train_steps import official_train_step
 from mmris.checkpoint import (convert_official_state_dict,
                               load_state_dict_strict)
+
 
 
 def _trainable(model: nn.Module) -> int:
@@ -120,6 +140,7 @@ def main():
         default=0,
         help='seed of the random weights and inputs (default: 0)')
     args = parser.parse_args()
+    TOOL_ENV['setup_cpu_threads']('compare_official.py')
     builder = method_module(args.method)
     torch.manual_seed(args.seed)
     if args.variant == 'eva' and args.method != 'barleria':
