@@ -36,7 +36,7 @@ TOOL_ENV['ensure_environment'](__file__)
 #: The official repositories with a key map (the keys of
 #: ``mmris.utils.KEY_MAPS``, listed here so that ``--help`` imports nothing
 #: heavy; main() checks that they agree).
-METHODS = ('barleria', 'detris', 'etris')
+METHODS = ('barleria', 'barleria_eva', 'detris', 'etris')
 
 
 def main():
@@ -46,7 +46,8 @@ def main():
         'method',
         choices=METHODS,
         help='the official repository the checkpoint comes from '
-        '(kkakkkka/ETRIS, NastrondAd/BarLeRIa, jiaqihuang01/DETRIS)')
+        '(kkakkkka/ETRIS, NastrondAd/BarLeRIa (barleria_eva: its '
+        'EVA02-CLIP-B/16 configs), jiaqihuang01/DETRIS)')
     parser.add_argument('src', help='official checkpoint')
     parser.add_argument('dst', help='output mmris checkpoint')
     parser.add_argument(
