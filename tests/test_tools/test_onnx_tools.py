@@ -1,0 +1,99 @@
+# Copyright (c) mmris contributors. All rights reserved.
+"""tools/deployment: pytorch2onnx.py exports, and onnx_demo.py, run with
+``import torch`` made to fail, writes the same overlays as tools/demo.py
+(slow: one export of 15-50 s per config on 2 cores)."""
+import os.path as osp
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+IMAGE = osp.join(ROOT, 'demo', 'demo.jpg')
+SENTENCES = ['the red circle', 'the big green square']
+
+#: Runs a script with every `import torch` failing, then checks that
+#: neither torch nor any mmris / OpenMMLab / open_clip module was imported.
+NO_TORCH = (
+    'import runpy, sys\n'
+    "sys.modules['torch'] = None\n"
+    'script = sys.argv[1]\n'
+    'sys.argv = sys.argv[1:]\n'
+    "runpy.run_path(script, run_name='__main__')\n"
+    "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('mmris',\n"
+    "    'mmseg', 'mmengine', 'mmcv', 'open_clip', 'torchvision'))\n"
+    "assert not heavy and sys.modules['torch'] is None, heavy\n"
+    "print('[no-torch check] passed')\n")
+
+
+def run(args, **kwargs):
+    out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT,
+                         **kwargs)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def split_threshold(prob: np.ndarray) -> float:
+    """A threshold near the median in the widest gap between probability
+    values there, so that float noise of 1e-6 cannot flip a pixel."""
+    values = np.unique(prob[(prob > np.quantile(prob, 0.3))
+                            & (prob < np.quantile(prob, 0.7))])
+    gaps = np.diff(values)
+    i = int(gaps.argmax())
+    assert gaps[i] > 1e-4, gaps[i]
+    return float(values[i] + gaps[i] / 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', ['etris-tiny_synthetic', 'etris-tiny_grefcoco'])
+def test_onnx_demo_writes_demo_overlays_without_torch(name, tmp_path):
+    from mmris.apis import inference_model, init_model
+    config = osp.join(ROOT, 'configs', 'quickstart', f'{name}.py')
+    torch.manual_seed(0)
+    model = init_model(config)
+    ckpt = str(tmp_path / 'tiny.pth')
+    torch.save({'state_dict': model.state_dict()}, ckpt)
+    prob = inference_model(model, IMAGE, SENTENCES[0]).seg_logits.data[0]
+    thr = split_threshold(prob.numpy())
+
+    onnx_file = str(tmp_path / 'export' / 'model.onnx')
+    log = run([sys.executable, 'tools/deployment/pytorch2onnx.py', config,
+               ckpt, '--out', onnx_file])
+    assert 'check on a random batch of 2: mask_prob' in log
+
+    common = [IMAGE, *SENTENCES, '--threshold', repr(thr), '--save-prob']
+    run([sys.executable, 'tools/demo.py', *common, '--config', config,
+         '--checkpoint', ckpt, '--out', str(tmp_path / 'torch' / 'o.png')])
+    log = run([sys.executable, '-c', NO_TORCH,
+               'tools/deployment/onnx_demo.py', *common, '--model',
+               onnx_file, '--out', str(tmp_path / 'onnx' / 'o.png')])
+    assert '[no-torch check] passed' in log
+    for i in range(len(SENTENCES)):
+        want = cv2.imread(str(tmp_path / 'torch' / f'o_{i}.png'))
+        got = cv2.imread(str(tmp_path / 'onnx' / f'o_{i}.png'))
+        assert want is not None and got is not None
+        np.testing.assert_array_equal(got, want)
+        p_want = cv2.imread(str(tmp_path / 'torch' / f'o_{i}_prob.png'), 0)
+        p_got = cv2.imread(str(tmp_path / 'onnx' / f'o_{i}_prob.png'), 0)
+        assert np.abs(p_got.astype(int) - p_want).max() <= 1
+    # the overlay shows a real mask: the tint covers part of the image
+    image = cv2.imread(IMAGE)
+    first = cv2.imread(str(tmp_path / 'onnx' / 'o_0.png'))[:image.shape[0]]
+    changed = (np.abs(first.astype(int) - image).sum(-1) > 30).mean()
+    if 'no target' not in log.splitlines()[1]:
+        assert 0.05 < changed < 0.95
+    else:
+        assert changed < 0.01
+
+
+def test_onnx_demo_names_a_missing_model(tmp_path):
+    out = subprocess.run(
+        [sys.executable, '-c', NO_TORCH, 'tools/deployment/onnx_demo.py',
+         IMAGE, 'a cat', '--model', str(tmp_path / 'missing.onnx')],
+        capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode != 0
+    assert 'ONNX model not found' in out.stderr and 'missing.onnx' in \
+        out.stderr

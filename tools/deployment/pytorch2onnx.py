@@ -1,0 +1,110 @@
+# Copyright (c) mmris contributors. All rights reserved.
+"""Export a referring segmentor to ONNX, the sentence as an input.
+
+Example:
+    python tools/deployment/pytorch2onnx.py \
+        configs/quickstart/etris-tiny_synthetic.py \
+        work_dirs/quickstart/epoch_4.pth --out work_dirs/onnx/model.onnx
+
+Graph inputs: ``image`` float32 (B, 3, S, S), the letterboxed RGB image on
+the 0-255 scale, and ``text_ids`` int64 (B, L), CLIP BPE ids (the tokenizer
+stays outside the graph). Outputs: ``mask_logits`` (B, 1, h, w),
+``mask_prob`` (B, 1, S, S) and, for gRefCOCO models, ``no_target_score``
+(B,). The batch size is dynamic. The CLIP BPE vocabulary is copied next to
+the model; run it with ``tools/deployment/onnx_demo.py`` (onnxruntime, no
+torch).
+"""
+import argparse
+import os.path as osp
+import time
+
+import mmris  # noqa: F401  (compat + registries first)
+from mmengine.config import Config, DictAction
+
+from mmris.apis import init_model
+from mmris.compat import unsafe_checkpoint_loading
+from mmris.deployment import (example_inputs, export_onnx, max_relative_error,
+                              torch_outputs)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='Export an mmris model to ONNX (image + token ids in, '
+        'mask logits / probabilities out)')
+    parser.add_argument('config', help='model config file')
+    parser.add_argument(
+        'checkpoint',
+        nargs='?',
+        default=None,
+        help="checkpoint file (omitted or 'none': random weights, for "
+        'testing the export)')
+    parser.add_argument(
+        '--out', required=True, help='output .onnx file')
+    parser.add_argument(
+        '--opset',
+        type=int,
+        default=None,
+        help="ONNX opset (default: the exporter's)")
+    parser.add_argument(
+        '--no-verify',
+        action='store_true',
+        help='skip the check that onnxruntime reproduces PyTorch on a '
+        'random batch of 2')
+    parser.add_argument(
+        '--unsafe-load',
+        action='store_true',
+        help='allow checkpoints with arbitrary pickled objects (only for '
+        'files you trust)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config (key=value)')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    checkpoint = args.checkpoint
+    if checkpoint is not None and checkpoint.lower() == 'none':
+        checkpoint = None
+    if checkpoint is not None and not osp.isfile(checkpoint):
+        raise SystemExit(
+            f'pytorch2onnx.py: checkpoint file not found: {checkpoint}')
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    with unsafe_checkpoint_loading(args.unsafe_load):
+        model = init_model(cfg, checkpoint, device='cpu')
+    print(f'[pytorch2onnx] {args.config}: '
+          + (f'weights from {checkpoint}' if checkpoint else
+             'random weights (no checkpoint given)'))
+    start = time.perf_counter()
+    meta = export_onnx(
+        model, args.out, opset_version=args.opset,
+        config_name=osp.basename(args.config))
+    print(f'[pytorch2onnx] wrote {args.out} in '
+          f'{time.perf_counter() - start:.1f} s (opset {meta["opset"]}; '
+          f'inputs image (B, 3, {meta["img_size"][0]}, '
+          f'{meta["img_size"][1]}) and text_ids (B, {meta["word_len"]}); '
+          f'outputs {", ".join(meta["outputs"])})')
+    if args.no_verify:
+        return
+    import onnxruntime as ort
+    inputs = example_inputs(meta, ['the woman in the middle', 'left dog'],
+                            seed=1)
+    ref = torch_outputs(model, inputs)
+    sess = ort.InferenceSession(args.out, providers=['CPUExecutionProvider'])
+    outs = dict(zip(meta['outputs'], sess.run(None, inputs)))
+    for name in meta['outputs']:
+        err = max_relative_error(ref[name], outs[name])
+        print(f'[pytorch2onnx] check on a random batch of 2: {name} max '
+              f'|diff| / max |torch| = {err:.2e}')
+        if err > 1e-4:
+            raise SystemExit(
+                f'pytorch2onnx.py: onnxruntime differs from PyTorch on '
+                f'{name} ({err:.2e} > 1e-4)')
+
+
+if __name__ == '__main__':
+    main()
