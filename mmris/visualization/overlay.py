@@ -1,10 +1,16 @@
 # Copyright (c) mmris contributors. All rights reserved.
-"""Overlays of referring masks: tint, contour and caption strip.
+"""Overlays of referring masks: tint, outline and a caption strip.
 
-numpy and OpenCV only, nothing of mmris (or torch) imported: the
-visualizer, ``tools/demo.py``, the web demo and the torch-free
-``tools/deployment/onnx_demo.py`` (which loads this file by path) draw the
-same pictures.
+One renderer for every picture mmris draws: ``tools/test.py --show-dir``
+(:class:`mmris.visualization.RISLocalVisualizer`), ``tools/demo.py``, the
+web demo and the ONNX demo (``tools/deployment/onnx_demo.py``, which runs
+without torch). This module therefore needs only numpy and OpenCV and
+imports nothing of mmris: it can be loaded by file path.
+
+:func:`render_overlay` is the picture with the ``--show-dir`` settings:
+small images scaled up to a 320 px shorter side, the mask lightly tinted
+(alpha 0.3, so the object's own colour stays visible) and outlined, the
+sentence on a caption strip below the image, never over it.
 """
 import textwrap
 from typing import List, Optional, Sequence, Tuple
@@ -16,21 +22,17 @@ import numpy as np
 GT_COLOR = (40, 200, 60)
 #: Tint of predicted masks (RGB, dodger blue).
 PRED_COLOR = (30, 144, 255)
+#: Tint opacity: light, the outline marks the mask.
+DEFAULT_ALPHA = 0.3
+#: Shorter side small images are scaled up to.
+DEFAULT_MIN_SIZE = 320
 
 
-def _as_mask(mask, shape: Tuple[int, int]) -> np.ndarray:
-    """Any (h, w) / (1, h, w) array, tensor or ``PixelData`` -> bool (h, w)
-    (duck-typed: this module does not import torch)."""
-    def is_tensor(x) -> bool:
-        return type(x).__module__.split('.')[0] == 'torch'
-
-    if not (isinstance(mask, np.ndarray) or is_tensor(mask)) and hasattr(
-            mask, 'data'):
-        mask = mask.data  # PixelData
-    if is_tensor(mask):
-        mask = mask.detach().cpu().numpy()
+def as_bool_mask(mask, shape: Tuple[int, int]) -> np.ndarray:
+    """A (h, w) or (1, h, w) mask (array or anything ``np.asarray`` takes)
+    as bool (h, w), checked against the image ``shape``."""
     mask = np.asarray(mask)
-    if mask.ndim == 3:
+    if mask.ndim == 3 and mask.shape[0] == 1:
         mask = mask[0]
     if mask.shape != tuple(shape):
         raise ValueError(f'mask shape {mask.shape} differs from the image '
@@ -130,7 +132,7 @@ def draw_text_banner(image: np.ndarray,
 def draw_referring_mask(image: np.ndarray,
                         mask,
                         color: Sequence[int] = PRED_COLOR,
-                        alpha: float = 0.5,
+                        alpha: float = DEFAULT_ALPHA,
                         contour: bool = True,
                         text: Optional[str] = None,
                         caption_lines: Optional[int] = None) -> np.ndarray:
@@ -138,10 +140,12 @@ def draw_referring_mask(image: np.ndarray,
 
     Args:
         image (np.ndarray): RGB uint8 (h, w, 3); not modified.
-        mask (np.ndarray | torch.Tensor | PixelData): Binary mask (h, w) or
-            (1, h, w) at the image resolution (non-zero = object).
+        mask (np.ndarray): Binary mask (h, w) or (1, h, w) at the image
+            resolution (non-zero = object); anything ``np.asarray`` takes
+            (a CPU tensor too).
         color (Sequence[int]): RGB tint. Defaults to :data:`PRED_COLOR`.
-        alpha (float): Tint opacity in [0, 1]. Defaults to 0.5.
+        alpha (float): Tint opacity in [0, 1]. Defaults to
+            :data:`DEFAULT_ALPHA` (0.3).
         contour (bool): Draw the mask outline in ``color`` (on a dark halo).
             Defaults to True.
         text (str, optional): Written on a caption strip below the image
@@ -159,7 +163,7 @@ def draw_referring_mask(image: np.ndarray,
     if not 0 <= alpha <= 1:
         raise ValueError(f'alpha must be in [0, 1], got {alpha}')
     h, w = image.shape[:2]
-    mask = _as_mask(mask, (h, w))
+    mask = as_bool_mask(mask, (h, w))
     out = image.astype(np.float32)
     color_arr = np.asarray(color, dtype=np.float32).reshape(1, 3)
     out[mask] = out[mask] * (1 - alpha) + color_arr * alpha
@@ -190,3 +194,47 @@ def upscale_to(image: np.ndarray, min_size: int) -> Tuple[np.ndarray, float]:
         return image, factor
     size = (int(round(w * factor)), int(round(h * factor)))
     return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR), factor
+
+
+def render_overlay(image: np.ndarray,
+                   mask,
+                   text: Optional[str] = None,
+                   color: Sequence[int] = PRED_COLOR,
+                   alpha: float = DEFAULT_ALPHA,
+                   min_size: int = DEFAULT_MIN_SIZE,
+                   caption_lines: Optional[int] = None) -> np.ndarray:
+    """The overlay of one mask as ``tools/test.py --show-dir`` draws it.
+
+    The image is scaled up (bilinear; the mask with nearest neighbours) so
+    that its shorter side is at least ``min_size``, the mask is tinted with
+    ``alpha`` and outlined, and ``text`` goes on a caption strip below.
+
+    Args:
+        image (np.ndarray): RGB uint8 (h, w, 3); not modified.
+        mask (np.ndarray): Binary (h, w) or (1, h, w) at the image size.
+        text (str, optional): Caption. Defaults to None (no strip).
+        color (Sequence[int]): RGB tint. Defaults to :data:`PRED_COLOR`.
+        alpha (float): Tint opacity in [0, 1]. Defaults to
+            :data:`DEFAULT_ALPHA`.
+        min_size (int): Shorter side of the drawn image (>= 1; larger
+            images are kept as they are). Defaults to
+            :data:`DEFAULT_MIN_SIZE`.
+        caption_lines (int, optional): Strip height in lines (see
+            :func:`draw_caption`). Defaults to None.
+
+    Returns:
+        np.ndarray: RGB uint8 (H + strip height, W, 3), where (H, W) is the
+        image size after scaling.
+    """
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f'image must be (h, w, 3), got {image.shape}')
+    if min_size < 1:
+        raise ValueError(f'min_size must be >= 1, got {min_size}')
+    h, w = image.shape[:2]
+    mask = as_bool_mask(mask, (h, w)).astype(np.uint8)
+    big, _ = upscale_to(image, min_size)
+    if big.shape[:2] != (h, w):
+        mask = cv2.resize(mask, (big.shape[1], big.shape[0]),
+                          interpolation=cv2.INTER_NEAREST)
+    return draw_referring_mask(
+        big, mask, color, alpha, text=text, caption_lines=caption_lines)

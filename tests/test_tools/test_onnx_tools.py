@@ -38,12 +38,12 @@ def run(args, **kwargs):
 
 def split_threshold(prob: np.ndarray) -> float:
     """A threshold near the median in the widest gap between probability
-    values there, so that float noise of 1e-6 cannot flip a pixel."""
+    values there, so that float noise of ~1e-6 cannot flip a pixel."""
     values = np.unique(prob[(prob > np.quantile(prob, 0.3))
                             & (prob < np.quantile(prob, 0.7))])
     gaps = np.diff(values)
     i = int(gaps.argmax())
-    assert gaps[i] > 1e-4, gaps[i]
+    assert gaps[i] > 1e-5, gaps[i]  # the exported model is within ~1e-6
     return float(values[i] + gaps[i] / 2)
 
 
@@ -57,18 +57,24 @@ def test_onnx_demo_writes_demo_overlays_without_torch(name, tmp_path):
     ckpt = str(tmp_path / 'tiny.pth')
     torch.save({'state_dict': model.state_dict()}, ckpt)
     prob = inference_model(model, IMAGE, SENTENCES[0]).seg_logits.data[0]
-    thr = split_threshold(prob.numpy())
+    # an all-zero map is a no-target answer: any threshold will do
+    thr = split_threshold(prob.numpy()) if prob.max() > 0 else 0.5
 
     onnx_file = str(tmp_path / 'export' / 'model.onnx')
     log = run([sys.executable, 'tools/deployment/pytorch2onnx.py', config,
                ckpt, '--out', onnx_file])
     assert 'check on a random batch of 2: mask_prob' in log
 
-    common = [IMAGE, *SENTENCES, '--threshold', repr(thr), '--save-prob']
+    common = [IMAGE, *SENTENCES, '--threshold', repr(thr), '--save-prob',
+              '--alpha', '0.5']
+    demo_help = run([sys.executable, 'tools/demo.py', '--help'])
+    # tools/demo.py without --min-size (before the shared overlay renderer)
+    # draws the image at its own size: min size 1 is the same picture
+    sizes = [] if '--min-size' in demo_help else ['--min-size', '1']
     run([sys.executable, 'tools/demo.py', *common, '--config', config,
          '--checkpoint', ckpt, '--out', str(tmp_path / 'torch' / 'o.png')])
     log = run([sys.executable, '-c', NO_TORCH,
-               'tools/deployment/onnx_demo.py', *common, '--model',
+               'tools/deployment/onnx_demo.py', *common, *sizes, '--model',
                onnx_file, '--out', str(tmp_path / 'onnx' / 'o.png')])
     assert '[no-torch check] passed' in log
     for i in range(len(SENTENCES)):
@@ -78,15 +84,15 @@ def test_onnx_demo_writes_demo_overlays_without_torch(name, tmp_path):
         np.testing.assert_array_equal(got, want)
         p_want = cv2.imread(str(tmp_path / 'torch' / f'o_{i}_prob.png'), 0)
         p_got = cv2.imread(str(tmp_path / 'onnx' / f'o_{i}_prob.png'), 0)
+        assert p_got.shape == cv2.imread(IMAGE).shape[:2]
         assert np.abs(p_got.astype(int) - p_want).max() <= 1
-    # the overlay shows a real mask: the tint covers part of the image
-    image = cv2.imread(IMAGE)
-    first = cv2.imread(str(tmp_path / 'onnx' / 'o_0.png'))[:image.shape[0]]
-    changed = (np.abs(first.astype(int) - image).sum(-1) > 30).mean()
-    if 'no target' not in log.splitlines()[1]:
-        assert 0.05 < changed < 0.95
+    # a real mask (about half the image), or an empty one for "no target"
+    area = (cv2.imread(str(tmp_path / 'onnx' / 'o_0_prob.png'), 0) / 255. >
+            thr).mean()
+    if 'no target' in log.splitlines()[1]:
+        assert area == 0
     else:
-        assert changed < 0.01
+        assert 0.2 < area < 0.8
 
 
 def test_onnx_demo_names_a_missing_model(tmp_path):

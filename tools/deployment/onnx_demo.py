@@ -10,7 +10,8 @@ Needs numpy, opencv-python, onnxruntime, ftfy and regex. The mmris files it
 uses are torch-free and loaded by path from the mmris folder (a source
 checkout or an installed wheel), without importing the package:
 ``deployment/ort_inference.py`` (letterbox, CLIP tokenizer, post-processing)
-and ``visualization/overlay.py`` (the drawing of ``tools/demo.py``). The
+and ``visualization/overlay.py`` (``render_overlay``, the drawing of
+``tools/demo.py``). The
 CLIP BPE vocabulary is read from the model's folder (written there by
 ``pytorch2onnx.py``) unless ``--bpe-vocab`` names it.
 """
@@ -64,7 +65,16 @@ def parse_args():
         help="mask threshold on the probability map (default: the model's, "
         '0.35)')
     parser.add_argument(
-        '--alpha', type=float, default=0.5, help='tint opacity')
+        '--alpha',
+        type=float,
+        default=None,
+        help='tint opacity (default: the overlay renderer\'s, 0.3)')
+    parser.add_argument(
+        '--min-size',
+        type=int,
+        default=None,
+        help='scale small images up to this shorter side for the overlay '
+        "(default: the overlay renderer's, 320)")
     parser.add_argument(
         '--batch-size', type=int, default=8, help='sentences per run')
     parser.add_argument(
@@ -124,8 +134,14 @@ def main():
         mask = result['mask']
         no_target = result['no_target']
         caption = f'{sentence} -> no target' if no_target else sentence
-        drawn = overlay.draw_referring_mask(
-            image, mask, overlay.PRED_COLOR, args.alpha, text=caption)
+        drawn = overlay.render_overlay(
+            image,
+            mask,
+            caption,
+            overlay.PRED_COLOR,
+            alpha=overlay.DEFAULT_ALPHA if args.alpha is None else args.alpha,
+            min_size=(overlay.DEFAULT_MIN_SIZE
+                      if args.min_size is None else args.min_size))
         if osp.dirname(path):
             os.makedirs(osp.dirname(path), exist_ok=True)
         cv2.imwrite(path, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
