@@ -18,7 +18,6 @@ import re
 import shutil
 import sys
 import warnings
-
 from setuptools import find_packages, setup
 
 HERE = osp.dirname(osp.abspath(__file__))
@@ -78,7 +77,8 @@ def add_mim_extension():
             shutil.copyfile(src, tar)
         else:
             shutil.copytree(
-                src, tar,
+                src,
+                tar,
                 ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
 
 
@@ -106,8 +106,8 @@ if __name__ == '__main__':
             'Programming Language :: Python :: 3.11',
             'Topic :: Scientific/Engineering :: Artificial Intelligence',
         ],
-        packages=find_packages(exclude=('configs', 'tools', 'tests',
-                                        'tests.*', 'demo')),
+        packages=find_packages(
+            exclude=('configs', 'tools', 'tests', 'tests.*', 'demo')),
         include_package_data=True,
         python_requires='>=3.9',
         install_requires=read_requirements('runtime.txt'),

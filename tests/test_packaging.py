@@ -33,7 +33,8 @@ assert type(model.backbone).__module__.startswith('mmris.')
 src = sys.modules[type(model.backbone).__module__].__file__
 assert os.path.realpath(src).startswith(target + os.sep), src
 for path in ('tools/train.py', 'tools/test.py', 'model-index.yml',
-             'tools/deployment/pytorch2onnx.py', 'configs/etris/metafile.yaml'):
+             'tools/deployment/pytorch2onnx.py',
+             'configs/etris/metafile.yaml'):
     assert os.path.isfile(os.path.join(mim, path)), path
 print('wheel ok', mmris.__version__, config)
 '''
@@ -42,24 +43,30 @@ print('wheel ok', mmris.__version__, config)
 def tracked_files():
     out = subprocess.run(
         ['git', 'ls-files', '--cached', '--others', '--exclude-standard'],
-        cwd=ROOT, capture_output=True, text=True)
+        cwd=ROOT,
+        capture_output=True,
+        text=True)
     if out.returncode != 0:
         pytest.skip('not a git checkout: ' + out.stderr.strip())
-    return [f for f in out.stdout.splitlines()
-            if osp.isfile(osp.join(ROOT, f))]
+    return [
+        f for f in out.stdout.splitlines() if osp.isfile(osp.join(ROOT, f))
+    ]
 
 
 @pytest.mark.slow
-def test_wheel_ships_configs_and_tools_and_runs_without_the_source(
-        tmp_path):
+def test_wheel_ships_configs_and_tools_and_runs_without_the_source(tmp_path):
     src = tmp_path / 'src'
     for rel in tracked_files():
         os.makedirs(src / osp.dirname(rel), exist_ok=True)
         shutil.copy2(osp.join(ROOT, rel), src / rel)
-    subprocess.run(
-        [sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps',
-         '--no-build-isolation', '-w', str(tmp_path / 'dist'), str(src)],
-        check=True, capture_output=True)
+    subprocess.run([
+        sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps',
+        '--no-build-isolation', '-w',
+        str(tmp_path / 'dist'),
+        str(src)
+    ],
+                   check=True,
+                   capture_output=True)
     wheels = os.listdir(tmp_path / 'dist')
     assert len(wheels) == 1 and wheels[0].startswith('mmris-')
     wheel = str(tmp_path / 'dist' / wheels[0])
@@ -71,19 +78,24 @@ def test_wheel_ships_configs_and_tools_and_runs_without_the_source(
     assert 'mmris/.mim/tools/train.py' in names
     assert 'mmris/.mim/model-index.yml' in names
     assert any(n.endswith('licenses/LICENSE') for n in names)
-    assert not any(n.startswith(('tests/', 'configs/', 'tools/'))
-                   for n in names)
+    assert not any(
+        n.startswith(('tests/', 'configs/', 'tools/')) for n in names)
 
     target = tmp_path / 'site'
-    subprocess.run(
-        [sys.executable, '-m', 'pip', 'install', '-q', '--no-deps',
-         '--target', str(target), wheel],
-        check=True, capture_output=True)
+    subprocess.run([
+        sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--target',
+        str(target), wheel
+    ],
+                   check=True,
+                   capture_output=True)
     env = dict(os.environ, PYTHONPATH=str(target), CUDA_VISIBLE_DEVICES='')
     elsewhere = tmp_path / 'elsewhere'
     elsewhere.mkdir()
-    out = subprocess.run([sys.executable, '-c', CHECK, str(target)],
-                         cwd=elsewhere, env=env, capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [sys.executable, '-c', CHECK, str(target)],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True)
     assert out.returncode == 0, out.stderr
     assert 'wheel ok' in out.stdout

@@ -67,9 +67,10 @@ class RISOnnxModel(nn.Module):
         super().__init__()
         pre = getattr(model, 'data_preprocessor', None)
         if not (hasattr(pre, 'mean') and hasattr(pre, 'std')):
-            raise TypeError('ONNX export needs a model whose data_preprocessor '
-                            'has `mean` and `std` (RISDataPreprocessor), got '
-                            f'{type(pre).__name__}')
+            raise TypeError(
+                'ONNX export needs a model whose data_preprocessor '
+                'has `mean` and `std` (RISDataPreprocessor), got '
+                f'{type(pre).__name__}')
         if not hasattr(model, 'forward_ids'):
             raise TypeError('ONNX export needs a RISEncoderDecoder (with '
                             f'`forward_ids`), got {type(model).__name__}')
@@ -124,8 +125,8 @@ def runtime_settings(cfg: Config) -> dict:
                                  f'pipeline tokenizes {t.key!r}')
             settings['word_len'] = int(t.context_length)
             settings['truncate'] = bool(t.truncate)
-    for key, transform in (('img_size', 'LetterboxAffine'),
-                           ('word_len', 'CLIPTokenize')):
+    for key, transform in (('img_size', 'LetterboxAffine'), ('word_len',
+                                                             'CLIPTokenize')):
         if key not in settings:
             raise ValueError(f'the test pipeline has no {transform}')
     return settings
@@ -152,7 +153,8 @@ def build_metadata(model: nn.Module, wrapper: RISOnnxModel,
     return meta
 
 
-def example_inputs(settings: dict, texts: Sequence[str],
+def example_inputs(settings: dict,
+                   texts: Sequence[str],
                    seed: int = 0) -> Dict[str, np.ndarray]:
     """A batch of random letterboxed images and tokenized ``texts``."""
     from mmris.datasets.transforms import encode_text

@@ -109,12 +109,13 @@ class ORTReferringSegmenter:
         self.bpe_path = self.tokenizer.bpe_path
 
     @classmethod
-    def from_file(cls,
-                  model_file: str,
-                  bpe_path: Optional[str] = None,
-                  num_threads: Optional[int] = None,
-                  providers: Sequence[str] = ('CPUExecutionProvider', )
-                  ) -> 'ORTReferringSegmenter':
+    def from_file(
+        cls,
+        model_file: str,
+        bpe_path: Optional[str] = None,
+        num_threads: Optional[int] = None,
+        providers: Sequence[str] = ('CPUExecutionProvider', )
+    ) -> 'ORTReferringSegmenter':
         """Open an exported model.
 
         Args:
@@ -139,8 +140,7 @@ class ORTReferringSegmenter:
             model_file, sess_options=options, providers=list(providers))
         if bpe_path is None:
             beside = osp.join(
-                osp.dirname(osp.abspath(model_file)),
-                clip_bpe.BPE_VOCAB_NAME)
+                osp.dirname(osp.abspath(model_file)), clip_bpe.BPE_VOCAB_NAME)
             bpe_path = beside if osp.isfile(beside) else None
         return cls(session, bpe_path, name=model_file)
 
@@ -220,8 +220,9 @@ class ORTReferringSegmenter:
             scores = outs.get('no_target_score')
             for j, prob in enumerate(outs['mask_prob'][:, 0]):
                 score = float('nan') if scores is None else float(scores[j])
-                no_target = (scores is not None
-                             and score > self.meta['no_target_threshold'])
+                no_target = (
+                    scores is not None
+                    and score > self.meta['no_target_threshold'])
                 if no_target:
                     prob = np.zeros_like(prob)
                 prob = np.clip(

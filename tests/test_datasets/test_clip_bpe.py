@@ -6,7 +6,6 @@ import subprocess
 import sys
 from functools import lru_cache
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,9 +16,10 @@ SENTENCES = [
     'the man on the left', 'left &amp; right', '  The   MAN\ton the left ',
     'a "quoted" word, commas; and: colons!', "don't it's we're they'll",
     'the 2nd guy from 1990s', 'caf\u00e9 na\u00efve r\u00e9sum\u00e9',
-    '\u4e2d\u6587 \u65e5\u672c\u8a9e \ud55c\uad6d\uc5b4', 'emoji \U0001F600 ok',
-    '!( !! ?? ...', '<start_of_text> inside <end_of_text>', '',
-    'mojibake Ã©tÃ©', 'x' * 300, 'antidisestablishmentarianism'
+    '\u4e2d\u6587 \u65e5\u672c\u8a9e \ud55c\uad6d\uc5b4',
+    'emoji \U0001F600 ok', '!( !! ?? ...',
+    '<start_of_text> inside <end_of_text>', '', 'mojibake Ã©tÃ©', 'x' * 300,
+    'antidisestablishmentarianism'
 ]
 
 
@@ -73,6 +73,8 @@ def test_module_runs_without_torch():
         "print(mod.encode_text('the man on the left', 9).tolist())\n"
         "assert 'mmris' not in sys.modules\n")
     out = subprocess.run([sys.executable, '-c', code, clip_bpe.__file__],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True,
+                         text=True,
+                         check=True)
     assert out.stdout.strip() == str(
         [49406, 518, 786, 525, 518, 1823, 49407, 0, 0])

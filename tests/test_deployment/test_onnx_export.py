@@ -23,7 +23,9 @@ QUICK = osp.join(ROOT, 'configs', 'quickstart')
 def test_runtime_settings_follow_the_test_pipeline():
     cfg = Config.fromfile(osp.join(QUICK, 'etris-tiny_synthetic.py'))
     assert runtime_settings(cfg) == dict(
-        img_size=[96, 96], border=list(CLIP_BORDER), word_len=17,
+        img_size=[96, 96],
+        border=list(CLIP_BORDER),
+        word_len=17,
         truncate=True)
     paper = Config.fromfile(
         osp.join(ROOT, 'configs', 'etris', 'etris_vit-b16_refcocog_umd.py'))
@@ -46,16 +48,15 @@ def test_wrapper_needs_a_ris_segmentor():
 
 
 def test_max_relative_error():
-    assert max_relative_error(np.array([2., -4.]), np.array([2.,
-                                                             -3.])) == 0.25
+    assert max_relative_error(np.array([2., -4.]), np.array([2., -3.])) == 0.25
     with pytest.raises(ValueError, match='shapes differ'):
         max_relative_error(np.zeros(2), np.zeros(3))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize('name', [
-    'etris-tiny_synthetic', 'barleria-tiny_synthetic',
-    'detris-tiny_synthetic', 'etris-tiny_grefcoco'
+    'etris-tiny_synthetic', 'barleria-tiny_synthetic', 'detris-tiny_synthetic',
+    'etris-tiny_grefcoco'
 ])
 def test_onnxruntime_equals_pytorch(name, tmp_path):
     import onnxruntime as ort
@@ -68,15 +69,17 @@ def test_onnxruntime_equals_pytorch(name, tmp_path):
     assert json.loads(
         sess.get_modelmeta().custom_metadata_map[METADATA_KEY]) == meta
     gref = name.endswith('grefcoco')
-    names = ['mask_logits', 'mask_prob'] + (['no_target_score'] if gref else
-                                            [])
+    names = ['mask_logits', 'mask_prob'
+             ] + (['no_target_score'] if gref else [])
     assert [o.name for o in sess.get_outputs()] == names == meta['outputs']
     s_h, s_w = meta['img_size']
     inputs = {i.name: i for i in sess.get_inputs()}
     assert inputs['image'].shape == ['batch', 3, s_h, s_w]
     assert inputs['text_ids'].shape == ['batch', meta['word_len']]
-    texts = ['the red circle', 'a big green square on the left',
-             'the small blue triangle!']
+    texts = [
+        'the red circle', 'a big green square on the left',
+        'the small blue triangle!'
+    ]
     for batch, seed in ((1, 1), (3, 2)):  # exported with a batch of 2
         feeds = example_inputs(meta, texts[:batch], seed=seed)
         ref = torch_outputs(model, feeds)
@@ -86,5 +89,5 @@ def test_onnxruntime_equals_pytorch(name, tmp_path):
             assert got[key].shape[0] == batch
             err = max_relative_error(ref[key], got[key])
             assert err <= 1e-4, (key, batch, err)
-        assert (got['mask_prob'] >= 0).all() and (got['mask_prob'] <=
-                                                  1.0001).all()
+        assert (got['mask_prob'] >= 0).all() and (got['mask_prob']
+                                                  <= 1.0001).all()

@@ -55,8 +55,10 @@ def test_runtime_equals_inference_model(config):
     # a non-square image, so the letterbox and its inverse matter
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (70, 123, 3), dtype=np.uint8)
-    sentences = ['the red circle', 'the big green square on the left',
-                 'two!! things ' * 6]
+    sentences = [
+        'the red circle', 'the big green square on the left',
+        'two!! things ' * 6
+    ]
     expected = inference_model(model, image, sentences, batch_size=2)
     prob0 = expected[0].seg_logits.data[0].numpy()
     thr = float(np.quantile(prob0, 0.5)) + 1e-4  # about half the image
@@ -81,8 +83,8 @@ def test_runtime_equals_inference_model(config):
                 exp.metainfo['no_target_score'], abs=1e-7)
         else:
             assert np.isnan(res['no_target_score'])
-    assert 0 < got[0]['mask'].sum() < got[0]['mask'].size or got[0][
-        'no_target']
+    assert 0 < got[0]['mask'].sum(
+    ) < got[0]['mask'].size or got[0]['no_target']
 
 
 def test_no_target_empties_the_mask():
@@ -114,8 +116,7 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match='no mmris metadata'):
         ORTReferringSegmenter(
             SimpleNamespace(
-                get_modelmeta=lambda: SimpleNamespace(
-                    custom_metadata_map={}),
+                get_modelmeta=lambda: SimpleNamespace(custom_metadata_map={}),
                 get_outputs=lambda: []),
             name='x.onnx')
     meta = dict(TorchSession(model).meta, format=99)
@@ -141,7 +142,8 @@ def test_runtime_module_imports_without_torch():
         "         ('mmris', 'mmseg', 'mmengine', 'mmcv', 'open_clip')]\n"
         'assert not heavy, heavy\n')
     out = subprocess.run([sys.executable, '-c', code, mod.__file__],
-                         capture_output=True, text=True)
+                         capture_output=True,
+                         text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [
         '[49406,', '518,', '786,', '525,', '518,', '1823,', '49407,', '0]',

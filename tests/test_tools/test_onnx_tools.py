@@ -30,8 +30,8 @@ NO_TORCH = (
 
 
 def run(args, **kwargs):
-    out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT,
-                         **kwargs)
+    out = subprocess.run(
+        args, capture_output=True, text=True, cwd=ROOT, **kwargs)
     assert out.returncode == 0, out.stdout + out.stderr
     return out.stdout
 
@@ -48,7 +48,8 @@ def split_threshold(prob: np.ndarray) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('name', ['etris-tiny_synthetic', 'etris-tiny_grefcoco'])
+@pytest.mark.parametrize('name',
+                         ['etris-tiny_synthetic', 'etris-tiny_grefcoco'])
 def test_onnx_demo_writes_demo_overlays_without_torch(name, tmp_path):
     from mmris.apis import inference_model, init_model
     config = osp.join(ROOT, 'configs', 'quickstart', f'{name}.py')
@@ -61,21 +62,30 @@ def test_onnx_demo_writes_demo_overlays_without_torch(name, tmp_path):
     thr = split_threshold(prob.numpy()) if prob.max() > 0 else 0.5
 
     onnx_file = str(tmp_path / 'export' / 'model.onnx')
-    log = run([sys.executable, 'tools/deployment/pytorch2onnx.py', config,
-               ckpt, '--out', onnx_file])
+    log = run([
+        sys.executable, 'tools/deployment/pytorch2onnx.py', config, ckpt,
+        '--out', onnx_file
+    ])
     assert 'check on a random batch of 2: mask_prob' in log
 
-    common = [IMAGE, *SENTENCES, '--threshold', repr(thr), '--save-prob',
-              '--alpha', '0.5']
+    common = [
+        IMAGE, *SENTENCES, '--threshold',
+        repr(thr), '--save-prob', '--alpha', '0.5'
+    ]
     demo_help = run([sys.executable, 'tools/demo.py', '--help'])
     # tools/demo.py without --min-size (before the shared overlay renderer)
     # draws the image at its own size: min size 1 is the same picture
     sizes = [] if '--min-size' in demo_help else ['--min-size', '1']
-    run([sys.executable, 'tools/demo.py', *common, '--config', config,
-         '--checkpoint', ckpt, '--out', str(tmp_path / 'torch' / 'o.png')])
-    log = run([sys.executable, '-c', NO_TORCH,
-               'tools/deployment/onnx_demo.py', *common, *sizes, '--model',
-               onnx_file, '--out', str(tmp_path / 'onnx' / 'o.png')])
+    run([
+        sys.executable, 'tools/demo.py', *common, '--config', config,
+        '--checkpoint', ckpt, '--out',
+        str(tmp_path / 'torch' / 'o.png')
+    ])
+    log = run([
+        sys.executable, '-c', NO_TORCH, 'tools/deployment/onnx_demo.py',
+        *common, *sizes, '--model', onnx_file, '--out',
+        str(tmp_path / 'onnx' / 'o.png')
+    ])
     assert '[no-torch check] passed' in log
     for i in range(len(SENTENCES)):
         want = cv2.imread(str(tmp_path / 'torch' / f'o_{i}.png'))
@@ -87,8 +97,8 @@ def test_onnx_demo_writes_demo_overlays_without_torch(name, tmp_path):
         assert p_got.shape == cv2.imread(IMAGE).shape[:2]
         assert np.abs(p_got.astype(int) - p_want).max() <= 1
     # a real mask (about half the image), or an empty one for "no target"
-    area = (cv2.imread(str(tmp_path / 'onnx' / 'o_0_prob.png'), 0) / 255. >
-            thr).mean()
+    area = (cv2.imread(str(tmp_path / 'onnx' / 'o_0_prob.png'), 0) / 255.
+            > thr).mean()
     if 'no target' in log.splitlines()[1]:
         assert area == 0
     else:
@@ -96,10 +106,14 @@ def test_onnx_demo_writes_demo_overlays_without_torch(name, tmp_path):
 
 
 def test_onnx_demo_names_a_missing_model(tmp_path):
-    out = subprocess.run(
-        [sys.executable, '-c', NO_TORCH, 'tools/deployment/onnx_demo.py',
-         IMAGE, 'a cat', '--model', str(tmp_path / 'missing.onnx')],
-        capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run([
+        sys.executable, '-c', NO_TORCH, 'tools/deployment/onnx_demo.py', IMAGE,
+        'a cat', '--model',
+        str(tmp_path / 'missing.onnx')
+    ],
+                         capture_output=True,
+                         text=True,
+                         cwd=ROOT)
     assert out.returncode != 0
     assert 'ONNX model not found' in out.stderr and 'missing.onnx' in \
         out.stderr

@@ -19,7 +19,6 @@ the letterbox / inverse warp (numpy + OpenCV, the same on both sides) are
 not timed.
 """
 import argparse
-import gc
 import json
 import os
 import os.path as osp
@@ -81,8 +80,8 @@ def bench_config(config: str, args) -> dict:
     sess = ort.InferenceSession(
         out, sess_options=options, providers=['CPUExecutionProvider'])
 
-    feeds = example_inputs(meta, ['the man on the left in a red shirt'],
-                           seed=1)
+    feeds = example_inputs(
+        meta, ['the man on the left in a red shirt'], seed=1)
     tensors = [torch.from_numpy(feeds[k]) for k in INPUT_NAMES]
 
     def run_torch():
@@ -117,8 +116,6 @@ def bench_config(config: str, args) -> dict:
         torch_median_ms=statistics.median(times['torch']),
         ort_median_ms=statistics.median(times['ort']))
     row['speedup'] = row['torch_median_ms'] / row['ort_median_ms']
-    del sess, model, wrapper
-    gc.collect()
     if not args.keep:
         for f in os.listdir(osp.dirname(out)):
             os.remove(osp.join(osp.dirname(out), f))
@@ -141,11 +138,13 @@ def main():
         rows.append(row)
         err = ', '.join(f'{k} {a:.1e} (rel {r:.1e})'
                         for k, (a, r) in row['errors'].items())
-        print(f'[benchmark_onnx] {config}: export {row["export_s"]} s, '
-              f'{row["onnx_mib"]} MiB; max |diff| {err}; PyTorch '
-              f'{row["torch_median_ms"]:.0f} ms, onnxruntime '
-              f'{row["ort_median_ms"]:.0f} ms (median), speed-up '
-              f'{row["speedup"]:.2f}x', flush=True)
+        print(
+            f'[benchmark_onnx] {config}: export {row["export_s"]} s, '
+            f'{row["onnx_mib"]} MiB; max |diff| {err}; PyTorch '
+            f'{row["torch_median_ms"]:.0f} ms, onnxruntime '
+            f'{row["ort_median_ms"]:.0f} ms (median), speed-up '
+            f'{row["speedup"]:.2f}x',
+            flush=True)
     print('\n| config | export (s) | .onnx (MiB) | max abs diff (mask_prob) '
           '| max rel diff (logits) | PyTorch eager (ms) | onnxruntime (ms) '
           '| speed-up |')

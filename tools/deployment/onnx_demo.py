@@ -54,7 +54,8 @@ def parse_args():
     parser.add_argument(
         'sentences', nargs='+', help='one or more referring expressions')
     parser.add_argument(
-        '--model', required=True,
+        '--model',
+        required=True,
         help='.onnx file written by tools/deployment/pytorch2onnx.py')
     parser.add_argument(
         '--out', default='overlay.png', help='output overlay file')
@@ -122,8 +123,8 @@ def main():
     except (OSError, ValueError) as err:
         raise SystemExit(f'onnx_demo.py: {err}')
     note = runner.meta.get('config')
-    print(f'[onnx_demo] model: {args.model}'
-          + (f' (exported from {note})' if note else ''))
+    print(f'[onnx_demo] model: {args.model}' +
+          (f' (exported from {note})' if note else ''))
     results = runner(
         image,
         list(args.sentences),

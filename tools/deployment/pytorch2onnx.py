@@ -18,9 +18,9 @@ import argparse
 import os.path as osp
 import time
 
-import mmris  # noqa: F401  (compat + registries first)
 from mmengine.config import Config, DictAction
 
+import mmris  # noqa: F401  (compat + registries first)
 from mmris.apis import init_model
 from mmris.compat import unsafe_checkpoint_loading
 from mmris.deployment import (example_inputs, export_onnx, max_relative_error,
@@ -38,8 +38,7 @@ def parse_args():
         default=None,
         help="checkpoint file (omitted or 'none': random weights, for "
         'testing the export)')
-    parser.add_argument(
-        '--out', required=True, help='output .onnx file')
+    parser.add_argument('--out', required=True, help='output .onnx file')
     parser.add_argument(
         '--opset',
         type=int,
@@ -76,12 +75,14 @@ def main():
         cfg.merge_from_dict(args.cfg_options)
     with unsafe_checkpoint_loading(args.unsafe_load):
         model = init_model(cfg, checkpoint, device='cpu')
-    print(f'[pytorch2onnx] {args.config}: '
-          + (f'weights from {checkpoint}' if checkpoint else
-             'random weights (no checkpoint given)'))
+    print(f'[pytorch2onnx] {args.config}: ' +
+          (f'weights from {checkpoint}'
+           if checkpoint else 'random weights (no checkpoint given)'))
     start = time.perf_counter()
     meta = export_onnx(
-        model, args.out, opset_version=args.opset,
+        model,
+        args.out,
+        opset_version=args.opset,
         config_name=osp.basename(args.config))
     print(f'[pytorch2onnx] wrote {args.out} in '
           f'{time.perf_counter() - start:.1f} s (opset {meta["opset"]}; '
@@ -91,8 +92,8 @@ def main():
     if args.no_verify:
         return
     import onnxruntime as ort
-    inputs = example_inputs(meta, ['the woman in the middle', 'left dog'],
-                            seed=1)
+    inputs = example_inputs(
+        meta, ['the woman in the middle', 'left dog'], seed=1)
     ref = torch_outputs(model, inputs)
     sess = ort.InferenceSession(args.out, providers=['CPUExecutionProvider'])
     outs = dict(zip(meta['outputs'], sess.run(None, inputs)))

@@ -70,9 +70,13 @@ def _bytes_to_unicode() -> Dict[int, str]:
     code points from 256 on. The order of the entries (printable bytes
     first, then the others) is the order of the first 256 vocabulary
     ids."""
-    keep = (list(range(ord('!'), ord('~') + 1)) +
-            list(range(ord('\u00a1'), ord('\u00ac') + 1)) +
-            list(range(ord('\u00ae'), ord('\u00ff') + 1)))
+    keep = (
+        list(range(ord('!'),
+                   ord('~') + 1)) +
+        list(range(ord('\u00a1'),
+                   ord('\u00ac') + 1)) +
+        list(range(ord('\u00ae'),
+                   ord('\u00ff') + 1)))
     table = {b: chr(b) for b in keep}
     others = [b for b in range(256) if b not in table]
     table.update({b: chr(256 + n) for n, b in enumerate(others)})
@@ -107,8 +111,8 @@ class ClipBPETokenizer:
         vocab = symbols + [s + '</w>' for s in symbols]
         vocab += [''.join(m) for m in merges] + list(_SPECIAL)
         self.encoder = {token: i for i, token in enumerate(vocab)}
-        if (self.encoder[_SPECIAL[0]], self.encoder[_SPECIAL[1]]) != (
-                SOT_TOKEN_ID, EOT_TOKEN_ID):
+        if (self.encoder[_SPECIAL[0]],
+                self.encoder[_SPECIAL[1]]) != (SOT_TOKEN_ID, EOT_TOKEN_ID):
             raise ValueError(f'{self.bpe_path}: unexpected special token ids')
         self.ranks = {pair: i for i, pair in enumerate(merges)}
         # A special token written in the text is kept whole (as CLIP does).
@@ -152,7 +156,8 @@ class ClipBPETokenizer:
         """BPE ids of ``text`` (cleaned first), without SOT / EOT."""
         ids: List[int] = []
         for piece in self.pattern.findall(clean_text(text)):
-            token = ''.join(self.byte_encoder[b] for b in piece.encode('utf-8'))
+            token = ''.join(self.byte_encoder[b]
+                            for b in piece.encode('utf-8'))
             ids.extend(self.encoder[s] for s in self._merge(token))
         return ids
 
@@ -189,9 +194,8 @@ def encode_text(text: str,
             f'context_length must be >= 2 (SOT + EOT), got {context_length}')
     if not isinstance(text, str):
         raise TypeError(f'text must be a str, got {type(text)}')
-    tokens = [SOT_TOKEN_ID] + get_tokenizer(bpe_path).encode(text) + [
-        EOT_TOKEN_ID
-    ]
+    tokens = [SOT_TOKEN_ID
+              ] + get_tokenizer(bpe_path).encode(text) + [EOT_TOKEN_ID]
     if len(tokens) > context_length:
         if not truncate:
             raise RuntimeError(

@@ -55,9 +55,9 @@ def get_letterbox_affine(
 
 
 def letterbox_image(
-        img: np.ndarray,
-        size: Union[int, Sequence[int]],
-        border: Sequence[float] = CLIP_BORDER
+    img: np.ndarray,
+    size: Union[int, Sequence[int]],
+    border: Sequence[float] = CLIP_BORDER
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scale and centre ``img`` into the letterbox canvas.
 
