@@ -219,23 +219,40 @@ class ORTReferringSegmenter:
             outs = self.run(batch, chunk)
             scores = outs.get('no_target_score')
             for j, prob in enumerate(outs['mask_prob'][:, 0]):
-                score = float('nan') if scores is None else float(scores[j])
-                no_target = (
-                    scores is not None
-                    and score > self.meta['no_target_threshold'])
-                if no_target:
-                    prob = np.zeros_like(prob)
-                prob = np.clip(
-                    cv2.warpAffine(
-                        prob,
-                        np.asarray(inv_affine, np.float64), (w, h),
-                        flags=cv2.INTER_CUBIC,
-                        borderMode=cv2.BORDER_CONSTANT,
-                        borderValue=0), 0, 1)
                 results.append(
-                    dict(
-                        mask=(prob > thr).astype(np.uint8),
-                        prob=prob,
-                        no_target=bool(no_target),
-                        no_target_score=score))
+                    self.postprocess(
+                        prob, None if scores is None else float(scores[j]),
+                        inv_affine, (h, w), thr))
         return results
+
+    def postprocess(self, prob: np.ndarray, no_target_score: Optional[float],
+                    inv_affine: np.ndarray, ori_shape: Sequence[int],
+                    threshold: float) -> dict:
+        """One ``mask_prob`` map (S_h, S_w) back to its original image:
+        emptied for a no-target decision, inverse letterbox warp (cubic,
+        border 0), clipped to [0, 1] and thresholded (as
+        ``RISEncoderDecoder.predict`` with ``postprocess='cv2'``).
+
+        Returns:
+            dict: ``mask``, ``prob``, ``no_target``, ``no_target_score``
+            (see :meth:`__call__`).
+        """
+        h, w = int(ori_shape[0]), int(ori_shape[1])
+        no_target = (
+            no_target_score is not None
+            and no_target_score > self.meta['no_target_threshold'])
+        if no_target:
+            prob = np.zeros_like(prob)
+        prob = np.clip(
+            cv2.warpAffine(
+                prob,
+                np.asarray(inv_affine, np.float64), (w, h),
+                flags=cv2.INTER_CUBIC,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=0), 0, 1)
+        return dict(
+            mask=(prob > threshold).astype(np.uint8),
+            prob=prob,
+            no_target=bool(no_target),
+            no_target_score=(float('nan') if no_target_score is None else
+                             float(no_target_score)))

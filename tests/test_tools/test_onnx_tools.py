@@ -66,7 +66,7 @@ def test_onnx_demo_writes_demo_overlays_without_torch(name, tmp_path):
         sys.executable, 'tools/deployment/pytorch2onnx.py', config, ckpt,
         '--out', onnx_file
     ])
-    assert 'check on a random batch of 2: mask_prob' in log
+    assert 'model.onnx on a random batch of 2: mask_prob' in log
 
     common = [
         IMAGE, *SENTENCES, '--threshold',
@@ -117,3 +117,54 @@ def test_onnx_demo_names_a_missing_model(tmp_path):
     assert out.returncode != 0
     assert 'ONNX model not found' in out.stderr and 'missing.onnx' in \
         out.stderr
+
+
+def _metrics(line: str) -> dict:
+    """``mIoU: 2.99  oIoU: 4.38 ...`` of onnx_eval.py's last line."""
+    pairs = line.split('[onnx_eval]')[-1].split()
+    return {k.rstrip(':'): float(v) for k, v in zip(pairs[::2], pairs[1::2])}
+
+
+@pytest.mark.slow
+def test_onnx_eval_equals_tools_test_and_int8_runs(synthetic_root, tmp_path):
+    """onnx_eval.py of the fp32 export gives tools/test.py's metrics; the
+    int8 file of pytorch2onnx.py --int8 is quantized and evaluates."""
+    import glob
+    import json
+
+    import onnx
+
+    from mmris.apis import init_model
+    config = osp.join(ROOT, 'configs', 'quickstart', 'etris-tiny_synthetic.py')
+    torch.manual_seed(0)
+    ckpt = str(tmp_path / 'tiny.pth')
+    torch.save({'state_dict': init_model(config).state_dict()}, ckpt)
+    onnx_file = str(tmp_path / 'export' / 'model.onnx')
+    log = run([
+        sys.executable, 'tools/deployment/pytorch2onnx.py', config, ckpt,
+        '--out', onnx_file, '--int8'
+    ])
+    assert 'model_int8.onnx on a random batch of 2: mask_prob' in log
+    int8_file = str(tmp_path / 'export' / 'model_int8.onnx')
+    ops = {n.op_type for n in onnx.load(int8_file).graph.node}
+    assert {'DynamicQuantizeLinear', 'MatMulInteger'} <= ops, ops
+    options = [
+        '--cfg-options', f'test_dataloader.dataset.data_root={synthetic_root}',
+        'test_dataloader.num_workers=0',
+        'test_dataloader.persistent_workers=False'
+    ]
+    run([
+        sys.executable, 'tools/test.py', config, ckpt, '--work-dir',
+        str(tmp_path / 'test')
+    ] + options)
+    want = json.load(
+        open(glob.glob(str(tmp_path / 'test' / '*' / '*.json'))[0]))
+    got = {}
+    for name, path in (('fp32', onnx_file), ('int8', int8_file)):
+        out = run(
+            [sys.executable, 'tools/deployment/onnx_eval.py', config, path] +
+            options)
+        got[name] = _metrics(out.strip().splitlines()[-1])
+    for key in ('mIoU', 'oIoU', 'Pr@50', 'Pr@90'):
+        assert abs(got['fp32'][key] - want[key]) <= 0.011, key
+        assert 0 <= got['int8'][key] <= 100

@@ -32,7 +32,7 @@ import torch
 import mmris  # noqa: F401
 from mmris.apis import init_model
 from mmris.deployment import (INPUT_NAMES, RISOnnxModel, example_inputs,
-                              export_onnx, max_relative_error)
+                              export_onnx, max_relative_error, quantize_int8)
 
 
 def parse_args():
@@ -55,6 +55,11 @@ def parse_args():
         help='where the .onnx files are written')
     parser.add_argument(
         '--keep', action='store_true', help='keep the .onnx files')
+    parser.add_argument(
+        '--int8',
+        action='store_true',
+        help='also time the int8 dynamic quantization (quantize_int8) of '
+        'each export, in the same interleaved loop')
     parser.add_argument('--out', default=None, help='write the rows as JSON')
     return parser.parse_args()
 
@@ -79,6 +84,14 @@ def bench_config(config: str, args) -> dict:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     sess = ort.InferenceSession(
         out, sess_options=options, providers=['CPUExecutionProvider'])
+    sessions = dict(ort=sess)
+    if args.int8:
+        int8_file = osp.join(osp.dirname(out), 'model_int8.onnx')
+        quantize_int8(out, int8_file)
+        sessions['int8'] = ort.InferenceSession(
+            int8_file,
+            sess_options=options,
+            providers=['CPUExecutionProvider'])
 
     feeds = example_inputs(
         meta, ['the man on the left in a red shirt'], seed=1)
@@ -88,20 +101,23 @@ def bench_config(config: str, args) -> dict:
         with torch.inference_mode():
             return [o.numpy() for o in wrapper(*tensors)]
 
-    def run_ort():
-        return sess.run(None, feeds)
-
-    ref, got = run_torch(), run_ort()
-    errors = {
-        key: (float(np.abs(r - g).max()), max_relative_error(r, g))
-        for key, r, g in zip(meta['outputs'], ref, got)
-    }
+    sides = dict(torch=run_torch)
+    for name, session in sessions.items():
+        sides[name] = (lambda s: lambda: s.run(None, feeds))(session)
+    ref = run_torch()
+    errors = {}
+    for name in sessions:
+        got = sides[name]()
+        for key, r, g in zip(meta['outputs'], ref, got):
+            label = key if name == 'ort' else f'{key} ({name})'
+            errors[label] = (float(np.abs(r - g).max()),
+                             max_relative_error(r, g))
     for _ in range(args.warmup):
-        run_torch()
-        run_ort()
-    times = dict(torch=[], ort=[])
-    for _ in range(args.iters):  # interleaved: the same load on both sides
-        for side, fn in (('torch', run_torch), ('ort', run_ort)):
+        for fn in sides.values():
+            fn()
+    times = {name: [] for name in sides}
+    for _ in range(args.iters):  # interleaved: the same load on all sides
+        for side, fn in sides.items():
             t0 = time.perf_counter()
             fn()
             times[side].append((time.perf_counter() - t0) * 1000)
@@ -111,11 +127,13 @@ def bench_config(config: str, args) -> dict:
         onnx_mib=round(size / 2**20, 1),
         opset=meta['opset'],
         errors=errors,
-        torch_ms=times['torch'],
-        ort_ms=times['ort'],
+        times_ms=times,
         torch_median_ms=statistics.median(times['torch']),
         ort_median_ms=statistics.median(times['ort']))
     row['speedup'] = row['torch_median_ms'] / row['ort_median_ms']
+    if args.int8:
+        row['int8_median_ms'] = statistics.median(times['int8'])
+        row['int8_speedup'] = row['torch_median_ms'] / row['int8_median_ms']
     if not args.keep:
         for f in os.listdir(osp.dirname(out)):
             os.remove(osp.join(osp.dirname(out), f))
@@ -145,16 +163,23 @@ def main():
             f'{row["ort_median_ms"]:.0f} ms (median), speed-up '
             f'{row["speedup"]:.2f}x',
             flush=True)
+    int8_head = (' int8 (ms) | int8 speed-up | int8 max abs diff (mask_prob) |'
+                 if args.int8 else '')
     print('\n| config | export (s) | .onnx (MiB) | max abs diff (mask_prob) '
           '| max rel diff (logits) | PyTorch eager (ms) | onnxruntime (ms) '
-          '| speed-up |')
-    print('|---|---:|---:|---:|---:|---:|---:|---:|')
+          '| speed-up |' + int8_head)
+    print('|---|---:|---:|---:|---:|---:|---:|---:|' +
+          ('---:|---:|---:|' if args.int8 else ''))
     for row in rows:
+        int8_cols = (f' {row["int8_median_ms"]:.0f} | '
+                     f'{row["int8_speedup"]:.2f}x | '
+                     f'{row["errors"]["mask_prob (int8)"][0]:.1e} |'
+                     if args.int8 else '')
         print(f'| {osp.basename(row["config"])} | {row["export_s"]} | '
               f'{row["onnx_mib"]} | {row["errors"]["mask_prob"][0]:.1e} | '
               f'{row["errors"]["mask_logits"][1]:.1e} | '
               f'{row["torch_median_ms"]:.0f} | {row["ort_median_ms"]:.0f} | '
-              f'{row["speedup"]:.2f}x |')
+              f'{row["speedup"]:.2f}x |' + int8_cols)
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(rows, f, indent=1)

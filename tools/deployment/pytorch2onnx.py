@@ -24,7 +24,7 @@ import mmris  # noqa: F401  (compat + registries first)
 from mmris.apis import init_model
 from mmris.compat import unsafe_checkpoint_loading
 from mmris.deployment import (example_inputs, export_onnx, max_relative_error,
-                              torch_outputs)
+                              quantize_int8, torch_outputs)
 
 
 def parse_args():
@@ -44,6 +44,11 @@ def parse_args():
         type=int,
         default=None,
         help="ONNX opset (default: the exporter's)")
+    parser.add_argument(
+        '--int8',
+        action='store_true',
+        help='also write <out stem>_int8.onnx: dynamic int8 quantization of '
+        'the matrix products (faster on CPU, less exact: see the README)')
     parser.add_argument(
         '--no-verify',
         action='store_true',
@@ -89,22 +94,29 @@ def main():
           f'inputs image (B, 3, {meta["img_size"][0]}, '
           f'{meta["img_size"][1]}) and text_ids (B, {meta["word_len"]}); '
           f'outputs {", ".join(meta["outputs"])})')
+    files = [args.out]
+    if args.int8:
+        int8_file = osp.splitext(args.out)[0] + '_int8.onnx'
+        quantize_int8(args.out, int8_file)
+        print(f'[pytorch2onnx] wrote {int8_file} (int8 dynamic quantization)')
+        files.append(int8_file)
     if args.no_verify:
         return
     import onnxruntime as ort
     inputs = example_inputs(
         meta, ['the woman in the middle', 'left dog'], seed=1)
     ref = torch_outputs(model, inputs)
-    sess = ort.InferenceSession(args.out, providers=['CPUExecutionProvider'])
-    outs = dict(zip(meta['outputs'], sess.run(None, inputs)))
-    for name in meta['outputs']:
-        err = max_relative_error(ref[name], outs[name])
-        print(f'[pytorch2onnx] check on a random batch of 2: {name} max '
-              f'|diff| / max |torch| = {err:.2e}')
-        if err > 1e-4:
-            raise SystemExit(
-                f'pytorch2onnx.py: onnxruntime differs from PyTorch on '
-                f'{name} ({err:.2e} > 1e-4)')
+    for path in files:
+        sess = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+        outs = dict(zip(meta['outputs'], sess.run(None, inputs)))
+        for name in meta['outputs']:
+            err = max_relative_error(ref[name], outs[name])
+            print(f'[pytorch2onnx] {osp.basename(path)} on a random batch of '
+                  f'2: {name} max |diff| / max |torch| = {err:.2e}')
+            if err > 1e-4 and path == args.out:
+                raise SystemExit(
+                    f'pytorch2onnx.py: onnxruntime differs from PyTorch on '
+                    f'{name} ({err:.2e} > 1e-4)')
 
 
 if __name__ == '__main__':
