@@ -161,7 +161,9 @@ def main():
             f'{row["onnx_mib"]} MiB; max |diff| {err}; PyTorch '
             f'{row["torch_median_ms"]:.0f} ms, onnxruntime '
             f'{row["ort_median_ms"]:.0f} ms (median), speed-up '
-            f'{row["speedup"]:.2f}x',
+            f'{row["speedup"]:.2f}x' +
+            (f'; int8 {row["int8_median_ms"]:.0f} ms, speed-up '
+             f'{row["int8_speedup"]:.2f}x' if args.int8 else ''),
             flush=True)
     int8_head = (' int8 (ms) | int8 speed-up | int8 max abs diff (mask_prob) |'
                  if args.int8 else '')
