@@ -16,8 +16,8 @@ from mmengine.runner import load_checkpoint, save_checkpoint
 
 import mmris  # noqa: F401
 from mmris import compat
-from mmris.compat import (CorruptCheckpointError, UnsafeCheckpointError,
-                          safe_torch_load, unsafe_checkpoint_loading)
+from mmris.checkpoint import (CorruptCheckpointError, UnsafeCheckpointError,
+                              safe_torch_load, unsafe_checkpoint_loading)
 from test_reliability._malicious import (PAYLOADS, GetAttr,
                                          malicious_checkpoint)
 

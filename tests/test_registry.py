@@ -10,7 +10,7 @@ def test_component_built_from_plain_mmseg_config(tmp_path):
         "_base_ = 'mmseg::_base_/default_runtime.py'\n"
         "custom_imports = dict(imports=['mmris'], "
         "allow_failed_imports=False)\n"
-        "neck = dict(type='RISNeck', in_channels=(8, 8, 8), txt_in=4, "
+        "neck = dict(type='RISNeck', in_channels=(8, 8, 8), text_channels=4, "
         "out_channels=8, nhead=2)\n")
     cfg = Config.fromfile(str(cfg_file))
     assert cfg.default_scope == 'mmseg'

@@ -22,7 +22,7 @@ import mmris  # noqa: F401  (compat + registries first)
 from mmengine.config import Config, DictAction
 
 from mmris.apis import inference_model, init_model, load_image
-from mmris.compat import unsafe_checkpoint_loading
+from mmris.checkpoint import unsafe_checkpoint_loading
 from mmris.visualization import PRED_COLOR, draw_referring_mask
 
 

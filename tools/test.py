@@ -7,7 +7,7 @@ import os.path as osp
 import mmris  # noqa: F401  (compat + registries first)
 from mmengine.config import Config, DictAction
 
-from mmris.compat import unsafe_checkpoint_loading
+from mmris.checkpoint import unsafe_checkpoint_loading
 from mmris.engine import build_runner
 
 

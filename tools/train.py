@@ -9,7 +9,7 @@ import mmris  # noqa: F401  (compat + registries first)
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
-from mmris.compat import unsafe_checkpoint_loading
+from mmris.checkpoint import unsafe_checkpoint_loading
 from mmris.engine import build_runner
 
 

@@ -29,7 +29,7 @@ from mmris.apis.webui_backend import (DEFAULT_MAX_SENTENCES,
                                       DEFAULT_MAX_SIDE, Rendering,
                                       Segmentation, WebUIBackend,
                                       WebUIInputError, example_inputs)
-from mmris.compat import unsafe_checkpoint_loading
+from mmris.checkpoint import unsafe_checkpoint_loading
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 logger = logging.getLogger('mmris.webui')

@@ -27,13 +27,21 @@ default_hooks = dict(
         save_best='mIoU',
         rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # exact resume: RNG states and the samples trained in the epoch in the
+    # checkpoint meta, restored after --resume (with RISEpochBasedTrainLoop,
+    # train_cfg in schedules/*.py); the sentence draw keyed by the epoch
+    train_state=dict(type='RISTrainStateHook'),
+    # distributed: every rank evaluates rank 0's (the checkpointed) buffers
+    broadcast_buffers=dict(type='BroadcastBuffersHook'),
+    # refuse to train a paper config whose frozen encoders would be random
+    # (opt out: allow_random_encoders = True)
+    pretrained_check=dict(type='PretrainedCheckHook'),
     # draws GT | prediction with the sentence and IoU when draw=True
     # (`tools/test.py --show-dir`), also during validation
     visualization=dict(type='RISVisualizationHook', draw=False))
 # mmris runner: strict load_from/resume (opt out: strict_load = False),
-# exact resume (RNG states, sentence draw keyed by seed/epoch/index also in
-# persistent workers, mid-epoch skip by samples seen), atomic checkpoints,
-# --resume takes the newest checkpoint that opens and is finite
+# --resume takes the newest checkpoint that opens and is finite, CPU-only
+# --launcher pytorch (gloo)
 runner_type = 'RISRunner'
 # stop with the iteration and the batch's ref/sent ids on a NaN/inf loss or
 # NaN/inf parameters after an update (checked every param_interval steps

@@ -28,12 +28,35 @@ model = dict(
             heads=4,
             layers=4,
             embed_dim=width),
-        visual_shortcut=dict(
-            module=dict(type='ShortcutNormalizingFlow', dim=width)),
-        text_shortcut=dict(
-            module=dict(type='ShortcutNormalizingFlow', dim=width)),
-        token_injector=dict(
-            type='Intertwiner', d_txt=width, d_img=width, hidden=16),
+        adapters=dict(
+            visual_flow=dict(
+                point='attn_shortcut',
+                tower='visual',
+                name='flow',
+                module=dict(type='ShortcutNormalizingFlow', dim=width)),
+            visual_flow2=dict(
+                point='ffn_shortcut',
+                tower='visual',
+                name='flow2',
+                module=dict(type='ShortcutNormalizingFlow', dim=width)),
+            text_flow=dict(
+                point='attn_shortcut',
+                tower='text',
+                name='flow',
+                module=dict(type='ShortcutNormalizingFlow', dim=width)),
+            text_flow2=dict(
+                point='ffn_shortcut',
+                tower='text',
+                name='flow2',
+                module=dict(type='ShortcutNormalizingFlow', dim=width)),
+            intertwiner=dict(
+                point='tokens',
+                tower='visual',
+                layers=[0],
+                name='token_injector',
+                module=dict(
+                    type='Intertwiner', text_channels=width, d_img=width,
+                    hidden=16))),
         out_indices=(1, 2),
         side_indices=(0, 1, 2, 3),
         # trained from scratch here: keep "!" (BPE id 0) visible to the
@@ -43,14 +66,14 @@ model = dict(
     neck=dict(
         type='RISNeck',
         in_channels=(width, width, width),
-        txt_in=width,
+        text_channels=width,
         out_channels=width,
         nhead=4),
     side_network=dict(
         type='BarLeRIaSideNetwork',
         out_channels=width,
         clip_channels=width,
-        word_channels=width,
+        text_channels=width,
         img_size=img_size,
         patch_size=8,
         embed_dim=48,
@@ -66,7 +89,7 @@ model = dict(
         nhead=4,
         dim_ffn=width,
         dropout=0.0,
-        word_dim=width))
+        text_channels=width))
 
 train_dataloader = dict(dataset=dict(img_size=img_size))
 val_dataloader = dict(dataset=dict(img_size=img_size))

@@ -24,23 +24,31 @@ model = dict(
             layers=4,
             embed_dim=width),
         order='text_first',
-        visual_adapter=dict(
-            module=dict(
-                type='DenseAligner',
-                in_channels=32,
-                hidden_channels=32,
-                text_channels=width,
-                embed_dims=32,
-                num_heads=4),
-            layers=[1, 3],
-            scale=0.2,
-            input='norm'),
-        text_adapter=dict(
-            module=dict(
-                type='TextAdapter', in_channels=width, hidden_channels=32),
-            layers=[1, 3],
-            scale=0.2,
-            input='residual'),
+        adapters=dict(
+            dense_aligner=dict(
+                point='ffn_parallel',
+                tower='visual',
+                layers=[1, 3],
+                scale=0.2,
+                input='norm',
+                name='adapter',
+                module=dict(
+                    type='DenseAligner',
+                    in_channels=32,
+                    hidden_channels=32,
+                    text_channels=width,
+                    embed_dims=32,
+                    num_heads=4)),
+            text_adapter=dict(
+                point='ffn_parallel',
+                tower='text',
+                layers=[1, 3],
+                scale=0.2,
+                input='residual',
+                name='adapter',
+                module=dict(
+                    type='TextAdapter', in_channels=width,
+                    hidden_channels=32))),
         out_indices=(1, 2),
         # trained from scratch here: keep "!" (BPE id 0) visible to the
         # decoder (the paper configs use the official 'zero_id')
@@ -49,7 +57,7 @@ model = dict(
     neck=dict(
         type='RISNeck',
         in_channels=(32, 32, 32),
-        txt_in=width,
+        text_channels=width,
         out_channels=width,
         nhead=4,
         residual_coordconv=True),
@@ -60,7 +68,7 @@ model = dict(
         nhead=4,
         dim_ffn=width,
         dropout=0.0,
-        word_dim=width))
+        text_channels=width))
 train_dataloader = dict(dataset=dict(img_size=img_size))
 val_dataloader = dict(dataset=dict(img_size=img_size))
 test_dataloader = val_dataloader

@@ -33,13 +33,17 @@ model = dict(
             heads=4,
             layers=4,
             embed_dim=width),
-        bridge=dict(
-            type='BridgerViT',
-            d_img=(vis_width, vis_width, vis_width),
-            d_txt=width,
-            d_model=32,
-            nhead=4),
-        bridge_after=(1, 2, 3),
+        adapters=dict(
+            bridger=dict(
+                point='bridge',
+                layers=(1, 2, 3),
+                name='bridge',
+                module=dict(
+                    type='BridgerViT',
+                    d_img=(vis_width, vis_width, vis_width),
+                    text_channels=width,
+                    d_model=32,
+                    nhead=4))),
         out_indices=(1, 2),
         # trained from scratch here: keep "!" (BPE id 0) visible to the
         # decoder (the paper configs use the official 'zero_id')
@@ -48,7 +52,7 @@ model = dict(
     neck=dict(
         type='RISNeck',
         in_channels=(vis_width, vis_width, vis_width),
-        txt_in=width,
+        text_channels=width,
         out_channels=width,
         nhead=4),
     decode_head=dict(
@@ -58,7 +62,7 @@ model = dict(
         nhead=4,
         dim_ffn=width,
         dropout=0.0,
-        word_dim=width,
+        text_channels=width,
         dice_weight=1.0))
 
 # one loader worker: the 2-core box has no core to spare for a second one
@@ -77,7 +81,7 @@ optim_wrapper = dict(
 param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, milestones=[3], gamma=0.1)
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=4, val_interval=4)
+train_cfg = dict(type='RISEpochBasedTrainLoop', max_epochs=4, val_interval=4)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(

@@ -71,7 +71,7 @@ def init_model(config: Union[str, Path, Config],
                strict: Optional[bool] = None) -> nn.Module:
     """Build a referring segmentor from a config and load a checkpoint.
 
-    The checkpoint is read by :func:`mmris.compat.safe_torch_load`
+    The checkpoint is read by :func:`mmris.checkpoint.safe_torch_load`
     (weights-only allow-list, zip CRC check) and loaded strictly, like the
     runner's ``load_from``: a file of another config (method, width, depth)
     raises :class:`mmris.engine.CheckpointMismatchError` listing the
@@ -119,7 +119,7 @@ def init_model(config: Union[str, Path, Config],
         finally:
             logger.setLevel(level)
     else:
-        from mmris.engine import load_ris_checkpoint
+        from mmris.checkpoint import load_ris_checkpoint
         if strict is None:
             strict = bool(config.get('strict_load', True))
         ckpt = load_ris_checkpoint(

@@ -1,7 +1,7 @@
 # Copyright (c) mmris contributors. All rights reserved.
+from .atomic_local_backend import AtomicLocalBackend  # noqa: F401
+from .loops import RISEpochBasedTrainLoop  # noqa: F401
 from .hooks import *  # noqa: F401,F403
-from .checkpoint import (CheckpointMismatchError, StateDictReport,  # noqa: F401
-                         check_state_dict, load_ris_checkpoint)
 from .optimizers import AutocastOptimWrapper  # noqa: F401
 from .runner import RISRunner, build_runner  # noqa: F401
 from .resume import (NoResumableCheckpointError,  # noqa: F401

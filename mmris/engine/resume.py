@@ -5,7 +5,7 @@ import glob
 import os.path as osp
 from typing import Callable, List, Optional, Tuple
 
-from .atomic_io import is_temporary
+from mmris.checkpoint import is_temporary
 from .finite import all_finite, floating_items, nonfinite_names
 
 __all__ = [

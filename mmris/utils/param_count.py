@@ -1,14 +1,27 @@
 # Copyright (c) mmris contributors. All rights reserved.
-"""Trainable / frozen parameter accounting per module."""
+"""Trainable / frozen parameter accounting per module.
+
+Parameter totals come from :func:`mmengine.analysis.parameter_count` (each
+parameter once, as ``module.parameters()`` counts them); the trainable part
+is the sum over the parameters with ``requires_grad``, which MMEngine does
+not split out, and the frozen part is the difference.
+"""
 from collections import OrderedDict
 from typing import Dict
 
 import torch.nn as nn
+from mmengine.analysis import parameter_count
+
+
+def _trainable(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
 def _numel(module: nn.Module, trainable: bool) -> int:
-    return sum(p.numel() for p in module.parameters()
-               if p.requires_grad == trainable)
+    """The trainable (``trainable=True``) or frozen parameters of
+    ``module``."""
+    count = _trainable(module)
+    return count if trainable else parameter_count(module)[''] - count
 
 
 def count_parameters(model: nn.Module) -> Dict[str, dict]:
@@ -53,9 +66,8 @@ def count_parameters(model: nn.Module) -> Dict[str, dict]:
             continue
         rows[name] = dict(
             trainable=_numel(child, True), frozen=_numel(child, False))
-    total_t = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total_f = sum(p.numel() for p in model.parameters()
-                  if not p.requires_grad)
+    total_t = _numel(model, True)
+    total_f = _numel(model, False)
     return dict(
         modules=rows,
         trainable=total_t,

@@ -130,7 +130,7 @@ def width_configs(tmp_path_factory):
 
 def test_init_model_refuses_checkpoint_of_another_width(width_configs):
     from mmris.apis import init_model
-    from mmris.engine import CheckpointMismatchError
+    from mmris.checkpoint import CheckpointMismatchError
     cfgs, ckpt, state = width_configs
     with pytest.raises(CheckpointMismatchError) as info:
         init_model(cfgs[64], ckpt)
@@ -227,7 +227,7 @@ def test_inference_model_rejects_bad_texts(model, texts, error, match):
 
 def test_demo_refuses_checkpoint_of_another_width(width_configs, tmp_path,
                                                   monkeypatch):
-    from mmris.engine import CheckpointMismatchError
+    from mmris.checkpoint import CheckpointMismatchError
     from test_reliability._helpers import run_tool_inprocess
     cfgs, ckpt, _ = width_configs
     config = str(tmp_path / 'tiny_w64.py')

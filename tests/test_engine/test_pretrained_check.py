@@ -74,3 +74,18 @@ def test_train_tool_refuses_before_training(synthetic_root, tmp_path,
     with pytest.raises(RandomEncoderError, match=VIS.replace('.', r'\.')):
         runpy.run_path(TRAIN, run_name='__main__')
     assert not list(tmp_path.glob('*.pth'))  # nothing trained
+
+
+def test_hook_checks_the_runner_config_before_run():
+    import types
+
+    from mmris.engine.hooks import PretrainedCheckHook
+    cfg = Config.fromfile(
+        osp.join(ROOT, 'configs/etris/etris_vit-b16_refcoco.py'))
+    assert cfg.default_hooks.pretrained_check == dict(
+        type='PretrainedCheckHook')
+    hook = PretrainedCheckHook()
+    with pytest.raises(RandomEncoderError, match=VIS.replace('.', r'\.')):
+        hook.before_run(types.SimpleNamespace(cfg=cfg))
+    cfg.merge_from_dict({'allow_random_encoders': True})
+    hook.before_run(types.SimpleNamespace(cfg=cfg))

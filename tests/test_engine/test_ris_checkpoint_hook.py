@@ -8,7 +8,7 @@ import pytest
 from mmengine.logging import MessageHub, MMLogger
 
 import mmris  # noqa: F401
-from mmris.engine.atomic_io import temporary_name
+from mmris.checkpoint import temporary_name
 from mmris.engine.hooks import RISCheckpointHook
 
 

@@ -3,6 +3,7 @@
 with the missing / unexpected / shape-mismatched keys (wrong config), through
 ``load_ris_checkpoint``, ``RISRunner``, tools/train.py (``load_from`` and
 ``--resume``) and tools/model_converters/ris2mmris.py."""
+import functools
 import os.path as osp
 
 import pytest
@@ -12,9 +13,10 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 import mmris  # noqa: F401
-from mmris.compat import UnsafeCheckpointError
-from mmris.engine import (CheckpointMismatchError, RISRunner,
-                          check_state_dict, load_ris_checkpoint)
+from mmris.checkpoint import UnsafeCheckpointError
+from mmris.checkpoint import (CheckpointMismatchError, check_state_dict,
+                              load_ris_checkpoint)
+from mmris.engine import RISRunner
 
 from ._helpers import (CONVERTER, ROOT, TINY_CONFIG, TRAIN,
                        run_tool_inprocess, small_options, tiny_model_cfg)
@@ -55,16 +57,16 @@ def _tiny_detris_cfg():
     bb = model['backbone']
     bb['visual'].update(arch=dict(embed_dims=64, num_layers=4, num_heads=2))
     bb['text'].update(width=64, heads=2, layers=4, embed_dim=64)
-    bb['visual_adapter']['module'].update(
+    bb['adapters']['dense_aligner']['module'].update(
         in_channels=64, hidden_channels=32, text_channels=64, embed_dims=16,
         num_heads=2)
-    bb['visual_adapter']['layers'] = [1, 3]
-    bb['text_adapter']['module'].update(in_channels=64, hidden_channels=32)
-    bb['text_adapter']['layers'] = [1, 3]
+    bb['adapters']['dense_aligner']['layers'] = [1, 3]
+    bb['adapters']['text_adapter']['module'].update(in_channels=64, hidden_channels=32)
+    bb['adapters']['text_adapter']['layers'] = [1, 3]
     bb['out_indices'] = (1, 2)
     model['neck'].update(
-        in_channels=(64, 64, 64), txt_in=64, out_channels=64, nhead=2)
-    model['decode_head'].update(d_model=64, nhead=2, dim_ffn=64, word_dim=64)
+        in_channels=(64, 64, 64), text_channels=64, out_channels=64, nhead=2)
+    model['decode_head'].update(d_model=64, nhead=2, dim_ffn=64, text_channels=64)
     return model
 
 
@@ -307,13 +309,23 @@ def test_kill_while_saving_keeps_the_previous_checkpoint(
 
 def test_save_checkpoint_is_atomic(synthetic_root, tmp_path, monkeypatch):
     """A write that dies half-way leaves the previous file intact and no
-    temporary file (RISRunner.save_checkpoint)."""
+    temporary file (runner.save_checkpoint with the backend_args that
+    RISCheckpointHook passes for a local folder: AtomicLocalBackend)."""
     from mmengine.fileio.backends.local_backend import LocalBackend
+
+    from mmris.engine.hooks import RISCheckpointHook
     runner = _runner(
         tmp_path, **{'train_dataloader.dataset.data_root': synthetic_root})
     out = str(tmp_path / 'work')
-    runner.save_checkpoint(out, 'iter_1.pth', save_optimizer=False,
-                           save_param_scheduler=False)
+    hook = RISCheckpointHook(interval=1)
+    hook.before_train(runner)
+    assert hook.backend_args == dict(backend='atomic_local')
+    save = functools.partial(
+        runner.save_checkpoint,
+        save_optimizer=False,
+        save_param_scheduler=False,
+        backend_args=hook.backend_args)
+    save(out, 'iter_1.pth')
     before = open(osp.join(out, 'iter_1.pth'), 'rb').read()
     assert torch.load(osp.join(out, 'iter_1.pth'),
                       weights_only=False)['state_dict']
@@ -325,12 +337,10 @@ def test_save_checkpoint_is_atomic(synthetic_root, tmp_path, monkeypatch):
 
     monkeypatch.setattr(LocalBackend, 'put', dying_put)
     with pytest.raises(KeyboardInterrupt):
-        runner.save_checkpoint(out, 'iter_1.pth', save_optimizer=False,
-                               save_param_scheduler=False)
+        save(out, 'iter_1.pth')
     assert open(osp.join(out, 'iter_1.pth'), 'rb').read() == before
     with pytest.raises(KeyboardInterrupt):
-        runner.save_checkpoint(out, 'iter_2.pth', save_optimizer=False,
-                               save_param_scheduler=False)
+        save(out, 'iter_2.pth')
     import os
     assert sorted(f for f in os.listdir(out)
                   if '.pth' in f) == ['iter_1.pth']  # no torn iter_2.pth

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 import mmris  # noqa: F401
-from mmris.compat import UnsafeCheckpointError
+from mmris.checkpoint import UnsafeCheckpointError
 
 from ._helpers import (CONVERTER, TEST, TINY_CONFIG, TRAIN,
                        run_tool_inprocess, small_options)
@@ -187,7 +187,7 @@ class _OpenAIShaped(nn.Module):
 
 def test_torchscript_archive_read_as_weights_without_jit_load(
         tmp_path, monkeypatch):
-    from mmris.models.backbones.clip_checkpoint import (
+    from mmris.checkpoint import (
         is_torchscript_archive, load_clip_state_dict)
     torch.manual_seed(0)
     holder = _OpenAIShaped()
@@ -215,7 +215,7 @@ def test_torchscript_archive_read_as_weights_without_jit_load(
 
 
 def test_torchscript_setstate_archive_is_refused_and_not_run(tmp_path):
-    from mmris.models.backbones.clip_checkpoint import load_clip_state_dict
+    from mmris.checkpoint import load_clip_state_dict
     marker = tmp_path / 'pwned_ts'
     path = str(tmp_path / 'evil_ts.pt')
     _jit_save(SetstateWritesFile(str(marker)), path)
@@ -248,7 +248,7 @@ def _patch_data_pkl(src, dst, payload):
 
 
 def test_torchscript_archive_with_edited_pickle_is_refused(tmp_path):
-    from mmris.models.backbones.clip_checkpoint import load_clip_state_dict
+    from mmris.checkpoint import load_clip_state_dict
     src = str(tmp_path / 'clip.pt')
     _jit_save(_OpenAIShaped(), src, example=torch.zeros(1))
     marker = str(tmp_path / 'pwned_pkl')
@@ -291,7 +291,7 @@ def _flip_one_bit(path: str) -> str:
 def test_loader_rejects_bit_flipped_checkpoint(loader, tiny_state,
                                                synthetic_root, tmp_path,
                                                monkeypatch):
-    from mmris.compat import CorruptCheckpointError
+    from mmris.checkpoint import CorruptCheckpointError
     path = str(tmp_path / 'flipped.pth')
     if loader == 'clip_torchscript':
         _jit_save(_OpenAIShaped(), path, example=torch.zeros(1))

@@ -10,7 +10,7 @@ import pytest
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # Scripts only: modules of a package (a folder with __init__.py, such as
-# tools/analysis_tools/official/) are imported by the scripts, not run.
+# a package of tools/) are imported by the scripts, not run.
 TOOLS = sorted(
     p for p in glob.glob(osp.join(ROOT, 'tools', '**', '*.py'), recursive=True)
     if not osp.basename(p).startswith('_')

@@ -161,7 +161,7 @@ def test_train_two_iterations_from_pretrained_files(
         config, visual, text, size, pretrained, tiny_refcoco, tmp_path,
         monkeypatch, capsys):
     import mmris.engine
-    from mmris.models.backbones.clip_checkpoint import sub_state_dict
+    from mmris.checkpoint import sub_state_dict
 
     vis_path, txt_path = pretrained(visual), pretrained(text)
     files = {

@@ -11,7 +11,6 @@ Example:
 """
 import argparse
 import tempfile
-import time
 
 import cv2
 
@@ -20,6 +19,7 @@ from mmengine.registry import init_default_scope
 
 import mmris  # noqa: F401
 from mmris.apis import find_ref_dataset
+from mmris.benchmark import time_pipeline
 from mmris.datasets import RefCOCODataset
 from mmris.testing.synthetic import make_synthetic_refer
 
@@ -44,6 +44,8 @@ def main():
         default=120,
         help='images of the temporary synthetic root (default: 120)')
     args = parser.parse_args()
+    if args.samples < 1:
+        parser.error(f'--samples must be >= 1, got {args.samples}')
     cv2.setNumThreads(0)  # as in MMEngine's data-loader workers
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
@@ -68,12 +70,7 @@ def main():
         img_size=ds_cfg.get('img_size'),
         word_len=ds_cfg.get('word_len'),
         pipeline=ds_cfg.pipeline)
-    n = min(args.samples, 10 * len(ds))
-    ds[0]  # warm up (tokenizer, imports)
-    t0 = time.perf_counter()
-    for i in range(n):
-        ds[i % len(ds)]
-    dt = time.perf_counter() - t0
+    n, dt = time_pipeline(ds, args.samples)
     print(f'training pipeline of {args.config} at input '
           f'{ds_cfg.get("img_size")}: {n} samples in {dt:.2f} s = '
           f'{n / dt:.1f} samples/s per worker process')

@@ -32,7 +32,7 @@ from mmengine.utils import ProgressBar
 from mmseg.registry import DATASETS
 
 from mmris.apis import init_model
-from mmris.compat import unsafe_checkpoint_loading
+from mmris.checkpoint import unsafe_checkpoint_loading
 from mmris.evaluation.metrics.gris_metric import (GRIS_METRIC_NAMES,
                                                   gris_metrics_from_stats,
                                                   predicted_no_target)

@@ -3,11 +3,11 @@
 
 The official model is built from a local clone of its repository (given by
 ``--official-repo``; nothing of it is part of mmris) by the builder module
-of the method in ``tools/analysis_tools/official/``, with random weights of
+of the method in ``mmris/benchmark/official/``, with random weights of
 the official shapes: the builders stand in only for the pretrained-file
 loading and for third-party packages the model does not need (see each
 module's docstring). Its state dict is converted with
-``mmris.utils.convert_official_state_dict`` (as
+``mmris.checkpoint.convert_official_state_dict`` (as
 ``tools/model_converters/ris2mmris.py``) and loaded strictly into the mmris
 model built from ``--config``. The tool then prints, for both models: the
 trainable parameter counts, the max |difference| of the test-mode logits
@@ -30,12 +30,6 @@ Example:
 """
 import argparse
 import copy
-import os.path as osp
-import statistics
-import sys
-import time
-from types import ModuleType
-from typing import Callable, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -45,61 +39,16 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 import mmris  # noqa: F401
-from mmris.engine.checkpoint import load_state_dict_strict
-from mmris.utils import convert_official_state_dict
-from mmris.utils.memory_count import StepCounts, count_train_step
+from mmris.benchmark import (counted_train_step, format_counts, input_spec,
+                             make_batch, official_inputs, time_interleaved)
+from mmris.benchmark.official import METHODS, method_module
+from mmris.benchmark.official.train_steps import official_train_step
+from mmris.checkpoint import (convert_official_state_dict,
+                              load_state_dict_strict)
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from benchmark import (counted_train_step, format_counts,  # noqa: E402
-                       input_spec, make_batch, official_inputs)
-from official import METHODS, method_module  # noqa: E402
 
 def _trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def time_interleaved(steps: Sequence[Callable[[], None]],
-                     iters: int) -> List[float]:
-    """Median milliseconds of each of ``steps``, run in turn ``iters`` times
-    (interleaved, so that a busy machine slows all of them alike)."""
-    times: List[List[float]] = [[] for _ in steps]
-    for _ in range(iters):
-        for step, out in zip(steps, times):
-            t0 = time.perf_counter()
-            step()
-            out.append((time.perf_counter() - t0) * 1000)
-    return [statistics.median(t) for t in times]
-
-
-def official_train_step(builder: ModuleType,
-                        model: nn.Module,
-                        img: torch.Tensor,
-                        word: torch.Tensor,
-                        mask: torch.Tensor,
-                        optimizer: torch.optim.Optimizer,
-                        count: bool = False) -> Optional[StepCounts]:
-    """One official training step (forward with the loss, backward, Adam
-    update) as the builder module ``builder`` computes the loss, counted if
-    ``count``."""
-
-    def forward():
-        return builder.loss(model, img, word, mask)
-
-    def step():
-        optimizer.step()
-        optimizer.zero_grad()
-
-    if not count:
-        forward().backward()
-        step()
-        return None
-    return count_train_step(
-        model,
-        forward,
-        lambda loss: loss.backward(),
-        optimizer=optimizer,
-        step=step,
-        batch=img.shape[0])
 
 
 def main():

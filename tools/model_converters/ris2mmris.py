@@ -18,9 +18,9 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
-from mmris.compat import safe_torch_load
-from mmris.engine.checkpoint import load_state_dict_strict
-from mmris.utils import KEY_MAPS, convert_official_state_dict
+from mmris.checkpoint import safe_torch_load
+from mmris.checkpoint import load_state_dict_strict
+from mmris.checkpoint import KEY_MAPS, convert_official_state_dict
 
 
 def main():

@@ -19,17 +19,41 @@ model = dict(
             type='CLIPTextTransformer', embed_dim=512,
             pretrained=None),
         order='lockstep',
-        # Local tuning (snf.py): a flow pair replaces both shortcuts of every
-        # block of both towers.
-        visual_shortcut=dict(
-            module=dict(type='ShortcutNormalizingFlow', dim=768,
-                        flow_length=4)),
-        text_shortcut=dict(
-            module=dict(type='ShortcutNormalizingFlow', dim=512,
-                        flow_length=4)),
-        # Intertwining (model/intertwiner.py): L projected text tokens after
-        # the visual CLS.
-        token_injector=dict(type='Intertwiner', d_txt=512, d_img=768),
+        adapters=dict(
+            # Local tuning (snf.py): a flow pair replaces both shortcuts of
+            # every block of both towers.
+            visual_flow=dict(
+                point='attn_shortcut',
+                tower='visual',
+                name='flow',
+                module=dict(
+                    type='ShortcutNormalizingFlow', dim=768, flow_length=4)),
+            visual_flow2=dict(
+                point='ffn_shortcut',
+                tower='visual',
+                name='flow2',
+                module=dict(
+                    type='ShortcutNormalizingFlow', dim=768, flow_length=4)),
+            text_flow=dict(
+                point='attn_shortcut',
+                tower='text',
+                name='flow',
+                module=dict(
+                    type='ShortcutNormalizingFlow', dim=512, flow_length=4)),
+            text_flow2=dict(
+                point='ffn_shortcut',
+                tower='text',
+                name='flow2',
+                module=dict(
+                    type='ShortcutNormalizingFlow', dim=512, flow_length=4)),
+            # Intertwining (model/intertwiner.py): L projected text tokens
+            # after the visual CLS, before block 0.
+            intertwiner=dict(
+                point='tokens',
+                tower='visual',
+                layers=[0],
+                name='token_injector',
+                module=dict(type='Intertwiner', text_channels=512, d_img=768))),
         out_indices=(3, 7),
         # CLIP blocks feeding the side network (SIDE_ADAPTER.FUSION_MAP).
         side_indices=(0, 3, 6, 9),
@@ -46,7 +70,7 @@ model = dict(
     neck=dict(
         type='RISNeck',
         in_channels=(768, 768, 512),
-        txt_in=512,
+        text_channels=512,
         stride=(1, 1, 1)),
     # Global side tuning (model/side_adapter/). prior_norm='per_sample'
     # makes every prediction independent of its batch-mates (equal to the
@@ -56,7 +80,7 @@ model = dict(
         type='BarLeRIaSideNetwork',
         out_channels=512,
         clip_channels=768,
-        word_channels=512,
+        text_channels=512,
         img_size=416,
         patch_size=16,
         embed_dim=144,
@@ -74,7 +98,7 @@ model = dict(
         nhead=8,
         dim_ffn=512,
         dropout=0.1,
-        word_dim=512),
+        text_channels=512),
     test_cfg=dict(threshold=0.35))
 
 # Training refuses to start while these frozen-encoder files are unset or

@@ -17,24 +17,36 @@ model = dict(
             pretrained=None),
         text=dict(type='CLIPTextTransformer', embed_dim=512, pretrained=None),
         order='text_first',
-        visual_adapter=dict(
-            module=dict(
-                type='DenseAligner',
-                in_channels=768,
-                hidden_channels=128,
-                text_channels=512,
-                embed_dims=128,
-                num_heads=8,
-                dropout=0.1),
-            layers=[1, 3, 5, 7, 9, 11],
-            scale=0.2,
-            input='norm'),
-        text_adapter=dict(
-            module=dict(type='TextAdapter', in_channels=512,
-                        hidden_channels=64),
-            layers=[1, 3, 5, 7, 9, 11],
-            scale=0.2,
-            input='residual'),
+        adapters=dict(
+            # Dense Aligner (model/adapter.py) next to the FFN of DINOv2
+            # blocks, fed with norm2(x), times 0.2 and LayerScale
+            dense_aligner=dict(
+                point='ffn_parallel',
+                tower='visual',
+                layers=[1, 3, 5, 7, 9, 11],
+                scale=0.2,
+                input='norm',
+                name='adapter',
+                module=dict(
+                    type='DenseAligner',
+                    in_channels=768,
+                    hidden_channels=128,
+                    text_channels=512,
+                    embed_dims=128,
+                    num_heads=8,
+                    dropout=0.1)),
+            # Text Adapter next to the FFN of CLIP text blocks, fed with the
+            # residual stream, times 0.2
+            text_adapter=dict(
+                point='ffn_parallel',
+                tower='text',
+                layers=[1, 3, 5, 7, 9, 11],
+                scale=0.2,
+                input='residual',
+                name='adapter',
+                module=dict(
+                    type='TextAdapter', in_channels=512,
+                    hidden_channels=64))),
         out_indices=(4, 8),  # raw block outputs; the head map is norm(x)
         # (no BatchNorm in the frozen towers: norm_eval has no effect)
         norm_eval=False,
@@ -47,7 +59,7 @@ model = dict(
     neck=dict(
         type='RISNeck',
         in_channels=(768, 768, 768),
-        txt_in=512,
+        text_channels=512,
         stride=(1, 1, 1),
         residual_coordconv=True),
     decode_head=dict(
@@ -57,7 +69,7 @@ model = dict(
         nhead=8,
         dim_ffn=512,
         dropout=0.1,
-        word_dim=512),
+        text_channels=512),
     test_cfg=dict(threshold=0.35))
 
 # Training refuses to start while these frozen-encoder files are unset or

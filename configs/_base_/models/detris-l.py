@@ -6,9 +6,10 @@ _base_ = './detris-b.py'
 model = dict(
     backbone=dict(
         visual=dict(arch='vit-l'),
-        visual_adapter=dict(
-            module=dict(in_channels=1024),
-            layers=[2, 6, 10, 14, 18, 22]),
+        adapters=dict(
+            dense_aligner=dict(
+                module=dict(in_channels=1024),
+                layers=[2, 6, 10, 14, 18, 22])),
         out_indices=(8, 16)),
     neck=dict(in_channels=(1024, 1024, 1024)))
 

@@ -4,8 +4,8 @@ model = dict(
     backbone=dict(
         visual=dict(layers=(3, 4, 23, 3), output_dim=512),
         text=dict(embed_dim=512)),
-    neck=dict(in_channels=(512, 1024, 512), txt_in=512),
-    decode_head=dict(word_dim=512))
+    neck=dict(in_channels=(512, 1024, 512), text_channels=512),
+    decode_head=dict(text_channels=512))
 
 # Training refuses to start while these frozen-encoder files are unset or
 # missing (they would train as random networks); the weights of a

@@ -16,13 +16,17 @@ model = dict(
             type='CLIPTextTransformer', embed_dim=1024,
             pretrained=None),
         order='lockstep',  # ResNet stage k runs with text block 4k+3
-        bridge=dict(
-            type='BridgerRN',
-            d_img=(512, 1024, 2048),
-            d_model=64,
-            nhead=4,
-            strides=(2, 1, 2)),
-        bridge_after=(0, 1, 2),
+        adapters=dict(
+            bridger=dict(
+                point='bridge',
+                layers=(0, 1, 2),
+                name='bridge',
+                module=dict(
+                    type='BridgerRN',
+                    d_img=(512, 1024, 2048),
+                    d_model=64,
+                    nhead=4,
+                    strides=(2, 1, 2)))),
         out_indices=(0, 1),
         # Official training (kkakkkka/ETRIS, engine/engine.py: model.train()):
         # the frozen ResNet BatchNorms (and the random attnpool.connect BN)
@@ -39,9 +43,9 @@ model = dict(
     neck=dict(
         type='RISNeck',
         in_channels=(512, 1024, 1024),
-        txt_in=1024,
+        text_channels=1024,
         stride=(2, 1, 2)),
-    decode_head=dict(type='RISDecodeHead', word_dim=1024),
+    decode_head=dict(type='RISDecodeHead', text_channels=1024),
     test_cfg=dict(threshold=0.35))
 
 # Training refuses to start while these frozen-encoder files are unset or

@@ -18,9 +18,18 @@ model = dict(
             type='CLIPTextTransformer', embed_dim=512,
             pretrained=None),
         order='lockstep',
-        bridge=dict(
-            type='BridgerViT', d_img=(768, 768, 768), d_model=64, nhead=8),
-        bridge_after=(3, 7, 11),
+        # Bridger (model/bridger.py) after CLIP blocks 3, 7 and 11 of both
+        # towers.
+        adapters=dict(
+            bridger=dict(
+                point='bridge',
+                layers=(3, 7, 11),
+                name='bridge',
+                module=dict(
+                    type='BridgerViT',
+                    d_img=(768, 768, 768),
+                    d_model=64,
+                    nhead=8))),
         out_indices=(3, 7),
         # (no BatchNorm in the frozen towers: norm_eval has no effect)
         norm_eval=False,
@@ -35,7 +44,7 @@ model = dict(
     neck=dict(
         type='RISNeck',
         in_channels=(768, 768, 512),
-        txt_in=512,
+        text_channels=512,
         stride=(1, 1, 1)),
     decode_head=dict(
         type='RISDecodeHead',
@@ -44,7 +53,7 @@ model = dict(
         nhead=8,
         dim_ffn=512,
         dropout=0.1,
-        word_dim=512),
+        text_channels=512),
     test_cfg=dict(threshold=0.35))
 
 # Training refuses to start while these frozen-encoder files are unset or

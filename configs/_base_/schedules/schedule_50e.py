@@ -7,7 +7,10 @@ optim_wrapper = dict(
 param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, milestones=[35], gamma=0.1)
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=50, val_interval=1)
+# MMEngine's EpochBasedTrainLoop, reproducible and resumable in the middle
+# of an epoch (RISEpochSampler, samples counted in the checkpoint meta)
+train_cfg = dict(
+    type='RISEpochBasedTrainLoop', max_epochs=50, val_interval=1)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 # Global batch 32 = 8 GPUs x 4 samples. Scale lr with the batch if you change

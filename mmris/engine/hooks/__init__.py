@@ -5,3 +5,6 @@ from .nonfinite_loss_hook import (  # noqa: F401
 from .lazy_runtime_info_hook import LazyRuntimeInfoHook  # noqa: F401
 from .progress_bar_hook import EvalProgressBarHook  # noqa: F401
 from .ris_checkpoint_hook import RISCheckpointHook  # noqa: F401
+from .ris_train_state_hook import RISTrainStateHook  # noqa: F401
+from .broadcast_buffers_hook import BroadcastBuffersHook  # noqa: F401
+from .pretrained_check_hook import PretrainedCheckHook  # noqa: F401

@@ -8,7 +8,8 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 from mmseg.registry import HOOKS
 
-from ..atomic_io import remove_stale_temporaries, write_text_atomic
+from mmris.checkpoint import remove_stale_temporaries, write_text_atomic
+from ..atomic_local_backend import ATOMIC_LOCAL_BACKEND_ARGS
 
 __all__ = ['RISCheckpointHook']
 
@@ -42,7 +43,12 @@ class RISCheckpointHook(CheckpointHook):
     complete checkpoint at all. Here every save is
 
     1. the new checkpoint, written to a temporary file, ``fsync``-ed and
-       renamed into place (``RISRunner.save_checkpoint``);
+       renamed into place: for a local folder and no ``backend_args`` /
+       ``file_client_args`` of its own, the hook passes
+       ``backend_args=dict(backend='atomic_local')`` to
+       ``runner.save_checkpoint``
+       (:class:`~mmris.engine.atomic_local_backend.AtomicLocalBackend`),
+       for the periodic and the best checkpoints alike;
     2. ``last_checkpoint``, replaced atomically the same way;
     3. only then the removal of outdated checkpoints / the previous best.
 
@@ -50,6 +56,10 @@ class RISCheckpointHook(CheckpointHook):
     """
 
     def before_train(self, runner) -> None:
+        out_dir = self.out_dir or runner.work_dir
+        if (self.backend_args is None and self.file_client_args is None
+                and '://' not in str(out_dir)):
+            self.backend_args = dict(ATOMIC_LOCAL_BACKEND_ARGS)
         super().before_train(runner)
         if is_main_process() and '://' not in str(self.out_dir):
             for path in remove_stale_temporaries(self.out_dir):

@@ -7,6 +7,7 @@ from typing import List, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.model import caffe2_xavier_init
 from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor
 
@@ -180,13 +181,6 @@ class AbSViT(nn.Module):
         return sum(losses)
 
 
-def c2_xavier_fill(module: nn.Module) -> None:
-    """Caffe2 "XavierFill": kaiming-uniform with a=1, bias 0."""
-    nn.init.kaiming_uniform_(module.weight, a=1)
-    if module.bias is not None:
-        nn.init.constant_(module.bias, 0)
-
-
 class LayerNorm2d(nn.Module):
     """LayerNorm over the channels of (B, C, H, W) maps."""
 
@@ -215,7 +209,8 @@ class AddFusion(nn.Module):
         self.input_proj = nn.Sequential(
             LayerNorm2d(in_channels),
             nn.Conv2d(in_channels, out_channels, kernel_size=1))
-        c2_xavier_fill(self.input_proj[1])
+        # detectron2's c2_xavier_fill (kaiming-uniform, a=1, zero bias)
+        caffe2_xavier_init(self.input_proj[1])
 
     def forward(self, x: Tensor, feat: Tensor, grid) -> Tensor:
         y = F.interpolate(self.input_proj(feat.contiguous()),

@@ -10,13 +10,14 @@ model/bridger.py). The ViT variant fuses with a gated cross-attention
 only, the ResNet variant with a post-norm decoder layer (self-attn, cross-attn,
 FFN).
 """
-from typing import Dict, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import torch.nn as nn
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torch import Tensor
 
+from ..utils.step_context import StepContext
 from ..utils import (GatedCrossAttention, PostNormInteractor, conv_layer,
                      deconv_layer, init_linear_conv)
 
@@ -28,7 +29,7 @@ class Bridger(BaseModule):
 
     Args:
         d_img (Sequence[int]): Visual channels at each stage.
-        d_txt (int): Text width. Defaults to 512.
+        text_channels (int): Text width. Defaults to 512.
         d_model (int): Bridger width (``ladder_dim``). Defaults to 64.
         nhead (int): Attention heads. Defaults to 8.
         strides (Sequence[int]): Resampling factor of each stage's zoom.
@@ -36,7 +37,7 @@ class Bridger(BaseModule):
 
     def __init__(self,
                  d_img: Sequence[int],
-                 d_txt: int = 512,
+                 text_channels: int = 512,
                  d_model: int = 64,
                  nhead: int = 8,
                  strides: Sequence[int] = (1, 1, 1),
@@ -56,8 +57,8 @@ class Bridger(BaseModule):
             zin, zout = self.build_zoom(d_img[s], d_model, strides[s], last)
             self.zoom_in.append(zin)
             self.zoom_out.append(zout)
-            self.linear1.append(nn.Linear(d_txt, d_model))
-            self.linear2.append(nn.Linear(d_model, d_txt))
+            self.linear1.append(nn.Linear(text_channels, d_model))
+            self.linear2.append(nn.Linear(d_model, text_channels))
             self.fusion_v.append(self.build_interactor(d_model, nhead))
             self.fusion_t.append(self.build_interactor(d_model, nhead))
             if not last:
@@ -72,20 +73,22 @@ class Bridger(BaseModule):
     def build_interactor(self, d_model: int, nhead: int) -> nn.Module:
         raise NotImplementedError
 
-    def forward(self, stage: int, vis: Tensor, txt: Tensor,
-                memory: Dict[str, Tensor]) -> Tuple[Tensor, Tensor]:
-        """One Bridger stage.
+    def forward(self, vis: Tensor, txt: Tensor,
+                ctx: StepContext) -> Tuple[Tensor, Tensor]:
+        """One Bridger stage (a ``bridge`` hook of
+        :class:`~mmris.models.backbones.AdaptedEncoderPair`).
 
         Args:
-            stage (int): Stage index.
             vis (Tensor): Visual patch map (B, C, H, W).
             txt (Tensor): Text tokens (B, L, C_t).
-            memory (dict): Per-forward state; carries the previous stage's
-                reduced features.
+            ctx (StepContext): ``ctx.stage`` is the stage index;
+                ``ctx.store`` carries the previous stage's reduced features
+                within the forward pass.
 
         Returns:
             tuple: Residual updates (B, C, H, W) and (B, L, C_t).
         """
+        stage, memory = ctx.stage, ctx.store
         v = self.zoom_in[stage](vis)
         b, c, h, w = v.shape
         v = v.flatten(2).transpose(1, 2)
@@ -107,7 +110,7 @@ class BridgerViT(Bridger):
 
     Args:
         d_img (Sequence[int]): Defaults to (768, 768, 768).
-        d_txt (int): Defaults to 512.
+        text_channels (int): Defaults to 512.
         d_model (int): ``ladder_dim``; 64 released, 128 gives the paper's
             1.39 M. Defaults to 64.
         nhead (int): Defaults to 8.
@@ -116,12 +119,12 @@ class BridgerViT(Bridger):
 
     def __init__(self,
                  d_img: Sequence[int] = (768, 768, 768),
-                 d_txt: int = 512,
+                 text_channels: int = 512,
                  d_model: int = 64,
                  nhead: int = 8,
                  strides: Sequence[int] = (1, 1, 1),
                  init_cfg=None):
-        super().__init__(d_img, d_txt, d_model, nhead, strides, init_cfg)
+        super().__init__(d_img, text_channels, d_model, nhead, strides, init_cfg)
 
     def build_zoom(self, d_img, d_model, stride, last):
         if last:
@@ -142,7 +145,7 @@ class BridgerRN(Bridger):
 
     Args:
         d_img (Sequence[int]): Defaults to (512, 1024, 2048).
-        d_txt (int): Defaults to 512.
+        text_channels (int): Defaults to 512.
         d_model (int): ``ladder_dim``. Defaults to 64.
         nhead (int): Defaults to 4.
         strides (Sequence[int]): Defaults to (2, 1, 2).
@@ -151,14 +154,14 @@ class BridgerRN(Bridger):
 
     def __init__(self,
                  d_img: Sequence[int] = (512, 1024, 2048),
-                 d_txt: int = 512,
+                 text_channels: int = 512,
                  d_model: int = 64,
                  nhead: int = 4,
                  strides: Sequence[int] = (2, 1, 2),
                  dim_feedforward: int = 128,
                  init_cfg=None):
         self.dim_feedforward = dim_feedforward
-        super().__init__(d_img, d_txt, d_model, nhead, strides, init_cfg)
+        super().__init__(d_img, text_channels, d_model, nhead, strides, init_cfg)
 
     def build_zoom(self, d_img, d_model, stride, last):
         down = nn.Conv2d

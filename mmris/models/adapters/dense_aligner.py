@@ -1,7 +1,6 @@
 # Copyright (c) mmris contributors. All rights reserved.
 """DETRIS Dense Aligner (jiaqihuang01/DETRIS, model/adapter.py), parallel to
 the FFN of DINOv2 blocks."""
-import math
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -9,6 +8,7 @@ import torch.nn as nn
 from mmseg.registry import MODELS
 from torch import Tensor
 
+from ..utils.step_context import StepContext
 from .cross_modal_attention import CrossModalAttention
 from .dense_conv import DenseConvAdapter
 
@@ -19,11 +19,12 @@ class DenseAligner(DenseConvAdapter):
     convolutions over the patch grid followed by cross-attention to the
     word features.
 
-    Attach it with ``AdaptedEncoderPair(order='text_first',
-    visual_adapter=dict(module=dict(type='DenseAligner', ...),
-    layers=[1, 3, 5, 7, 9, 11], scale=0.2, input='norm'))``: it reads
-    ``norm2(x)`` and its output, times 0.2 and the block's LayerScale, is
-    added next to the MLP output. Computation on ``x`` (B, P + h*w, C)::
+    Attach it as an ``ffn_parallel`` hook of the visual tower of an
+    ``AdaptedEncoderPair(order='text_first')`` (``dict(point='ffn_parallel',
+    tower='visual', layers=[1, 3, 5, 7, 9, 11], scale=0.2, input='norm',
+    module=dict(type='DenseAligner', ...))``): it reads ``norm2(x)`` and its
+    output, times 0.2 and the block's LayerScale, is added next to the MLP
+    output. Computation on ``x`` (B, P + h*w, C)::
 
         x0 = ReLU(D_fc1(x))                                  # (B, N, m)
         s  = x0[:, P:] as (B, m, h, w)                       # P prefix tokens
@@ -32,12 +33,12 @@ class DenseAligner(DenseConvAdapter):
         y  = concat[x0[:, :P], y] + x0                       # prefix: 2 * x0
         out = D_fc2(y)
 
-    ``context`` is the word sequence T (B, L, text_channels) or an object
-    with ``word`` (and ``pad_mask``, and optionally ``grid`` = (h, w)). The
-    official code assumes a square grid; here the grid is read from
-    ``context.grid`` when the host encoder provides it (``DINOv2`` does), so
-    non-square inputs work, and is otherwise inferred as a square (an error
-    is raised when the patch count is not a square).
+    The word sequence T (B, L, text_channels), the patch grid (h, w), the
+    number P of tokens before the patches and the padding mask come from the
+    call's :class:`~mmris.models.utils.StepContext` (``word``, ``grid``,
+    ``patch_start``, ``pad_mask``), so the same module works on DINOv2 (P =
+    CLS + 4 registers = 5, the official case) and on CLIP ViTs (P = 1), on
+    non-square grids too (the official code assumes a square one).
 
     Initialisation is the one the official model ends up with: every Linear
     (``D_fc1``, ``D_fc2``, the projections and the attention's ``out_proj``)
@@ -52,10 +53,11 @@ class DenseAligner(DenseConvAdapter):
         embed_dims (int): Cross-attention width. Defaults to 128.
         num_heads (int): Cross-attention heads. Defaults to 8.
         dropout (float): Attention dropout. Defaults to 0.1.
-        num_prefix_tokens (int): Leading tokens kept out of the
-            convolutions and the attention (CLS + 4 registers). Defaults to 5.
+        num_prefix_tokens (int, optional): Leading tokens kept out of the
+            convolutions and the attention. Defaults to None: the host's
+            ``ctx.patch_start`` (5 on DINOv2 with registers).
         use_padding_mask (bool): Mask padded words in the cross-attention
-            with ``context.pad_mask`` (the official code attends to them).
+            with ``ctx.pad_mask`` (the official code attends to them).
             Defaults to False.
         branch_channels (Sequence[int], optional): (ch1x1, ch3x3red, ch3x3,
             ch5x5red, ch5x5). Defaults to None = (m/2, m/16, m/4, m/16, m/4).
@@ -70,7 +72,7 @@ class DenseAligner(DenseConvAdapter):
                  embed_dims: int = 128,
                  num_heads: int = 8,
                  dropout: float = 0.1,
-                 num_prefix_tokens: int = 5,
+                 num_prefix_tokens: Optional[int] = None,
                  use_padding_mask: bool = False,
                  branch_channels: Optional[Sequence[int]] = None,
                  skip_connect: bool = False,
@@ -98,58 +100,45 @@ class DenseAligner(DenseConvAdapter):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
 
-    @staticmethod
-    def _read_context(
-        context: object
-    ) -> Tuple[Tensor, Optional[Tensor], Optional[Tuple[int, int]]]:
-        if context is None:
-            raise ValueError('DenseAligner needs the word features as '
-                             'context; run the pair with '
-                             "order='text_first'")
-        word = context if isinstance(context, Tensor) else context.word
-        return (word, getattr(context, 'pad_mask', None),
-                getattr(context, 'grid', None))
-
     def _patch_grid(self, num_patches: int,
                     grid: Optional[Tuple[int, int]]) -> Tuple[int, int]:
         if grid is None:
-            side = math.isqrt(num_patches)
-            if side * side != num_patches:
-                raise ValueError(
-                    f'DenseAligner got {num_patches} patch tokens (after '
-                    f'{self.num_prefix_tokens} prefix tokens), which is not '
-                    'a square grid; pass context.grid = (h, w)')
-            return side, side
+            raise ValueError('DenseAligner needs the patch grid (ctx.grid): '
+                             'attach it to a visual tower')
         h, w = (int(g) for g in grid)
         if h * w != num_patches:
             raise ValueError(
-                f'DenseAligner got {num_patches} patch tokens (after '
-                f'{self.num_prefix_tokens} prefix tokens) for a {h}x{w} grid')
+                f'DenseAligner got {num_patches} patch tokens for a {h}x{w} '
+                'grid')
         return h, w
 
-    def forward(self, x: Tensor, context: object) -> Tensor:
+    def forward(self, x: Tensor, ctx: StepContext) -> Tensor:
         """Adapt visual tokens.
 
         Args:
             x (Tensor): (B, P + h*w, C) normalised tokens.
-            context (Tensor | object): Word features (B, L, text_channels),
-                or an object with ``word`` (+ ``pad_mask``, ``grid``).
+            ctx (StepContext): ``word`` (B, L, text_channels), ``grid``,
+                ``patch_start`` (P) and ``pad_mask``.
 
         Returns:
             Tensor: (B, P + h*w, C).
         """
-        word, pad_mask, grid = self._read_context(context)
+        word, pad_mask = ctx.word, ctx.pad_mask
+        if word is None:
+            raise ValueError('DenseAligner needs the word features (ctx.word)'
+                             ": run the pair with order='text_first'")
         p = self.num_prefix_tokens
+        if p is None:
+            p = ctx.patch_start
         x0 = self.down(x)
         b, n, m = x0.shape
-        h, w = self._patch_grid(n - p, grid)
+        h, w = self._patch_grid(n - p, ctx.grid)
         s = x0[:, p:].transpose(1, 2).reshape(b, m, h, w)
         y = (self.mix(s) + s).flatten(2).transpose(1, 2)
         mask = None
         if self.use_padding_mask:
             if pad_mask is None:
-                raise ValueError('use_padding_mask=True needs a context '
-                                 'with pad_mask')
+                raise ValueError('use_padding_mask=True needs ctx.pad_mask')
             mask = pad_mask
         y = self.cross(y, word.to(y.dtype), key_padding_mask=mask)
         y = torch.cat([x0[:, :p], y], dim=1) + x0

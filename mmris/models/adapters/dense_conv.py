@@ -15,20 +15,27 @@ builds both from the same code, under the official key names
 (``dense_branch1.{conv,bn}``, ``dense_branch{2,3}.{0,1}.{conv,bn}``,
 ``D_fc1``, ``D_fc2``).
 """
+import warnings
 from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule
 from torch import Tensor
 
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d}
-_BN = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
+def conv_bn_relu(in_channels: int,
+                 out_channels: int,
+                 kernel_size: int,
+                 conv_dims: int,
+                 bn_eps: float = 1e-3) -> ConvModule:
+    """Conv (with bias) -> BatchNorm (eps 1e-3) -> ReLU in 1-D or 2-D, as
+    mmcv's ``ConvModule`` (keys ``conv.*``, ``bn.*``, the official names).
 
-
-class ConvBNReLU(nn.Module):
-    """Conv (with bias) -> BatchNorm (eps 1e-3) -> ReLU, in 1-D or 2-D.
+    The convolution keeps PyTorch's default initialisation (the official
+    Text Adapter does; the Dense Aligner re-initialises its own), not
+    ``ConvModule``'s kaiming one.
 
     Args:
         in_channels (int): Input channels.
@@ -38,26 +45,22 @@ class ConvBNReLU(nn.Module):
             (B, C, H, W).
         bn_eps (float): BatchNorm epsilon. Defaults to 1e-3.
     """
-
-    def __init__(self,
-                 in_channels: int,
-                 out_channels: int,
-                 kernel_size: int,
-                 conv_dims: int,
-                 bn_eps: float = 1e-3):
-        super().__init__()
-        if conv_dims not in _CONV:
-            raise ValueError(f'conv_dims must be 1 or 2, got {conv_dims}')
-        self.conv = _CONV[conv_dims](
+    if conv_dims not in (1, 2):
+        raise ValueError(f'conv_dims must be 1 or 2, got {conv_dims}')
+    with warnings.catch_warnings():
+        # the official layers do have a bias before the BatchNorm
+        warnings.filterwarnings('ignore', 'Unnecessary conv bias')
+        module = ConvModule(
             in_channels,
             out_channels,
             kernel_size,
             padding=kernel_size // 2,
-            bias=True)
-        self.bn = _BN[conv_dims](out_channels, eps=bn_eps)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.relu(self.bn(self.conv(x)), inplace=True)
+            bias=True,
+            conv_cfg=dict(type=f'Conv{conv_dims}d'),
+            norm_cfg=dict(type=f'BN{conv_dims}d', eps=bn_eps),
+            act_cfg=dict(type='ReLU', inplace=True))
+    module.conv.reset_parameters()
+    return module
 
 
 def default_branch_channels(hidden_channels: int) -> tuple:
@@ -116,7 +119,7 @@ class DenseConvAdapter(BaseModule):
         self.skip_connect = skip_connect
 
         def cbr(cin, cout, k):
-            return ConvBNReLU(cin, cout, k, conv_dims, bn_eps)
+            return conv_bn_relu(cin, cout, k, conv_dims, bn_eps)
 
         # Registration order = official state-dict order.
         self.dense_branch1 = cbr(m, ch1, 1)

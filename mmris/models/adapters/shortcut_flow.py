@@ -2,6 +2,8 @@
 """BarLeRIa shortcut normalizing flow (NastrondAd/BarLeRIa, snf.py / flow.py):
 the local-tuning module that replaces the identity shortcuts of every frozen
 block."""
+from typing import Optional
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -81,10 +83,9 @@ class ShortcutNormalizingFlow(BaseModule):
     The affine part is the identity at initialisation and planar flow ``k``
     moves each channel by at most ``|s_k| <= init_range``, so the frozen
     block starts within ``flow_length * init_range`` of its pretrained
-    behaviour. Attach two per block with
-    ``AdaptedEncoderPair(visual_shortcut=dict(module=dict(
-    type='ShortcutNormalizingFlow', dim=768)))`` (``flow``/``flow2`` keys, as
-    in the official state dict).
+    behaviour. Attach two per block, as the ``attn_shortcut`` and
+    ``ffn_shortcut`` hooks of :class:`AdaptedEncoderPair` (names ``flow`` /
+    ``flow2``, the keys of the official state dict).
 
     The official module also holds ``log_jacobians.k`` helpers that share the
     planar tensors (their log-determinants are computed but never used in a
@@ -122,7 +123,9 @@ class ShortcutNormalizingFlow(BaseModule):
         self.transforms = nn.Sequential(*(PlanarFlow(dim, init_range)
                                           for _ in range(flow_length)))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, ctx: Optional[object] = None) -> Tensor:
+        """The flow of the residual stream ``x`` (..., C); ``ctx`` is not
+        used."""
         if self.recompute and self.training and torch.is_grad_enabled():
             return checkpoint(self._flow, x, use_reentrant=False)
         return self._flow(x)

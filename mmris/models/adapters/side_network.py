@@ -47,7 +47,7 @@ class SideAdapterNetwork(nn.Module):
 
     Args:
         clip_channels (int): Width of the CLIP maps. Defaults to 768.
-        word_channels (int): Width of the word features. Defaults to 512.
+        text_channels (int): Width of the word features. Defaults to 512.
         img_size (int): Defaults to 416.
         patch_size (int): Defaults to 16.
         embed_dim (int): Defaults to 144.
@@ -66,7 +66,7 @@ class SideAdapterNetwork(nn.Module):
 
     def __init__(self,
                  clip_channels: int = 768,
-                 word_channels: int = 512,
+                 text_channels: int = 512,
                  img_size: int = 416,
                  patch_size: int = 16,
                  embed_dim: int = 144,
@@ -104,7 +104,7 @@ class SideAdapterNetwork(nn.Module):
             AddFusion(clip_channels, embed_dim)
             for i in self.fusion_blocks
         })
-        self.proj = nn.Sequential(nn.Linear(word_channels, 32), nn.ReLU(),
+        self.proj = nn.Sequential(nn.Linear(text_channels, 32), nn.ReLU(),
                                   nn.Linear(32, embed_dim))
 
     def _fuse(self, pos: int, x: Tensor, feats: List[Tensor], grid,

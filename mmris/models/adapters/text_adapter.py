@@ -15,11 +15,11 @@ class TextAdapter(DenseConvAdapter):
     """The DETRIS Text Adapter: a bottleneck with a 1-D dense mixture of
     convolutions over the word sequence.
 
-    Attach it with ``AdaptedEncoderPair(text_adapter=dict(module=dict(
-    type='TextAdapter', ...), layers=[1, 3, 5, 7, 9, 11], scale=0.2,
-    input='residual'))``: it reads the un-normalised residual stream after
-    the attention branch and its output, times 0.2, is added next to the
-    MLP output. Computation on ``x`` (B, L, C)::
+    Attach it as an ``ffn_parallel`` hook of the text tower
+    (``dict(point='ffn_parallel', tower='text', layers=[1, 3, 5, 7, 9, 11],
+    scale=0.2, input='residual', module=dict(type='TextAdapter', ...))``):
+    it reads the un-normalised residual stream after the attention branch
+    and its output, times 0.2, is added next to the MLP output. Computation on ``x`` (B, L, C)::
 
         x0 = ReLU(D_fc1(x))                          # (B, L, m)
         y  = dense_mixture_1d(x0[:, P:])             # SOT (P=1) excluded
@@ -57,12 +57,12 @@ class TextAdapter(DenseConvAdapter):
             init_cfg=init_cfg)
         self.num_prefix_tokens = num_prefix_tokens
 
-    def forward(self, x: Tensor, context: Optional[object] = None) -> Tensor:
+    def forward(self, x: Tensor, ctx: Optional[object] = None) -> Tensor:
         """Adapt word tokens.
 
         Args:
             x (Tensor): (B, L, C) residual stream.
-            context (object, optional): Ignored (the text tower runs first).
+            ctx (StepContext, optional): Not used.
 
         Returns:
             Tensor: (B, L, C).

@@ -3,29 +3,55 @@
 
 :class:`AdaptedEncoderPair` holds a frozen visual encoder and a frozen text
 encoder (see :mod:`.base_encoder`), freezes them by a declared rule, attaches
-the adapters of a method through four hook kinds and runs both towers unit by
-unit:
+the adapters of a method from one list of hook specifications and runs both
+towers unit by unit. A method is a set of modules plus that list; nothing
+here knows about any method.
 
-(a) ``bridge``: a module between units that reads both towers and returns
-    residual updates for both (ETRIS Bridger); it gets a dict that lives for
-    one forward pass to carry state from one stage to the next;
-(b) ``visual_adapter``/``text_adapter``: modules parallel to the FFN of chosen
-    blocks, with a scale (DETRIS Dense Aligner / Text Adapter);
-(c) ``visual_shortcut``/``text_shortcut``: replacements of the identity
-    shortcuts of every block (BarLeRIa shortcut normalizing flows);
-(d) ``token_injector``: extra tokens inserted into the visual sequence before
-    the first block, computed from the text input embeddings (BarLeRIa
-    Intertwiner); if it also has ``text_prefix(cls)`` returning tokens, they
-    are prepended to the text sequence and stripped before the text head.
+``adapters`` is a list of specs, or a dict of them keyed by labels (configs
+use the dict, so that a derived config can change one spec:
+``adapters=dict(dense_aligner=dict(layers=[2, 6]))``). A spec is a dict::
+
+    dict(point='ffn_parallel', tower='visual', layers=[1, 3, 5],
+         module=dict(type='DenseAligner', ...), name='adapter', scale=0.2,
+         input='norm')
+
+with ``point`` one of
+
+* a block hook point (:data:`~.base_block.HOOK_POINTS`: ``attn_shortcut``,
+  ``qkv``, ``attn_out``, ``attn_parallel``, ``ffn_shortcut``,
+  ``ffn_parallel``): one module is built per listed block of ``tower``
+  and attached to that block under ``name`` (keys
+  ``<tower>.<block>.<name>.*``), called inside the block;
+* ``'tokens'``: one module for the tower, held by the pair under ``name``,
+  called before each listed block of ``tower`` as ``module(x, ctx)`` on the
+  tower's sequence; it returns tokens (B, T, C) that are inserted right
+  after the tower's prefix tokens (CLS and registers; nothing for text),
+  and with ``replace=True`` the tokens it inserted before the previous
+  listed block are removed first (deep prompts). Inserted tokens are
+  skipped by the taps and removed before the text head;
+* ``'bridge'``: one module held by the pair under ``name``, called after
+  each listed visual unit as ``module(v_map, t, ctx)`` on the visual patch
+  map (B, C, h, w) and the text tokens (B, L, C_t); it returns residual
+  updates of both (``ctx.store`` carries state from one stage to the
+  next).
+
+Other keys: ``layers`` (None = every block), ``scale`` (delta points),
+``input`` ('norm' | 'residual', parallel points), ``method`` (the module
+method to call, default 'forward'), and ``name`` (defaults: ``adapter``,
+``attn_adapter``, ``qkv_adapter``, ``out_adapter``, ``flow``, ``flow2``,
+``token_injector``, ``bridge``). A spec that gives no ``module`` reuses the
+module already built under its ``name`` (by the pair, or on each block), so
+one module can serve several points (its keys stay where it was built).
+Every hook receives a :class:`~mmris.models.utils.StepContext`.
 
 Two schedules exist: ``'lockstep'`` (visual unit ``k`` runs right after text
-block ``sync[k]``, then the bridge; ETRIS, BarLeRIa) and ``'text_first'`` (the
-whole text tower first, then the visual tower with the word features as
-context; DETRIS).
+block ``sync[k]``, then the bridges; ETRIS, BarLeRIa) and ``'text_first'``
+(the whole text tower first, then the visual tower with the word features
+in the context; DETRIS).
 """
 import re
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -35,12 +61,20 @@ from mmseg.utils import ConfigType, OptConfigType
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from .base_block import HOOK_POINTS
+from ..utils.step_context import StepContext
 
-@dataclass
-class TextContext:
-    """What FFN adapters of visual blocks receive as ``context``."""
-    word: Tensor  #: (B, L, C) word features (ln_final output)
-    pad_mask: Tensor  #: (B, L) bool, True = padding
+#: Points handled by the pair itself (one module for all its layers).
+PAIR_POINTS = ('tokens', 'bridge')
+#: Default attribute name of the module of each point.
+DEFAULT_NAMES = dict(
+    attn_shortcut='flow', ffn_shortcut='flow2', qkv='qkv_adapter',
+    attn_out='out_adapter', attn_parallel='attn_adapter',
+    ffn_parallel='adapter', tokens='token_injector', bridge='bridge')
+_SPEC_KEYS = {'point', 'tower', 'layers', 'module', 'name', 'scale', 'input',
+              'method', 'replace'}
+_OLD_ARGS = ('bridge', 'bridge_after', 'visual_adapter', 'text_adapter',
+             'visual_shortcut', 'text_shortcut', 'token_injector')
 
 
 @dataclass
@@ -51,6 +85,17 @@ class EncoderOutput:
     state: Tensor  #: (B, D) sentence feature
     pad_mask: Tensor  #: (B, L) bool, True = padding
     side: List[Tensor] = field(default_factory=list)  #: maps at side_indices
+
+
+@dataclass(frozen=True)
+class PairHook:
+    """A tower-level hook (``tokens`` / ``bridge``) of the pair."""
+    point: str
+    tower: str
+    layers: Tuple[int, ...]
+    name: str
+    method: str = 'forward'
+    replace: bool = False
 
 
 def text_padding_mask(ids: Tensor, mode: str = 'zero_id') -> Tensor:
@@ -78,40 +123,59 @@ def text_padding_mask(ids: Tensor, mode: str = 'zero_id') -> Tensor:
     return pos > eot
 
 
+class _TowerState:
+    """A tower's sequence during one forward pass and the token segments
+    hooks inserted into it (after its prefix tokens, newest first)."""
+
+    def __init__(self, x: Tensor, num_prefix: int) -> None:
+        self.x = x
+        self.num_prefix = num_prefix
+        self.segments: List[Tuple[str, int]] = []  # (hook name, count)
+
+    @property
+    def num_inserted(self) -> int:
+        return sum(n for _, n in self.segments)
+
+    def remove(self, name: str) -> None:
+        offset = self.num_prefix
+        for i, (owner, n) in enumerate(self.segments):
+            if owner == name:
+                self.x = torch.cat(
+                    [self.x[:, :offset], self.x[:, offset + n:]], dim=1)
+                del self.segments[i]
+                return
+            offset += n
+
+    def insert(self, name: str, tokens: Tensor) -> None:
+        k = self.num_prefix
+        self.x = torch.cat([self.x[:, :k], tokens.to(self.x.dtype),
+                            self.x[:, k:]], dim=1)
+        self.segments.insert(0, (name, tokens.shape[1]))
+
+
 @MODELS.register_module()
 class AdaptedEncoderPair(BaseModule):
     """Frozen visual + text encoders with adapter hooks (module docstring).
 
     Args:
-        visual (dict): Config of a :class:`VisualEncoder`.
-        text (dict): Config of a :class:`TextEncoder`.
+        visual (dict): Config of a :class:`~.base_encoder.VisualEncoder`.
+        text (dict): Config of a :class:`~.base_encoder.TextEncoder`.
+        adapters (Sequence[dict] | dict): Adapter specs, or specs keyed by
+            labels (module docstring). Defaults to ().
         order (str): 'lockstep' or 'text_first'. Defaults to 'lockstep'.
         sync (Sequence[int], optional): Lockstep only: the text block after
             which each visual unit runs. Defaults to spreading the visual
             units evenly, ending with the last text block.
-        bridge (dict, optional): Hook (a); the module is called as
-            ``bridge(stage, v_map, t, memory) -> (dv_map, dt)``.
-            Defaults to None.
-        bridge_after (Sequence[int]): Visual units after which bridge stages
-            0, 1, ... run. Defaults to ().
-        visual_adapter (dict, optional): Hook (b) for visual blocks:
-            ``dict(module=cfg, layers=[...], scale=0.2, input='norm')``.
-        text_adapter (dict, optional): Hook (b) for text blocks, same keys.
-        visual_shortcut (dict, optional): Hook (c): ``dict(module=cfg,
-            layers=None)`` (None = every block); two modules per block.
-        text_shortcut (dict, optional): Hook (c) for text blocks.
-        token_injector (dict, optional): Hook (d); called on the text input
-            embeddings (B, L, C_t), returns tokens (B, T, C_v).
         out_indices (Sequence[int]): Visual units whose patch map (after the
-            bridge) is an output, before the head map. Defaults to ().
+            bridges) is an output, before the head map. Defaults to ().
         side_indices (Sequence[int]): Visual units whose patch maps are also
             returned in ``EncoderOutput.side``. Defaults to ().
         trainable (Sequence[str]): Regexes of encoder parameter names that
             stay trainable (e.g. 'positional_embedding'). Parameters an
             encoder declares unused (``unused_parameters``, e.g. CLIP's
             ``logit_scale``) stay frozen even if they match, so that every
-            trainable parameter gets a gradient. Adapters attached through
-            the hooks are always trainable. Defaults to ().
+            trainable parameter gets a gradient. Adapters are always
+            trainable. Defaults to ().
         norm_eval (bool): Keep the BatchNorm layers of the frozen encoders
             (all parameters frozen) in eval mode during training, so their
             running statistics stay the pretrained ones. False is the
@@ -131,23 +195,30 @@ class AdaptedEncoderPair(BaseModule):
     def __init__(self,
                  visual: ConfigType,
                  text: ConfigType,
+                 adapters: Union[Sequence[ConfigType],
+                                 Dict[str, ConfigType]] = (),
                  order: str = 'lockstep',
                  sync: Optional[Sequence[int]] = None,
-                 bridge: OptConfigType = None,
-                 bridge_after: Sequence[int] = (),
-                 visual_adapter: OptConfigType = None,
-                 text_adapter: OptConfigType = None,
-                 visual_shortcut: OptConfigType = None,
-                 text_shortcut: OptConfigType = None,
-                 token_injector: OptConfigType = None,
                  out_indices: Sequence[int] = (),
                  side_indices: Sequence[int] = (),
                  trainable: Sequence[str] = (),
                  norm_eval: bool = False,
                  pad_mask_mode: str = 'zero_id',
                  with_cp: bool = False,
-                 init_cfg: OptConfigType = None):
+                 init_cfg: OptConfigType = None,
+                 **kwargs):
         super().__init__(init_cfg=init_cfg)
+        old = sorted(set(kwargs) & set(_OLD_ARGS))
+        if old:
+            raise TypeError(
+                f'AdaptedEncoderPair no longer takes {old}: give every '
+                'adapter as one entry of `adapters=[dict(point=..., '
+                'tower=..., layers=..., module=...)]` (see the module '
+                'docstring of mmris/models/backbones/adapted_encoder_pair.py '
+                'and configs/_base_/models/ for the paper methods)')
+        if kwargs:
+            raise TypeError('AdaptedEncoderPair got unexpected arguments '
+                            f'{sorted(kwargs)}')
         if order not in ('lockstep', 'text_first'):
             raise ValueError("order must be 'lockstep' or 'text_first', got "
                              f'{order!r}')
@@ -165,26 +236,20 @@ class AdaptedEncoderPair(BaseModule):
                                                'out_indices')
         self.side_indices = self._check_indices(side_indices, num_v,
                                                 'side_indices')
-        self.bridge_after = self._check_indices(bridge_after, num_v,
-                                                'bridge_after')
         self.trainable = tuple(trainable)
         self.norm_eval = norm_eval
         self.pad_mask_mode = pad_mask_mode
         text_padding_mask(torch.zeros(1, 1, dtype=torch.long), pad_mask_mode)
 
         # Freeze the encoders first: whatever the hooks attach stays trainable.
-        self._freeze_encoders()
-        self.bridge = MODELS.build(bridge) if bridge is not None else None
-        if self.bridge is not None and not self.bridge_after:
-            raise ValueError('a bridge needs bridge_after (the visual units '
-                             'after which its stages run)')
-        self.token_injector = (
-            MODELS.build(token_injector)
-            if token_injector is not None else None)
-        self._attach_adapters(self.visual, visual_adapter, 'visual_adapter')
-        self._attach_adapters(self.text, text_adapter, 'text_adapter')
-        self._attach_shortcuts(self.visual, visual_shortcut, 'visual_shortcut')
-        self._attach_shortcuts(self.text, text_shortcut, 'text_shortcut')
+        patterns = [re.compile(p) for p in self.trainable]
+        for tower in (self.visual, self.text):
+            tower.freeze(patterns)
+        self.pair_hooks: List[PairHook] = []
+        labelled = adapters.items() if isinstance(adapters, dict) else \
+            ((f'adapters[{i}]', spec) for i, spec in enumerate(adapters))
+        for label, spec in labelled:
+            self._attach(dict(spec), label)
         for tower in (self.visual, self.text):
             for block in tower.blocks:
                 if hasattr(block, 'with_cp'):
@@ -199,44 +264,77 @@ class AdaptedEncoderPair(BaseModule):
             raise ValueError(f'{name} {bad} out of range for {num} units')
         return indices
 
-    def _freeze_encoders(self) -> None:
-        patterns = [re.compile(p) for p in self.trainable]
-        for tower in (self.visual, self.text):
-            tower.freeze(patterns)
+    def tower(self, name: str) -> nn.Module:
+        """The encoder called ``name`` ('visual' or 'text')."""
+        if name not in ('visual', 'text'):
+            raise ValueError(f"tower must be 'visual' or 'text', got {name!r}")
+        return self.visual if name == 'visual' else self.text
 
-    @staticmethod
-    def _attach_adapters(encoder: nn.Module, cfg: OptConfigType,
-                         name: str) -> None:
-        if cfg is None:
+    def _attach(self, spec: dict, where: str) -> None:
+        unknown = set(spec) - _SPEC_KEYS
+        point = spec.get('point')
+        if unknown or point is None:
+            raise ValueError(f'{where}: an adapter spec takes the keys '
+                             f'{sorted(_SPEC_KEYS)} (point required); got '
+                             f'{sorted(spec)}')
+        if point not in HOOK_POINTS + PAIR_POINTS:
+            raise ValueError(f'{where}: unknown point {point!r}; choose from '
+                             f'{HOOK_POINTS + PAIR_POINTS}')
+        name = spec.get('name') or DEFAULT_NAMES[point]
+        tower_name = spec.get('tower', 'visual')
+        units = len(self.tower(tower_name).blocks)
+        layers = spec.get('layers')
+        layers = tuple(range(units)) if layers is None else \
+            self._check_indices(layers, units, f'{where}.layers')
+        cfg = spec.get('module')
+        if point in PAIR_POINTS:
+            extra = set(spec) & {'scale', 'input'}
+            if extra:
+                raise ValueError(f'{where}: {point} hooks take no '
+                                 f'{sorted(extra)}')
+            if point == 'bridge' and tower_name != 'visual':
+                raise ValueError(f'{where}: a bridge runs after visual units '
+                                 "(tower='visual')")
+            if cfg is not None:
+                if name in self._modules or hasattr(self, name):
+                    raise ValueError(f'{where}: the pair already has an '
+                                     f'attribute {name!r}; give another name')
+                self.add_module(name, MODELS.build(cfg))
+            elif not isinstance(getattr(self, name, None), nn.Module):
+                raise ValueError(f'{where}: no module and nothing named '
+                                 f'{name!r} to reuse')
+            stages = getattr(getattr(self, name), 'num_stages', None)
+            if point == 'bridge' and stages is not None and \
+                    stages != len(layers):
+                raise ValueError(f'{where}: {name} has {stages} stages but '
+                                 f'layers lists {len(layers)} units')
+            self.pair_hooks.append(
+                PairHook(point, tower_name, layers, name,
+                         spec.get('method', 'forward'),
+                         bool(spec.get('replace', False))))
             return
-        cfg = dict(cfg)
-        unknown = set(cfg) - {'module', 'layers', 'scale', 'input'}
-        if unknown or 'module' not in cfg:
-            raise ValueError(f'{name} takes keys module, layers, scale, '
-                             f'input; got {sorted(cfg)}')
-        layers = cfg.get('layers') or range(len(encoder.blocks))
+        if spec.get('replace'):
+            raise ValueError(f'{where}: replace applies to tokens hooks only')
+        # without a module: a module of the pair (owned by it, called by
+        # the blocks), else one already attached to each block under `name`
+        shared = self._modules.get(name) if cfg is None else None
+        blocks = self.tower(tower_name).blocks
         for i in layers:
-            if not 0 <= i < len(encoder.blocks):
-                raise ValueError(f'{name}: block {i} out of range '
-                                 f'({len(encoder.blocks)} blocks)')
-            encoder.blocks[i].set_ffn_adapter(
-                MODELS.build(cfg['module']),
-                scale=cfg.get('scale', 1.0),
-                adapter_input=cfg.get('input', 'norm'))
-
-    @staticmethod
-    def _attach_shortcuts(encoder: nn.Module, cfg: OptConfigType,
-                          name: str) -> None:
-        if cfg is None:
-            return
-        cfg = dict(cfg)
-        if set(cfg) - {'module', 'layers'} or 'module' not in cfg:
-            raise ValueError(f'{name} takes keys module, layers; got '
-                             f'{sorted(cfg)}')
-        layers = cfg.get('layers') or range(len(encoder.blocks))
-        for i in layers:
-            encoder.blocks[i].set_shortcuts(
-                MODELS.build(cfg['module']), MODELS.build(cfg['module']))
+            block = blocks[i]
+            if not hasattr(block, 'attach'):
+                raise ValueError(f'{where}: unit {i} of the {tower_name} '
+                                 f'tower ({type(block).__name__}) has no '
+                                 'hook points')
+            module = shared if shared is not None else (
+                None if cfg is None else MODELS.build(cfg))
+            try:
+                block.attach(point, name, module,
+                             scale=spec.get('scale', 1.0),
+                             input=spec.get('input', 'norm'),
+                             method=spec.get('method', 'forward'),
+                             owned=shared is None)
+            except ValueError as err:
+                raise ValueError(f'{where}: {err}') from None
 
     def train(self, mode: bool = True) -> 'AdaptedEncoderPair':
         super().train(mode)
@@ -254,51 +352,92 @@ class AdaptedEncoderPair(BaseModule):
         pad_mask = text_padding_mask(ids, self.pad_mask_mode)
         v, grid = self.visual.embed(img)
         t = self.text.embed(ids)
-        extra = text_extra = 0
-        if self.token_injector is not None:
-            prefix_fn = getattr(self.token_injector, 'text_prefix', None)
-            prefix = prefix_fn(v[:, :1]) if prefix_fn is not None else None
-            tokens = self.token_injector(t)
-            v = self.visual.insert_tokens(v, tokens)
-            extra = tokens.shape[1]
-            if prefix is not None:
-                t = torch.cat([prefix.to(t.dtype), t], dim=1)
-                text_extra = prefix.shape[1]
-
+        ctx = StepContext(grid=grid, ids=ids, pad_mask=pad_mask, text_embed=t)
+        towers = dict(
+            visual=_TowerState(v, self.visual.num_prefix_tokens),
+            text=_TowerState(t, 0))
+        stores: Dict[str, dict] = {h.name: {} for h in self.pair_hooks}
+        outs: List[Tensor] = []
+        side: List[Tensor] = []
         if self.order == 'text_first':
-            for i in range(len(self.text.blocks)):
-                t = self.text.run_block(i, t)
-            word, state = self.text.head(t[:, text_extra:], ids)
-            context = TextContext(word, pad_mask)
-            outs, side = [], []
+            for j in range(len(self.text.blocks)):
+                self._step('text', j, towers, ctx, stores)
+            word, state = self._text_head(towers['text'], ids)
+            ctx = ctx.at(word=word)
             for k in range(len(self.visual.blocks)):
-                v = self.visual.run_block(k, v, context)
-                self._tap(k, v, grid, extra, outs, side)
+                self._step('visual', k, towers, ctx, stores)
+                self._tap(k, towers['visual'], grid, outs, side)
         else:
-            outs, side, memory = [], [], {}
             j = 0
             for k in range(len(self.visual.blocks)):
                 while j <= self.sync[k]:
-                    t = self.text.run_block(j, t)
+                    self._step('text', j, towers, ctx, stores)
                     j += 1
-                v = self.visual.run_block(k, v)
-                if k in self.bridge_after:
-                    stage = self.bridge_after.index(k)
-                    v_map = self.visual.patch_map(v, grid, extra)
-                    dv, dt = self.bridge(stage, v_map, t, memory)
-                    v = self.visual.add_to_patches(v, dv, extra)
-                    t = t + dt
-                self._tap(k, v, grid, extra, outs, side)
+                self._step('visual', k, towers, ctx, stores)
+                self._bridge(k, towers, ctx, stores)
+                self._tap(k, towers['visual'], grid, outs, side)
             for i in range(j, len(self.text.blocks)):
-                t = self.text.run_block(i, t)
-            word, state = self.text.head(t[:, text_extra:], ids)
-
-        outs.append(self.visual.head(v, grid, extra))
+                self._step('text', i, towers, ctx, stores)
+            word, state = self._text_head(towers['text'], ids)
+        vis = towers['visual']
+        outs.append(self.visual.final_map(vis.x, grid, vis.num_inserted))
         return EncoderOutput(outs, word, state, pad_mask, side)
 
-    def _tap(self, k: int, v: Tensor, grid, extra: int, outs: list,
-             side: list) -> None:
+    def _call_context(self, tower: str, layer: int,
+                      towers: Dict[str, _TowerState],
+                      ctx: StepContext) -> StepContext:
+        state = towers[tower]
+        return ctx.at(tower=tower, layer=layer,
+                      patch_start=towers['visual'].num_prefix +
+                      towers['visual'].num_inserted,
+                      num_inserted=state.num_inserted)
+
+    def _step(self, tower: str, layer: int, towers: Dict[str, _TowerState],
+              ctx: StepContext, stores: Dict[str, dict]) -> None:
+        """``tokens`` hooks of ``layer``, then block ``layer`` of
+        ``tower``."""
+        state = towers[tower]
+        for hook in self.pair_hooks:
+            if hook.point != 'tokens' or hook.tower != tower or \
+                    layer not in hook.layers:
+                continue
+            if hook.replace:
+                state.remove(hook.name)
+            call = self._call_context(tower, layer, towers, ctx).at(
+                stage=hook.layers.index(layer), store=stores[hook.name],
+                visual_tokens=towers['visual'].x,
+                text_tokens=towers['text'].x)
+            module = getattr(self, hook.name)
+            state.insert(hook.name, getattr(module, hook.method)(state.x,
+                                                                 call))
+        encoder = self.tower(tower)
+        state.x = encoder.run_block(
+            layer, state.x, self._call_context(tower, layer, towers, ctx))
+
+    def _bridge(self, unit: int, towers: Dict[str, _TowerState],
+                ctx: StepContext, stores: Dict[str, dict]) -> None:
+        for hook in self.pair_hooks:
+            if hook.point != 'bridge' or unit not in hook.layers:
+                continue
+            vis, txt = towers['visual'], towers['text']
+            call = self._call_context('visual', unit, towers, ctx).at(
+                tower='', stage=hook.layers.index(unit),
+                store=stores[hook.name])
+            v_map = self.visual.patch_map(vis.x, ctx.grid, vis.num_inserted)
+            dv, dt = getattr(getattr(self, hook.name), hook.method)(
+                v_map, txt.x, call)
+            vis.x = self.visual.add_to_patches(vis.x, dv, vis.num_inserted)
+            txt.x = txt.x + dt
+
+    def _text_head(self, state: _TowerState,
+                   ids: Tensor) -> Tuple[Tensor, Tensor]:
+        return self.text.final_features(state.x[:, state.num_inserted:], ids)
+
+    def _tap(self, k: int, state: _TowerState, grid: Tuple[int, int],
+             outs: list, side: list) -> None:
         if k in self.out_indices:
-            outs.append(self.visual.patch_map(v, grid, extra))
+            outs.append(self.visual.patch_map(state.x, grid,
+                                              state.num_inserted))
         if k in self.side_indices:
-            side.append(self.visual.patch_map(v, grid, extra))
+            side.append(self.visual.patch_map(state.x, grid,
+                                              state.num_inserted))

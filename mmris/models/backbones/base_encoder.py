@@ -8,8 +8,8 @@ encoder carries either tokens ``(B, N, C)`` laid out as
 ``(B, C, H, W)``; a text encoder carries tokens ``(B, L, C)``.
 
 Both base classes share :class:`FrozenEncoderMixin`: the encoder's *own*
-state-dict keys (those of the modules attached through the block hooks -
-adapters, shortcut flows - excluded by module identity, not by name), the
+state-dict keys (those of the modules attached to its blocks through the
+hook points excluded by module identity, not by name), the
 strict loading of pretrained weights against exactly those keys, and the
 parameters the RIS forward never uses (kept frozen whatever the
 ``trainable`` rule of :class:`AdaptedEncoderPair` says).
@@ -21,8 +21,7 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 from torch import Tensor
 
-#: Block attributes holding modules attached by :class:`AdaptedEncoderPair`.
-HOOK_ATTRIBUTES = ('adapter', 'flow', 'flow2')
+from ..utils.step_context import StepContext
 
 
 class FrozenEncoderMixin:
@@ -38,11 +37,10 @@ class FrozenEncoderMixin:
     not_in_pretrained: Tuple[str, ...] = ()
 
     def hook_modules(self) -> List[nn.Module]:
-        """Modules attached to the blocks through the adapter hooks."""
+        """Modules attached to the blocks through the hook points."""
         return [
-            m for block in self.blocks for m in (
-                getattr(block, name, None) for name in HOOK_ATTRIBUTES)
-            if isinstance(m, nn.Module)
+            m for block in self.blocks
+            for m in getattr(block, 'hook_modules', list)()
         ]
 
     def own_state_keys(self) -> List[str]:
@@ -104,7 +102,7 @@ class FrozenEncoderMixin:
 class VisualEncoder(FrozenEncoderMixin, BaseModule):
     """Base class of the steppable frozen visual encoders.
 
-    Subclasses implement :meth:`embed`, :attr:`blocks` and :meth:`head`;
+    Subclasses implement :meth:`embed`, :attr:`blocks` and :meth:`final_map`;
     token-based encoders set :attr:`num_prefix_tokens` and inherit the token
     helpers, map-based ones (ResNet) override them.
     """
@@ -124,12 +122,12 @@ class VisualEncoder(FrozenEncoderMixin, BaseModule):
         raise NotImplementedError
 
     def run_block(self, index: int, x: Tensor,
-                  context: Optional[object] = None) -> Tensor:
-        """Run unit ``index``; ``context`` reaches FFN adapters."""
-        return self.blocks[index](x, context=context)
+                  ctx: Optional[StepContext] = None) -> Tensor:
+        """Run unit ``index``; ``ctx`` reaches the block's hooks."""
+        return self.blocks[index](x, ctx)
 
-    def head(self, x: Tensor, grid: Tuple[int, int],
-             num_extra: int = 0) -> Tensor:
+    def final_map(self, x: Tensor, grid: Tuple[int, int],
+                  num_extra: int = 0) -> Tensor:
         """Final projection after the last unit -> map (B, C', h, w)."""
         raise NotImplementedError
 
@@ -154,11 +152,11 @@ class VisualEncoder(FrozenEncoderMixin, BaseModule):
         return torch.cat([x[:, :k], tokens.to(x.dtype), x[:, k:]], dim=1)
 
     def forward(self, img: Tensor) -> List[Tensor]:
-        """Plain frozen forward: ``[head map]``."""
+        """Plain frozen forward: ``[final map]``."""
         x, grid = self.embed(img)
         for i in range(len(self.blocks)):
             x = self.run_block(i, x)
-        return [self.head(x, grid)]
+        return [self.final_map(x, grid)]
 
 
 class TextEncoder(FrozenEncoderMixin, BaseModule):
@@ -175,10 +173,11 @@ class TextEncoder(FrozenEncoderMixin, BaseModule):
         raise NotImplementedError
 
     def run_block(self, index: int, x: Tensor,
-                  context: Optional[object] = None) -> Tensor:
+                  ctx: Optional[StepContext] = None) -> Tensor:
+        """Run block ``index``; ``ctx`` reaches the block's hooks."""
         raise NotImplementedError
 
-    def head(self, x: Tensor, ids: Tensor) -> Tuple[Tensor, Tensor]:
+    def final_features(self, x: Tensor, ids: Tensor) -> Tuple[Tensor, Tensor]:
         """-> (word features (B, L, C), sentence feature (B, D))."""
         raise NotImplementedError
 
@@ -186,4 +185,4 @@ class TextEncoder(FrozenEncoderMixin, BaseModule):
         x = self.embed(ids)
         for i in range(len(self.blocks)):
             x = self.run_block(i, x)
-        return self.head(x, ids)
+        return self.final_features(x, ids)

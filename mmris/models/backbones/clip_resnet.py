@@ -9,8 +9,10 @@ from mmseg.registry import MODELS
 from open_clip.modified_resnet import AttentionPool2d, ModifiedResNet
 from torch import Tensor
 
+from mmris.checkpoint import load_clip_state_dict, sub_state_dict
+
 from .base_encoder import VisualEncoder
-from .clip_checkpoint import load_clip_state_dict, sub_state_dict
+from ..utils.step_context import StepContext
 
 
 class CRISAttentionPool2d(AttentionPool2d):
@@ -126,7 +128,7 @@ class CLIPModifiedResNet(VisualEncoder):
         return x, None
 
     def run_block(self, index: int, x: Tensor,
-                  context: Optional[object] = None) -> Tensor:
+                  ctx: Optional[StepContext] = None) -> Tensor:
         return self.blocks[index](x)
 
     def patch_map(self, x: Tensor, grid=None, num_extra: int = 0) -> Tensor:
@@ -139,5 +141,5 @@ class CLIPModifiedResNet(VisualEncoder):
     def insert_tokens(self, x: Tensor, tokens: Tensor) -> Tensor:
         raise NotImplementedError('a CNN has no token sequence to extend')
 
-    def head(self, x: Tensor, grid=None, num_extra: int = 0) -> Tensor:
+    def final_map(self, x: Tensor, grid=None, num_extra: int = 0) -> Tensor:
         return self.attnpool(x)

@@ -8,10 +8,12 @@ import torch.nn as nn
 from mmseg.registry import MODELS
 from torch import Tensor
 
+from mmris.checkpoint import load_clip_state_dict, load_state_dict_file
+
 from ..utils.layer_norm import LayerNormFp32
 from .base_encoder import TextEncoder
+from ..utils.step_context import StepContext
 from .clip_block import CLIPTransformer
-from .clip_checkpoint import load_clip_state_dict
 
 
 @MODELS.register_module()
@@ -24,6 +26,14 @@ class CLIPTextTransformer(TextEncoder):
     output (not projected) and the sentence feature is the EOT token's
     feature (``argmax`` of the ids) times ``text_projection``.
 
+    EVA02-CLIP's text tower (eva_clip ``TextTransformer``) is the same
+    network with exact GELU (``act='gelu'``) and its files keep it under
+    ``text.`` (``layout='eva_clip'``). BarLeRIa-EVA builds its causal mask
+    for 77 tokens while it feeds 17, but its attention (xformers) only uses
+    the mask's presence, as a causal mask over the fed tokens
+    (eva_clip/transformer.py: ``xops.LowerTriangularMask()``), which is this
+    L x L mask.
+
     Args:
         context_length (int): Rows of the positional table. Defaults to 77.
         vocab_size (int): Defaults to 49408.
@@ -31,10 +41,15 @@ class CLIPTextTransformer(TextEncoder):
         heads (int): Defaults to 8.
         layers (int): Defaults to 12.
         embed_dim (int): Width of the sentence feature. Defaults to 512.
-        pretrained (str, optional): Local OpenAI checkpoint. Its ``visual.*``
+        act (str): MLP activation, 'quick_gelu' or 'gelu'. Defaults to
+            'quick_gelu'.
+        pretrained (str, optional): Local checkpoint: OpenAI's (``visual.*``
             entries are ignored; every other entry must match a key of the
-            tower (adapters attached to the blocks excepted).
-            Defaults to None.
+            tower, adapters attached to the blocks excepted) or, with
+            ``layout='eva_clip'``, an EVA02-CLIP file (its ``text.*``
+            entries and ``logit_scale``). Defaults to None.
+        layout (str): Key layout of ``pretrained``: 'openai' or 'eva_clip'.
+            Defaults to 'openai'.
         init_cfg (dict, optional): Defaults to None.
     """
 
@@ -48,16 +63,22 @@ class CLIPTextTransformer(TextEncoder):
                  heads: int = 8,
                  layers: int = 12,
                  embed_dim: int = 512,
+                 act: str = 'quick_gelu',
                  pretrained: Optional[str] = None,
+                 layout: str = 'openai',
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
+        if layout not in ('openai', 'eva_clip'):
+            raise ValueError("layout must be 'openai' or 'eva_clip', got "
+                             f'{layout!r}')
+        self.layout = layout
         self.embed_dims = width
         self.output_dim = embed_dim
         self.pretrained = pretrained
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.positional_embedding = nn.Parameter(
             torch.empty(context_length, width))
-        self.transformer = CLIPTransformer(width, layers, heads)
+        self.transformer = CLIPTransformer(width, layers, heads, act=act)
         self.ln_final = LayerNormFp32(width)
         self.text_projection = nn.Parameter(torch.empty(width, embed_dim))
         self.logit_scale = nn.Parameter(torch.ones([]) * np.log(1 / 0.07))
@@ -82,13 +103,30 @@ class CLIPTextTransformer(TextEncoder):
         return self.transformer.resblocks
 
     def init_weights(self) -> None:
-        """Load the text-tower tensors of ``pretrained`` (every key of the
-        file except ``visual.*``) strictly into the tower's own keys; the
-        attached adapters keep their initialisation."""
+        """Load the text-tower tensors of ``pretrained`` strictly into the
+        tower's own keys; the attached adapters keep their
+        initialisation."""
         if self.pretrained is None:
             return super().init_weights()
-        state = load_clip_state_dict(self.pretrained)
-        own = {k: v for k, v in state.items() if not k.startswith('visual.')}
+        if self.layout == 'eva_clip':
+            state = load_state_dict_file(
+                self.pretrained, 'an EVA02-CLIP file such as '
+                'EVA02_CLIP_B_psz16_s8B.pt',
+                nested=('model', 'module', 'state_dict'))
+            own = {}
+            for key, value in state.items():
+                key = key[len('module.'):] if key.startswith('module.') \
+                    else key
+                if key.startswith('text.'):
+                    key = key[len('text.'):]
+                elif key != 'logit_scale':
+                    continue
+                own[key] = value.float() if value.is_floating_point() \
+                    else value
+        else:
+            state = load_clip_state_dict(self.pretrained)
+            own = {k: v for k, v in state.items()
+                   if not k.startswith('visual.')}
         self.load_pretrained_state_dict(own, self.pretrained)
 
     def causal_mask(self, length: int, device: torch.device) -> Tensor:
@@ -108,11 +146,11 @@ class CLIPTextTransformer(TextEncoder):
         return x + self.positional_embedding[:length].to(x.dtype)
 
     def run_block(self, index: int, x: Tensor,
-                  context: Optional[object] = None) -> Tensor:
+                  ctx: Optional[StepContext] = None) -> Tensor:
         mask = self.causal_mask(x.shape[1], x.device)
-        return self.blocks[index](x, attn_mask=mask, context=context)
+        return self.blocks[index](x, ctx, attn_mask=mask)
 
-    def head(self, x: Tensor, ids: Tensor) -> Tuple[Tensor, Tensor]:
+    def final_features(self, x: Tensor, ids: Tensor) -> Tuple[Tensor, Tensor]:
         word = self.ln_final(x)
         eot = word[torch.arange(word.shape[0], device=word.device),
                    ids.argmax(dim=-1)]

@@ -7,11 +7,12 @@ import torch.nn as nn
 from mmseg.registry import MODELS
 from torch import Tensor
 
+from mmris.checkpoint import load_clip_state_dict, sub_state_dict
+
 from ..utils.layer_norm import LayerNormFp32
+from ..utils.pos_embed import resize_pos_embed
 from .base_encoder import VisualEncoder
 from .clip_block import CLIPTransformer
-from .clip_checkpoint import (load_clip_state_dict, resize_pos_embed,
-                              sub_state_dict)
 
 
 @MODELS.register_module()
@@ -94,8 +95,8 @@ class CLIPVisionTransformer(VisualEncoder):
         x = x + pos.to(x.dtype)
         return self.ln_pre(x), grid
 
-    def head(self, x: Tensor, grid: Tuple[int, int],
-             num_extra: int = 0) -> Tensor:
+    def final_map(self, x: Tensor, grid: Tuple[int, int],
+                  num_extra: int = 0) -> Tensor:
         patches = self.ln_post(x[:, self.num_prefix_tokens + num_extra:])
         out = patches @ self.proj
         return out.transpose(1, 2).reshape(x.shape[0], -1, *grid)

@@ -10,8 +10,6 @@ ls2.gamma}``, ``norm``. Attention runs on PyTorch's fused
 ``scaled_dot_product_attention``.
 """
 import math
-import os.path as osp
-from dataclasses import dataclass
 from typing import Dict, Optional, Tuple, Union
 
 import torch
@@ -20,9 +18,11 @@ import torch.nn.functional as F
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from mmris.compat import safe_torch_load
+from mmris.checkpoint import load_state_dict_file
+
 from .base_block import AdaptableBlock
 from .base_encoder import VisualEncoder
+from ..utils.step_context import StepContext
 
 def interpolate_pos_embed(pos_embed: Tensor,
                           grid: Tuple[int, int],
@@ -71,26 +71,6 @@ def interpolate_pos_embed(pos_embed: Tensor,
     return torch.cat([pos_embed[:, :1], table], dim=1).to(dtype)
 
 
-@dataclass
-class PatchGridContext:
-    """What FFN adapters of :class:`DINOv2` blocks receive as ``context``:
-    the context given to :meth:`DINOv2.run_block` plus the patch grid.
-
-    Attributes other than ``context`` and ``grid`` (``word``, ``pad_mask``)
-    are read from the wrapped context; a bare tensor context is exposed as
-    ``word``.
-    """
-    context: object  #: the wrapped context (e.g. a ``TextContext``)
-    grid: Tuple[int, int]  #: patch grid (h, w) of the current image batch
-
-    def __getattr__(self, name: str):
-        if name in ('context', 'grid') or name.startswith('__'):
-            raise AttributeError(name)
-        if name == 'word' and isinstance(self.context, Tensor):
-            return self.context
-        return getattr(self.context, name)
-
-
 class LayerScale(nn.Module):
     """Per-channel scaling ``x * gamma`` (key ``gamma``).
 
@@ -130,9 +110,16 @@ class DINOv2Attention(nn.Module):
 
     def attend(self, x: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
         """The heads' outputs, concatenated, before ``proj``."""
-        b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads,
-                                  c // self.num_heads).permute(2, 0, 3, 1, 4)
+        return self.attend_projected(self.qkv(x), attn_mask)
+
+    def attend_projected(self,
+                         qkv: Tensor,
+                         attn_mask: Optional[Tensor] = None) -> Tensor:
+        """Attention of the (possibly adapted) ``qkv(x)`` (B, N, 3C)."""
+        b, n, c3 = qkv.shape
+        c = c3 // 3
+        qkv = qkv.reshape(b, n, 3, self.num_heads,
+                          c // self.num_heads).permute(2, 0, 3, 1, 4)
         if attn_mask is not None:
             attn_mask = attn_mask.to(qkv.dtype)
         x = F.scaled_dot_product_attention(
@@ -197,7 +184,7 @@ class DINOv2Block(AdaptableBlock):
     """DINOv2's pre-norm block with LayerScale::
 
         x <- x + ls1(attn(norm1(x)))
-        x <- x + ls2(mlp(norm2(x)) + scale * adapter(a, context))
+        x <- x + ls2(mlp(norm2(x)) + scale * adapter(a, ctx))
 
     Args:
         embed_dims (int): Width.
@@ -244,8 +231,12 @@ class DINOv2Block(AdaptableBlock):
     def norm_attn(self, x: Tensor) -> Tensor:
         return self.norm1(x)
 
-    def attn_inner(self, x: Tensor, attn_mask: Optional[Tensor]) -> Tensor:
-        return self.attn.attend(x, attn_mask)
+    def proj_qkv(self, h: Tensor) -> Tensor:
+        return self.attn.qkv(h)
+
+    def attend(self, qkv: Tensor, attn_mask: Optional[Tensor],
+               ctx: Optional[StepContext]) -> Tensor:
+        return self.attn.attend_projected(qkv, attn_mask)
 
     def attn_proj(self, x: Tensor) -> Tensor:
         return self.attn.proj(x)
@@ -308,9 +299,9 @@ class DINOv2(VisualEncoder):
     returns the patch map; taps of :class:`AdaptedEncoderPair` are the raw
     (un-normalised) residual streams.
 
-    FFN adapters of the blocks receive a :class:`PatchGridContext` (the
-    given context, when there is one, plus the patch grid of the last
-    :meth:`embed` call), so the Dense Aligner can reshape non-square grids.
+    Hooks of the blocks receive the patch grid in their
+    :class:`~mmris.models.utils.StepContext`, so the Dense Aligner reshapes
+    non-square grids.
 
     Stochastic depth and Meta's nested-tensor/xFormers paths are not
     implemented (DETRIS uses neither).
@@ -393,7 +384,6 @@ class DINOv2(VisualEncoder):
         self.interpolate_offset = interpolate_offset
         self.interpolate_antialias = interpolate_antialias
         self.pretrained = pretrained
-        self._grid: Optional[Tuple[int, int]] = None
         dims = self.embed_dims
         grid = img_size // patch_size
 
@@ -470,14 +460,9 @@ class DINOv2(VisualEncoder):
     def init_weights(self) -> None:
         if self.pretrained is None:
             return super().init_weights()
-        if not osp.isfile(self.pretrained):
-            raise FileNotFoundError(
-                f'DINOv2 checkpoint "{self.pretrained}" not found; expected '
-                'a Meta state dict such as dinov2_vitb14_reg4_pretrain.pth')
-        state = safe_torch_load(self.pretrained, map_location='cpu')
-        for key in ('model', 'state_dict'):
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
+        state = load_state_dict_file(
+            self.pretrained, 'a Meta DINOv2 state dict such as '
+            'dinov2_vitb14_reg4_pretrain.pth')
         self.load_meta_state_dict(state)
 
     # -- encoder interface ----------------------------------------------------
@@ -495,17 +480,8 @@ class DINOv2(VisualEncoder):
         if self.register_tokens is not None:
             reg = self.register_tokens.to(x.dtype).expand(x.shape[0], -1, -1)
             x = torch.cat([x[:, :1], reg, x[:, 1:]], dim=1)
-        self._grid = grid
         return x, grid
 
-    def run_block(self, index: int, x: Tensor,
-                  context: Optional[object] = None) -> Tensor:
-        block = self.blocks[index]
-        if (block.adapter is not None and context is not None
-                and self._grid is not None):
-            context = PatchGridContext(context, self._grid)
-        return block(x, context=context)
-
-    def head(self, x: Tensor, grid: Tuple[int, int],
-             num_extra: int = 0) -> Tensor:
+    def final_map(self, x: Tensor, grid: Tuple[int, int],
+                  num_extra: int = 0) -> Tensor:
         return self.patch_map(self.norm(x), grid, num_extra)

@@ -14,14 +14,14 @@ class DynamicProjector(nn.Module):
     a 3x3 kernel + bias predicted from its sentence feature (``txt``).
 
     Args:
-        word_dim (int): Sentence-feature width. Defaults to 512.
+        text_channels (int): Sentence-feature width. Defaults to 512.
         in_dim (int): Width after ``vis`` (input is ``2 * in_dim``).
             Defaults to 256.
         kernel_size (int): Defaults to 3.
     """
 
     def __init__(self,
-                 word_dim: int = 512,
+                 text_channels: int = 512,
                  in_dim: int = 256,
                  kernel_size: int = 3):
         super().__init__()
@@ -33,10 +33,10 @@ class DynamicProjector(nn.Module):
             nn.Upsample(scale_factor=2, mode='bilinear'),
             conv_layer(in_dim * 2, in_dim, 3, padding=1),
             nn.Conv2d(in_dim, in_dim, 1))
-        self.txt = nn.Linear(word_dim, in_dim * kernel_size * kernel_size + 1)
+        self.txt = nn.Linear(text_channels, in_dim * kernel_size * kernel_size + 1)
 
     def forward(self, x: Tensor, state: Tensor) -> Tensor:
-        """x (B, 2*in_dim, H, W), state (B, word_dim) -> (B, 1, 4H, 4W)."""
+        """x (B, 2*in_dim, H, W), state (B, text_channels) -> (B, 1, 4H, 4W)."""
         x = self.vis(x)
         b, c, h, w = x.shape
         params = self.txt(state)

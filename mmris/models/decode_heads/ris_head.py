@@ -29,7 +29,7 @@ class RISDecodeHead(BaseModule):
         nhead (int): Defaults to 8.
         dim_ffn (int): Defaults to 512.
         dropout (float): Defaults to 0.1.
-        word_dim (int): Sentence-feature width fed to the projector
+        text_channels (int): Sentence-feature width fed to the projector
             (1024 for ETRIS-RN50). Defaults to 512.
         loss_weight (float): Weight of the BCE term. Defaults to 1.0.
         dice_weight (float): Weight of the soft Dice term
@@ -45,14 +45,14 @@ class RISDecodeHead(BaseModule):
                  nhead: int = 8,
                  dim_ffn: int = 512,
                  dropout: float = 0.1,
-                 word_dim: int = 512,
+                 text_channels: int = 512,
                  loss_weight: float = 1.0,
                  dice_weight: float = 0.0,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.decoder = RISTransformerDecoder(num_layers, d_model, nhead,
                                              dim_ffn, dropout)
-        self.proj = DynamicProjector(word_dim, d_model // 2, 3)
+        self.proj = DynamicProjector(text_channels, d_model // 2, 3)
         if dice_weight < 0:
             raise ValueError(f'dice_weight must be >= 0, got {dice_weight}')
         self.loss_weight = loss_weight

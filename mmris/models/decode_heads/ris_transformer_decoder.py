@@ -81,14 +81,14 @@ class RISTransformerDecoder(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self._pos: Dict[Tuple, Tuple[Tensor, Tensor]] = {}
 
-    def positions(self, h: int, w: int, length: int, d_txt: int,
+    def positions(self, h: int, w: int, length: int, text_channels: int,
                   ref: Tensor) -> Tuple[Tensor, Tensor]:
-        key = (h, w, length, d_txt, ref.device, ref.dtype)
+        key = (h, w, length, text_channels, ref.device, ref.dtype)
         if key not in self._pos:
             d = self.norm.normalized_shape[0]
             self._pos[key] = (
                 sine_encoding_2d(d, h, w)[None].to(ref.device, ref.dtype),
-                sine_encoding_1d(d_txt, length)[None].to(
+                sine_encoding_1d(text_channels, length)[None].to(
                     ref.device, ref.dtype))
         return self._pos[key]
 

@@ -23,7 +23,7 @@ class RISNeck(BaseModule):
 
     Args:
         in_channels (Sequence[int]): Channels of the three visual maps.
-        txt_in (int): Width of the sentence feature. ETRIS/BarLeRIa use the
+        text_channels (int): Width of the sentence feature. ETRIS/BarLeRIa use the
             CLIP embed dim, DETRIS hard-codes 512.
         out_channels (int): Neck width. Defaults to 512.
         stride (Sequence[int]): Kernel = stride of the three projections
@@ -37,7 +37,7 @@ class RISNeck(BaseModule):
 
     def __init__(self,
                  in_channels: Sequence[int],
-                 txt_in: int,
+                 text_channels: int,
                  out_channels: int = 512,
                  stride: Sequence[int] = (1, 1, 1),
                  nhead: int = 8,
@@ -52,7 +52,7 @@ class RISNeck(BaseModule):
         self.fusion3 = GatedCrossAttention(c, nhead)
         self.fusion4 = GatedCrossAttention(c, nhead)
         self.fusion5 = GatedCrossAttention(c, nhead)
-        self.txt_proj = nn.Linear(txt_in, c)
+        self.txt_proj = nn.Linear(text_channels, c)
         self.f3_proj = conv_layer(in_channels[0], c, stride[0], 0, stride[0])
         self.f4_proj = conv_layer(in_channels[1], c, stride[1], 0, stride[1])
         self.f5_proj = deconv_layer(in_channels[2], c, stride[2], 0, stride[2])
@@ -61,7 +61,7 @@ class RISNeck(BaseModule):
             CoordConv(c, c, 3, 1), conv_layer(c, c, 3, 1))
 
     def forward(self, feats: List[Tensor], state: Tensor) -> Tensor:
-        """feats: three maps (B, C_i, H_i, W_i); state (B, txt_in) ->
+        """feats: three maps (B, C_i, H_i, W_i); state (B, text_channels) ->
         (B, out_channels, H, W)."""
         txt = self.txt_proj(state)[:, None]  # (B, 1, C): a single key token
         gated = []

@@ -171,14 +171,36 @@ class MultiheadAttention(nn.Module):
         w, b = self.in_proj_weight, self.in_proj_bias
         c = self.embed_dim
         if query is key and key is value:
-            q, k, v = F.linear(query, w, b).chunk(3, dim=-1)
-        elif key is value:
+            return self.attend_projected(
+                self.project(query), key_padding_mask, attn_mask, is_causal)
+        if key is value:
             q = F.linear(query, w[:c], b[:c])
             k, v = F.linear(key, w[c:], b[c:]).chunk(2, dim=-1)
         else:
             q = F.linear(query, w[:c], b[:c])
             k = F.linear(key, w[c:2 * c], b[c:2 * c])
             v = F.linear(value, w[2 * c:], b[2 * c:])
+        return self._attend(q, k, v, key_padding_mask, attn_mask, is_causal)
+
+    def project(self, x: Tensor) -> Tensor:
+        """Self-attention q, k, v of ``x`` (B, N, C) in one product:
+        (B, N, 3C)."""
+        return F.linear(x, self.in_proj_weight, self.in_proj_bias)
+
+    def attend_projected(self,
+                         qkv: Tensor,
+                         key_padding_mask: Optional[Tensor] = None,
+                         attn_mask: Optional[Tensor] = None,
+                         is_causal: bool = False) -> Tensor:
+        """Self-attention of projected ``qkv`` (B, N, 3C) (:meth:`project`,
+        possibly adapted), before the output projection: (B, N, C)."""
+        q, k, v = qkv.chunk(3, dim=-1)
+        return self._attend(q, k, v, key_padding_mask, attn_mask, is_causal)
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor,
+                key_padding_mask: Optional[Tensor],
+                attn_mask: Optional[Tensor], is_causal: bool) -> Tensor:
+        batch, length = q.shape[0], q.shape[1]
         q, k, v = map(self._split_heads, (q, k, v))
 
         mask = attn_mask
@@ -203,4 +225,4 @@ class MultiheadAttention(nn.Module):
                 attn_mask=mask,
                 dropout_p=p,
                 is_causal=is_causal and mask is None)
-        return out.transpose(1, 2).reshape(query.shape[0], query.shape[1], c)
+        return out.transpose(1, 2).reshape(batch, length, self.embed_dim)

@@ -11,7 +11,8 @@ from mmris.models.adapters import (BarLeRIaSideNetwork, Intertwiner,
                                    ShortcutNormalizingFlow, SideAdapterNetwork)
 
 from mmris.utils.memory_count import SavedTensorCounter
-from ..utils import make_ids
+from mmris.models.utils import StepContext
+from ..utils import barleria_adapters, make_ids
 
 init_default_scope('mmseg')
 
@@ -81,14 +82,7 @@ def _pair_cfg(**kw):
                          heads=2,
                          layers=4,
                          embed_dim=24),
-               visual_shortcut=dict(
-                   module=dict(type='ShortcutNormalizingFlow', dim=32)),
-               text_shortcut=dict(
-                   module=dict(type='ShortcutNormalizingFlow', dim=24)),
-               token_injector=dict(type='Intertwiner',
-                                   d_txt=24,
-                                   d_img=32,
-                                   hidden=8),
+               adapters=barleria_adapters(32, 24, hidden=8),
                out_indices=(1, 2),
                side_indices=(0, 1, 2, 3),
                trainable=('positional_embedding', ))
@@ -98,17 +92,22 @@ def _pair_cfg(**kw):
 
 def test_intertwiner_projection():
     torch.manual_seed(0)
-    inter = Intertwiner(d_txt=512, d_img=768)
+    inter = Intertwiner(text_channels=512, d_img=768)
     assert sum(p.numel() for p in inter.parameters()) == 41_760
     assert set(inter.state_dict()) == {
         'proj.0.weight', 'proj.0.bias', 'proj.2.weight', 'proj.2.bias'
     }
     assert torch.count_nonzero(inter.proj[0].bias) == 0
     assert 0.015 < inter.proj[0].weight.std() < 0.025
-    assert inter(torch.randn(2, 17, 512)).shape == (2, 17, 768)
-    assert inter.text_prefix(torch.randn(2, 1, 768)) is None
+    ctx = StepContext(text_embed=torch.randn(2, 17, 512),
+                      visual_tokens=torch.randn(2, 5, 768))
+    assert inter(None, ctx).shape == (2, 17, 768)
+    with pytest.raises(ValueError, match='use_txt_add=True'):
+        inter.text_prefix(None, ctx)
     both = Intertwiner(use_txt_add=True)
-    assert both.text_prefix(torch.randn(2, 1, 768)).shape == (2, 1, 512)
+    assert both.text_prefix(None, ctx).shape == (2, 1, 512)
+    torch.testing.assert_close(both.text_prefix(None, ctx),
+                               both.proj_txt(ctx.visual_tokens[:, :1]))
 
 
 def test_intertwiner_tokens_inserted_after_cls():
@@ -120,7 +119,7 @@ def test_intertwiner_tokens_inserted_after_cls():
         lambda m, args: seen.setdefault('x', args[0]))
     with torch.no_grad():
         out = pair(torch.randn(2, 3, 64, 64), ids)
-        expected = pair.token_injector(pair.text.embed(ids))
+        expected = pair.token_injector.proj(pair.text.embed(ids))
     x = seen['x']
     assert x.shape == (2, 1 + 8 + 16, 32)  # CLS + L text tokens + 4x4
     assert torch.allclose(x[:, 1:9], expected)
@@ -135,7 +134,7 @@ def test_intertwiner_tokens_inserted_after_cls():
 def _side(**kw):
     cfg = dict(out_channels=24,
                clip_channels=32,
-               word_channels=24,
+               text_channels=24,
                img_size=64,
                patch_size=16,
                embed_dim=12,

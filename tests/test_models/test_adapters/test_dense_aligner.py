@@ -2,7 +2,6 @@
 """DETRIS Dense Aligner (jiaqihuang01/DETRIS, model/adapter.py)."""
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,7 +12,8 @@ from mmseg.registry import MODELS
 
 import mmris  # noqa: F401
 from mmris.models.adapters import DenseAligner
-from mmris.models.backbones.dinov2 import DINOv2Block, PatchGridContext
+from mmris.models.backbones.dinov2 import DINOv2Block
+from mmris.models.utils import StepContext
 
 init_default_scope('mmseg')
 
@@ -30,6 +30,12 @@ def tiny(**kwargs) -> DenseAligner:
                embed_dims=16, num_heads=2)
     cfg.update(kwargs)
     return DenseAligner(**cfg)
+
+
+def ctx_of(word, grid, pad_mask=None, patch_start=5) -> StepContext:
+    """The context a DINOv2 block (CLS + 4 registers) gives its hooks."""
+    return StepContext(tower='visual', word=word, grid=grid,
+                       pad_mask=pad_mask, patch_start=patch_start)
 
 
 def _randomize_bn(module: nn.Module) -> None:
@@ -153,8 +159,7 @@ def test_forward_matches_reference(grid):
     da.eval()
     x = torch.randn(2, 5 + grid[0] * grid[1], 24)
     word = torch.randn(2, 6, 16)
-    ctx = SimpleNamespace(word=word, pad_mask=torch.zeros(2, 6).bool(),
-                          grid=grid)
+    ctx = ctx_of(word, grid, torch.zeros(2, 6).bool())
     out = da(x, ctx)
     assert out.shape == x.shape
     torch.testing.assert_close(
@@ -165,20 +170,35 @@ def test_forward_matches_reference(grid):
         out[:, :5], da.D_fc2(2 * x0[:, :5]), atol=1e-6, rtol=1e-5)
 
 
-def test_context_forms_and_square_inference():
+def test_grid_and_prefix_come_from_the_context():
     torch.manual_seed(0)
     da = tiny().eval()
-    x = torch.randn(1, 5 + 16, 24)
     word = torch.randn(1, 4, 16)
-    out = da(x, word)  # bare tensor: square grid inferred
-    torch.testing.assert_close(
-        out, da(x, PatchGridContext(word, (4, 4))), rtol=0, atol=0)
-    with pytest.raises(ValueError, match='not a square grid'):
-        da(torch.randn(1, 5 + 12, 24), word)
+    # a non-square 3x5 grid
+    x = torch.randn(1, 5 + 15, 24)
+    torch.testing.assert_close(da(x, ctx_of(word, (3, 5))),
+                               _reference(da, x, word, (3, 5)),
+                               atol=1e-5, rtol=1e-5)
+    # on a CLIP ViT only the CLS token precedes the patches
+    clip = tiny().eval()
+    clip.load_state_dict(da.state_dict())
+    x1 = torch.randn(1, 1 + 16, 24)
+    out = clip(x1, ctx_of(word, (4, 4), patch_start=1))
+    x0 = clip.down(x1)
+    torch.testing.assert_close(out[:, :1], clip.D_fc2(2 * x0[:, :1]),
+                               atol=1e-6, rtol=1e-5)
+    # an explicit num_prefix_tokens wins over the context
+    fixed = tiny(num_prefix_tokens=5).eval()
+    fixed.load_state_dict(da.state_dict())
+    xx = torch.randn(1, 5 + 16, 24)
+    torch.testing.assert_close(fixed(xx, ctx_of(word, (4, 4), patch_start=1)),
+                               da(xx, ctx_of(word, (4, 4))), rtol=0, atol=0)
     with pytest.raises(ValueError, match='for a 4x4 grid'):
-        da(torch.randn(1, 5 + 12, 24), PatchGridContext(word, (4, 4)))
+        da(torch.randn(1, 5 + 12, 24), ctx_of(word, (4, 4)))
+    with pytest.raises(ValueError, match='needs the patch grid'):
+        da(x, ctx_of(word, None))
     with pytest.raises(ValueError, match='needs the word features'):
-        da(x, None)
+        da(x, ctx_of(None, (3, 5)))
 
 
 def test_padding_mask_switch():
@@ -189,8 +209,8 @@ def test_padding_mask_switch():
     word2 = word.clone()
     word2[0, 4:] += 5.0  # only padded positions change
     masked = tiny(use_padding_mask=True).eval()
-    ctx = SimpleNamespace(word=word, pad_mask=pad)
-    ctx2 = SimpleNamespace(word=word2, pad_mask=pad)
+    ctx = ctx_of(word, (3, 3), pad)
+    ctx2 = ctx_of(word2, (3, 3), pad)
     torch.testing.assert_close(masked(x, ctx), masked(x, ctx2))
     torch.testing.assert_close(
         masked(x, ctx),
@@ -201,7 +221,7 @@ def test_padding_mask_switch():
     plain.load_state_dict(masked.state_dict())
     assert not torch.allclose(plain(x, ctx), plain(x, ctx2))
     with pytest.raises(ValueError, match='pad_mask'):
-        masked(x, word)
+        masked(x, ctx_of(word, (3, 3)))
 
 
 def test_attention_dropout_only_in_training():
@@ -210,9 +230,10 @@ def test_attention_dropout_only_in_training():
     assert da.cross.multihead_attn.dropout == 0.1
     x, word = torch.randn(2, 5 + 9, 24), torch.randn(2, 6, 16)
     da.train()
-    assert not torch.allclose(da(x, word), da(x, word))
+    ctx = ctx_of(word, (3, 3))
+    assert not torch.allclose(da(x, ctx), da(x, ctx))
     da.eval()
-    torch.testing.assert_close(da(x, word), da(x, word), rtol=0, atol=0)
+    torch.testing.assert_close(da(x, ctx), da(x, ctx), rtol=0, atol=0)
 
 
 def test_inside_dinov2_block_scaled_by_layerscale():
@@ -226,8 +247,9 @@ def test_inside_dinov2_block_scaled_by_layerscale():
     x = torch.randn(2, 5 + 9, 24)
     word = torch.randn(2, 6, 16)
     bare = block(x)
-    block.set_ffn_adapter(da, scale=0.2, adapter_input='norm')
-    out = block(x, context=word)
+    block.attach('ffn_parallel', 'adapter', da, scale=0.2, input='norm')
+    ctx = ctx_of(word, (3, 3))
+    out = block(x, ctx)
     mid = x + block.ls1(block.attn(block.norm1(x)))
-    expected = block.ls2.gamma * 0.2 * da(block.norm2(mid), word)
+    expected = block.ls2.gamma * 0.2 * da(block.norm2(mid), ctx)
     torch.testing.assert_close(out - bare, expected, atol=1e-6, rtol=1e-5)

@@ -147,7 +147,7 @@ def test_inside_clip_text_block_reads_residual_stream():
     x = torch.randn(2, 6, 32)
     mask = torch.full((6, 6), float('-inf')).triu_(1)
     bare = block(x, attn_mask=mask)
-    block.set_ffn_adapter(ta, scale=0.2, adapter_input='residual')
+    block.attach('ffn_parallel', 'adapter', ta, scale=0.2, input='residual')
     out = block(x, attn_mask=mask)
     mid = x + block.attn_branch(block.ln_1(x), mask)
     torch.testing.assert_close(out - bare, 0.2 * ta(mid), atol=1e-6,

@@ -116,11 +116,13 @@ def test_pretrained_load_is_strict_on_own_keys_and_skips_adapters(tmp_path):
         visual=dict(type='CLIPVisionTransformer', img_size=32, width=16,
                     layers=2, heads=2, output_dim=8, pretrained=path),
         text=dict(type='CLIPTextTransformer', **TXT, pretrained=path),
-        text_adapter=dict(module=dict(type='TextAdapter', in_channels=16,
-                                      hidden_channels=16),
-                          layers=[1], scale=0.2, input='residual'),
-        visual_shortcut=dict(module=dict(type='ShortcutNormalizingFlow',
-                                         dim=16)))
+        adapters=[
+            dict(point='ffn_parallel', tower='text', layers=[1], scale=0.2,
+                 input='residual', module=dict(
+                     type='TextAdapter', in_channels=16,
+                     hidden_channels=16)),
+            dict(point='attn_shortcut', tower='visual', name='flow',
+                 module=dict(type='ShortcutNormalizingFlow', dim=16))])
     adapter = {k: v.clone() for k, v in pair.state_dict().items()
                if '.adapter.' in k or '.flow' in k}
     pair.init_weights()

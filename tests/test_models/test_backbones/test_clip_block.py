@@ -27,7 +27,8 @@ class _ReferenceBlock(CLIPResidualBlock):
         super().__init__(width, heads)
         self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
 
-    def attn_inner(self, x: Tensor, attn_mask: Optional[Tensor]) -> Tensor:
+    def attn_inner(self, x: Tensor, attn_mask: Optional[Tensor],
+                   ctx=None) -> Tensor:
         if attn_mask is not None:
             attn_mask = attn_mask.to(x.dtype)
         return self.attn(x, x, x, need_weights=False, attn_mask=attn_mask)[0]
@@ -44,8 +45,18 @@ class _Adapter(nn.Module):
         self.fc = nn.Linear(width, 8)
         self.out = nn.Linear(8, width)
 
-    def forward(self, x: Tensor, context: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, ctx=None) -> Tensor:
         return self.out(torch.relu(self.fc(x)))
+
+
+class _Shortcut(nn.Linear):
+    """A trainable shortcut replacement."""
+
+    def __init__(self, width: int):
+        super().__init__(width, width)
+
+    def forward(self, x: Tensor, ctx=None) -> Tensor:
+        return super().forward(x)
 
 
 def _pair(flows: bool):
@@ -59,15 +70,17 @@ def _pair(flows: bool):
             p.requires_grad_(False)
     ad_ref = _Adapter(WIDTH)
     ad_ref.load_state_dict(adapter.state_dict())
-    block.set_ffn_adapter(adapter, scale=0.5)
-    ref.set_ffn_adapter(ad_ref, scale=0.5)
+    block.attach('ffn_parallel', 'adapter', adapter, scale=0.5)
+    ref.attach('ffn_parallel', 'adapter', ad_ref, scale=0.5)
     if flows:
-        f1, f2 = nn.Linear(WIDTH, WIDTH), nn.Linear(WIDTH, WIDTH)
-        g1, g2 = nn.Linear(WIDTH, WIDTH), nn.Linear(WIDTH, WIDTH)
+        f1, f2 = _Shortcut(WIDTH), _Shortcut(WIDTH)
+        g1, g2 = _Shortcut(WIDTH), _Shortcut(WIDTH)
         g1.load_state_dict(f1.state_dict())
         g2.load_state_dict(f2.state_dict())
-        block.set_shortcuts(f1, f2)
-        ref.set_shortcuts(g1, g2)
+        block.attach('attn_shortcut', 'flow', f1)
+        block.attach('ffn_shortcut', 'flow2', f2)
+        ref.attach('attn_shortcut', 'flow', g1)
+        ref.attach('ffn_shortcut', 'flow2', g2)
     return block, ref
 
 

@@ -14,7 +14,6 @@ import mmris  # noqa: F401
 import mmris.models.adapters  # noqa: F401  (registers the adapters)
 from mmris.models.backbones import AdaptedEncoderPair
 from mmris.models.backbones.dinov2 import (DINOv2, DINOv2Block,
-                                           PatchGridContext,
                                            interpolate_pos_embed)
 
 init_default_scope('mmseg')
@@ -171,7 +170,7 @@ def test_head_is_final_norm_patch_map():
     x, grid = model.embed(img)
     for i in range(len(model.blocks)):
         x = model.run_block(i, x)
-    out = model.head(x, grid)
+    out = model.final_map(x, grid)
     assert out.shape == (2, 24, 4, 3)
     ref = model.norm(x)[:, 5:].transpose(1, 2).reshape(2, 24, 4, 3)
     torch.testing.assert_close(out, ref)
@@ -186,8 +185,8 @@ class _Probe(nn.Module):
         self.fc = nn.Linear(dim, dim)
         self.seen = []
 
-    def forward(self, a, context=None):
-        self.seen.append(context)
+    def forward(self, a, ctx=None):
+        self.seen.append(ctx)
         return self.fc(a)
 
 
@@ -200,29 +199,35 @@ def test_adapter_scaled_by_02_inside_layerscale():
     x = torch.randn(2, 9, 24)
     bare = block(x)
     probe = _Probe(24)
-    block.set_ffn_adapter(probe, scale=0.2, adapter_input='norm')
-    out = block(x, context='ctx')
+    block.attach('ffn_parallel', 'adapter', probe, scale=0.2, input='norm')
+    out = block(x, 'ctx')
     mid = x + block.ls1.gamma * block.attn(block.norm1(x))
     expected = block.ls2.gamma * 0.2 * probe.fc(block.norm2(mid))
     torch.testing.assert_close(out - bare, expected, atol=1e-6, rtol=1e-5)
     assert probe.seen == ['ctx']
 
 
-def test_run_block_passes_grid_context():
-    model = tiny()
-    probe = _Probe(24)
-    model.blocks[1].set_ffn_adapter(probe, scale=0.2)
-    x, grid = model.embed(torch.randn(1, 3, 56, 28))
-    word = torch.randn(1, 5, 16)
-    for i in range(len(model.blocks)):
-        x = model.run_block(i, x, word)
-    ctx = probe.seen[0]
-    assert isinstance(ctx, PatchGridContext)
-    assert ctx.grid == (4, 2) and ctx.word is word
-    with pytest.raises(AttributeError):
-        ctx.pad_mask  # a bare tensor context has no padding mask
-    model.run_block(1, x)  # no context: nothing to wrap
-    assert probe.seen[-1] is None
+def test_pair_passes_grid_and_prefix_in_the_context():
+    from mmris.models.backbones import AdaptedEncoderPair
+    pair = AdaptedEncoderPair(
+        visual=dict(type='DINOv2', arch=TINY),
+        text=dict(type='CLIPTextTransformer', width=16, heads=2, layers=2,
+                  embed_dim=8, vocab_size=100),
+        order='text_first',
+        adapters=[dict(point='ffn_parallel', layers=[1], module=dict(
+            type='_DINOv2Probe'))])
+    ids = torch.tensor([[98, 5, 99, 0, 0]])
+    out = pair(torch.randn(1, 3, 56, 28), ids)
+    ctx = pair.visual.blocks[1].adapter.seen[0]
+    assert ctx.grid == (4, 2) and ctx.patch_start == 5  # CLS + 4 registers
+    torch.testing.assert_close(ctx.word, out.word, rtol=0, atol=0)
+
+
+@MODELS.register_module(force=True)
+class _DINOv2Probe(_Probe):
+
+    def __init__(self):
+        super().__init__(24)
 
 
 # -- pretrained weights -------------------------------------------------------
@@ -237,11 +242,11 @@ def test_load_meta_checkpoint_strictly(tmp_path):
         text=dict(type='CLIPTextTransformer', width=16, heads=2, layers=2,
                   embed_dim=8, vocab_size=100),
         order='text_first',
-        visual_adapter=dict(
+        adapters=[dict(
+            point='ffn_parallel', layers=[1, 3], scale=0.2, name='adapter',
             module=dict(type='DenseAligner', in_channels=24,
                         hidden_channels=16, text_channels=16, embed_dims=16,
-                        num_heads=2),
-            layers=[1, 3], scale=0.2))
+                        num_heads=2))])
     pair.visual.init_weights()
     own = pair.visual.state_dict()
     for k, v in state.items():
@@ -287,28 +292,33 @@ def test_freezing_rule_in_pair():
                 embed_dim=8,
                 vocab_size=100),
             order='text_first',
-            visual_adapter=dict(
-                module=dict(
-                    type='DenseAligner',
-                    in_channels=24,
-                    hidden_channels=16,
-                    text_channels=16,
-                    embed_dims=16,
-                    num_heads=2,
-                    branch_channels=(8, 4, 4, 4, 4)),
-                layers=[1, 3],
-                scale=0.2,
-                input='norm'),
-            text_adapter=dict(
+            adapters=dict(
+                dense_aligner=dict(
+                    point='ffn_parallel',
+                    tower='visual',
+                    layers=[1, 3],
+                    scale=0.2,
+                    input='norm',
+                    module=dict(
+                        type='DenseAligner',
+                        in_channels=24,
+                        hidden_channels=16,
+                        text_channels=16,
+                        embed_dims=16,
+                        num_heads=2,
+                        branch_channels=(8, 4, 4, 4, 4))),
                 # 4-channel reductions: no branch dies after one ReLU
-                module=dict(
-                    type='TextAdapter',
-                    in_channels=16,
-                    hidden_channels=16,
-                    branch_channels=(8, 4, 4, 4, 4)),
-                layers=[1, 3],
-                scale=0.2,
-                input='residual'),
+                text_adapter=dict(
+                    point='ffn_parallel',
+                    tower='text',
+                    layers=[1, 3],
+                    scale=0.2,
+                    input='residual',
+                    module=dict(
+                        type='TextAdapter',
+                        in_channels=16,
+                        hidden_channels=16,
+                        branch_channels=(8, 4, 4, 4, 4)))),
             out_indices=[1, 2],
             trainable=()))
     trainable = {n for n, p in pair.named_parameters() if p.requires_grad}

@@ -12,7 +12,8 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 import mmris  # noqa: F401
-from mmris.utils import convert_official_state_dict, count_parameters
+from mmris.checkpoint import convert_official_state_dict
+from mmris.utils import count_parameters
 
 from ..utils import make_ids, make_samples, read_official_keys
 

@@ -10,7 +10,8 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 import mmris  # noqa: F401
-from mmris.utils import convert_official_state_dict, count_parameters
+from mmris.checkpoint import convert_official_state_dict
+from mmris.utils import count_parameters
 
 from ..utils import make_ids, make_samples, read_official_keys
 
@@ -55,7 +56,7 @@ def test_counts_keys_and_converter(config, total, adapters, update, official):
     model.to_empty(device='cpu')
     model.load_state_dict(converted, strict=True)
     own = model.state_dict()
-    blk = cfg.model.backbone.visual_adapter.layers[0]
+    blk = cfg.model.backbone.adapters.dense_aligner.layers[0]
     for k in (f'backbone.visual.blocks.{blk}.adapter.D_fc1.weight',
               'backbone.visual.pos_embed', 'backbone.visual.register_tokens',
               'backbone.text.transformer.resblocks.1.adapter.D_fc2.weight',
@@ -83,17 +84,17 @@ def tiny_detris_cfg():
     bb['visual'].update(
         arch=dict(embed_dims=64, num_layers=4, num_heads=2))
     bb['text'].update(width=32, heads=2, layers=4, embed_dim=32)
-    bb['visual_adapter']['module'].update(
+    bb['adapters']['dense_aligner']['module'].update(
         in_channels=64, hidden_channels=32, text_channels=32, embed_dims=16,
         num_heads=2)
-    bb['visual_adapter']['layers'] = [1, 3]
-    bb['text_adapter']['module'].update(in_channels=32, hidden_channels=32)
-    bb['text_adapter']['layers'] = [1, 3]
+    bb['adapters']['dense_aligner']['layers'] = [1, 3]
+    bb['adapters']['text_adapter']['module'].update(in_channels=32, hidden_channels=32)
+    bb['adapters']['text_adapter']['layers'] = [1, 3]
     bb['out_indices'] = (1, 2)
     model['neck'].update(
-        in_channels=(64, 64, 64), txt_in=32, out_channels=32, nhead=2)
+        in_channels=(64, 64, 64), text_channels=32, out_channels=32, nhead=2)
     model['decode_head'].update(
-        d_model=32, nhead=2, dim_ffn=32, word_dim=32)
+        d_model=32, nhead=2, dim_ffn=32, text_channels=32)
     return model
 
 

@@ -1,6 +1,7 @@
 # Copyright (c) mmris contributors. All rights reserved.
 """Builders of the official RIS models from local clones of their
-repositories, for ``compare_official.py`` and ``benchmark_suite``.
+repositories, for ``tools/analysis_tools/compare_official.py`` and the
+benchmark suite (:mod:`mmris.benchmark.suite`).
 
 Nothing of the official code is part of mmris: each module here imports the
 official repository from the path the user gives (see

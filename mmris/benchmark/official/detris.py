@@ -61,7 +61,7 @@ def unused_module(name: str) -> types.ModuleType:
         def unavailable(*args, **kwargs):
             raise RuntimeError(
                 f'{name}.{attr} was called, but {name} is not installed and '
-                'tools/analysis_tools/official/detris.py only stands in for '
+                'mmris/benchmark/official/detris.py only stands in for '
                 f'its import; install {name.split(".")[0]} to run this path')
 
         return unavailable

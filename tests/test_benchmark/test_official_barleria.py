@@ -1,30 +1,24 @@
 # Copyright (c) mmris contributors. All rights reserved.
-"""tools/analysis_tools/official/barleria.py: the stand-ins for detectron2,
+"""mmris/benchmark/official/barleria.py: the stand-ins for detectron2,
 fvcore and turtle, the timm 0.6 compatibility and the import isolation
 (no official code: fake repositories written here)."""
 import importlib
 import logging
 import math
-import os.path as osp
 import sys
 
 import pytest
 import torch
 import torch.nn as nn
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOLS = osp.join(ROOT, 'tools', 'analysis_tools')
-
 
 @pytest.fixture(scope='module')
 def barleria():
-    if TOOLS not in sys.path:
-        sys.path.insert(0, TOOLS)
-    return importlib.import_module('official.barleria')
+    return importlib.import_module('mmris.benchmark.official.barleria')
 
 
 def test_registered_as_method(barleria):
-    official = sys.modules['official']
+    official = sys.modules['mmris.benchmark.official']
     assert official.method_module('barleria') is barleria
     assert barleria.DEFAULT_YAML == 'config/refcoco/barleria_v16.yaml'
 
@@ -39,6 +33,14 @@ def test_c2_xavier_fill_is_caffe2_xavier(barleria):
     assert w.abs().max().item() > 0.99 * bound
     assert w.var().item() == pytest.approx(1.0 / 768, rel=0.05)
     assert torch.count_nonzero(conv.bias).item() == 0
+    # the same draws as the hand-written stand-in it replaced (fvcore's
+    # c2_xavier_fill: kaiming_uniform_(a=1), bias 0)
+    torch.manual_seed(0)
+    ref = nn.Conv2d(768, 144, 1)
+    nn.init.kaiming_uniform_(ref.weight, a=1)
+    nn.init.constant_(ref.bias, 0)
+    assert torch.equal(ref.weight, conv.weight)
+    assert torch.equal(ref.bias, conv.bias)
 
 
 def test_conv2d_is_torch_conv_then_norm_then_activation(barleria):
@@ -150,7 +152,7 @@ def test_uncalled_stand_ins_raise(barleria):
     assert layers.Conv2d is barleria.Conv2d
     with pytest.raises(AttributeError,
                        match=r"detectron2\.layers\.get_norm is not stood in "
-                       r"for by tools/analysis_tools/official/barleria\.py "
+                       r"for by mmris/benchmark/official/barleria\.py "
                        r"\(it provides only \['CNNBlockBase', 'Conv2d', "
                        r"'ShapeSpec'\]\)"):
         layers.get_norm  # noqa: B018
@@ -173,7 +175,7 @@ def _fake_repo(tmp_path):
 
 def test_stand_ins_are_isolated(barleria, tmp_path):
     repo = _fake_repo(tmp_path)
-    common = sys.modules['official.common']
+    common = sys.modules['mmris.benchmark.official.common']
     before = set(sys.modules)
     with common.official_imports(repo, stubs=barleria.STUBS), \
             barleria.timm_old_names():
@@ -202,7 +204,7 @@ def test_stand_ins_do_not_shadow_installed_packages(barleria, tmp_path,
      ).write_text('def c2_xavier_fill(module):\n    return "real"\n')
     monkeypatch.syspath_prepend(str(site))
     repo = _fake_repo(tmp_path)
-    common = sys.modules['official.common']
+    common = sys.modules['mmris.benchmark.official.common']
     with common.official_imports(repo, stubs=barleria.STUBS), \
             barleria.timm_old_names():
         model = importlib.import_module('model')

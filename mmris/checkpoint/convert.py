@@ -37,6 +37,20 @@ KEY_MAPS: Dict[str, List[Tuple[str, str]]] = dict(
         (r'^decoder\.', 'decode_head.decoder.'),
         (r'^proj\.', 'decode_head.proj.'),
     ],
+    # BarLeRIa on EVA02-CLIP-B/16 (config barleria_v16_eva): the eva_clip
+    # towers keep their names under backbone.visual / backbone.text;
+    # CustomCLIP holds logit_scale at its top level
+    barleria_eva=[
+        (r'^backbone\.visual\.', 'backbone.visual.'),
+        (r'^backbone\.text\.', 'backbone.text.'),
+        (r'^backbone\.logit_scale$', 'backbone.text.logit_scale'),
+        (r'^intertwiner\.', 'backbone.token_injector.'),
+        (r'^side_adapter_network\.', 'side_network.side_adapter_network.'),
+        (r'^side_linear\.', 'side_network.side_linear.'),
+        (r'^neck\.', 'neck.'),
+        (r'^decoder\.', 'decode_head.decoder.'),
+        (r'^proj\.', 'decode_head.proj.'),
+    ],
     detris=[
         (r'^txt_backbone\.', 'backbone.text.'),
         (r'^dinov2\.', 'backbone.visual.'),
@@ -55,7 +69,32 @@ TIED_KEYS: Dict[str, List[Tuple[str, str]]] = dict(
     # planar tensors (BarLeRIa's NormalizingFlow: ``log_jacobians.k`` reuse
     # the parameters of ``transforms.k``).
     barleria=[(r'^(.*\.flow2?)\.log_jacobians\.(\d+)\.(weight|bias|scale)$',
-               r'\1.transforms.\2.\3')], )
+               r'\1.transforms.\2.\3')],
+    barleria_eva=[(r'^(.*\.flow2?)\.log_jacobians\.(\d+)\.'
+                   r'(weight|bias|scale)$', r'\1.transforms.\2.\3')],
+)
+
+
+def _eva_rope_table(rows: int, head_dim: int) -> Tuple[Tensor, Tensor]:
+    """The (sin, cos) rotary tables EVA02 derives for a square grid of
+    ``rows`` patches (pt_hw_seq_len 16), as stored by eva_clip."""
+    from timm.layers import RotaryEmbeddingCat
+    side = int(round(rows**0.5))
+    emb = RotaryEmbeddingCat(head_dim, in_pixels=False,
+                             feat_shape=[side, side],
+                             ref_feat_shape=[16, 16]).get_embed()
+    return emb.chunk(2, dim=-1)
+
+
+#: Official buffers derived from the architecture alone (recomputed by the
+#: mmris model): (regex, check) pairs; the converter checks each against its
+#: recomputation and drops it.
+DERIVED_KEYS: Dict[str, list] = dict(
+    barleria_eva=[(r'^backbone\.visual\.(blocks\.\d+\.attn\.)?rope\.'
+                   r'freqs_(sin|cos)$',
+                   lambda key, value: torch.equal(
+                       value, _eva_rope_table(value.shape[0], value.shape[1])[
+                           0 if key.endswith('sin') else 1]))])
 
 
 def _drop_tied(state: Dict[str, Tensor], method: str) -> Dict[str, Tensor]:
@@ -80,6 +119,24 @@ def _drop_tied(state: Dict[str, Tensor], method: str) -> Dict[str, Tensor]:
     return kept
 
 
+def _drop_derived(state: Dict[str, Tensor], method: str) -> Dict[str, Tensor]:
+    rules = [(re.compile(a), check) for a, check in
+             DERIVED_KEYS.get(method, [])]
+    if not rules:
+        return state
+    kept = OrderedDict()
+    for key, value in state.items():
+        for pattern, check in rules:
+            if pattern.match(key):
+                if not check(key, value):
+                    raise ValueError(f'{key} should be the table derived '
+                                     'from the architecture but differs')
+                break
+        else:
+            kept[key] = value
+    return kept
+
+
 def convert_official_state_dict(state: Dict[str, Tensor],
                                 method: str) -> 'OrderedDict[str, Tensor]':
     """Rename an official state dict to mmris names.
@@ -87,7 +144,7 @@ def convert_official_state_dict(state: Dict[str, Tensor],
     Args:
         state (dict): The official ``state_dict`` (with or without the
             ``module.`` prefix of DistributedDataParallel).
-        method (str): 'etris', 'barleria' or 'detris'.
+        method (str): 'etris', 'barleria', 'barleria_eva' or 'detris'.
 
     Returns:
         OrderedDict: The renamed tensors; every tensor is kept (trained
@@ -95,12 +152,14 @@ def convert_official_state_dict(state: Dict[str, Tensor],
 
     Tensors listed in :data:`TIED_KEYS` (BarLeRIa's duplicated planar-flow
     tensors) are dropped after checking that they equal the tensor they
-    duplicate.
+    duplicate; those of :data:`DERIVED_KEYS` (EVA02's rotary tables) after
+    checking that they equal their recomputation.
 
     Raises:
         KeyError: If a key matches no rule (it would otherwise be dropped),
             or a tied duplicate lacks its source.
-        ValueError: If a tied duplicate differs from its source.
+        ValueError: If a tied duplicate differs from its source, or a
+            derived table from its recomputation.
     """
     if method not in KEY_MAPS:
         raise ValueError(f'unknown method {method!r}; choose from '
@@ -109,6 +168,7 @@ def convert_official_state_dict(state: Dict[str, Tensor],
     state = OrderedDict(
         (re.sub(r'^module\.', '', k), v) for k, v in state.items())
     state = _drop_tied(state, method)
+    state = _drop_derived(state, method)
     out, unknown = OrderedDict(), []
     for key, value in state.items():
         for pattern, repl in rules:

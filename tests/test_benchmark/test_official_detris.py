@@ -1,10 +1,9 @@
 # Copyright (c) mmris contributors. All rights reserved.
-"""tools/analysis_tools/official/detris.py: the stand-ins for the official
+"""mmris/benchmark/official/detris.py: the stand-ins for the official
 DETRIS model (no official code here: fake repositories written here)."""
 import importlib
 import importlib.util
 import os
-import os.path as osp
 import sys
 import types
 
@@ -12,8 +11,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOLS = osp.join(ROOT, 'tools', 'analysis_tools')
 
 # The official DINOv2 switch, as model/dinov2/layers/attention.py uses it.
 XFORMERS_SWITCH = '''import os
@@ -31,11 +28,7 @@ except ImportError:
 
 @pytest.fixture(scope='module')
 def detris():
-    sys.path.insert(0, TOOLS)
-    try:
-        yield importlib.import_module('official.detris')
-    finally:
-        sys.path.remove(TOOLS)
+    return importlib.import_module('mmris.benchmark.official.detris')
 
 
 def _write(root, files):
@@ -66,7 +59,7 @@ def test_unused_module_raises_a_clear_error_when_called(detris):
 @pytest.mark.skipif(importlib.util.find_spec('fvcore') is not None,
                     reason='the real fvcore is installed and used')
 def test_fvcore_import_is_stood_in_only_inside(detris, tmp_path):
-    common = importlib.import_module('official.common')
+    common = importlib.import_module('mmris.benchmark.official.common')
     _write(
         tmp_path, {
             'model/__init__.py': '',
@@ -86,7 +79,7 @@ def test_xformers_switch_selects_the_plain_path(detris, tmp_path, monkeypatch,
                                                 before):
     """Even where xFormers is importable (a fake one here), the official
     switch is set during the import and the environment is restored."""
-    common = importlib.import_module('official.common')
+    common = importlib.import_module('mmris.benchmark.official.common')
     if before is None:
         monkeypatch.delenv('XFORMERS_DISABLED', raising=False)
     else:

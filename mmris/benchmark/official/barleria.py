@@ -53,6 +53,7 @@ from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import torch
 import torch.nn as nn
+from mmengine.model import caffe2_xavier_init
 from torch import Tensor
 
 from .common import jitter, official_imports, pretrained_files
@@ -60,7 +61,7 @@ from .etris import RandomArchive, random_clip_state
 
 DEFAULT_YAML = 'config/refcoco/barleria_v16.yaml'
 
-_HERE = 'tools/analysis_tools/official/barleria.py'
+_HERE = 'mmris/benchmark/official/barleria.py'
 
 
 # -- detectron2 --------------------------------------------------------------
@@ -212,10 +213,9 @@ class Conv2d(nn.Conv2d):
 def c2_xavier_fill(module: nn.Module) -> None:
     """Stands in for ``fvcore.nn.weight_init.c2_xavier_fill`` (Caffe2's
     XavierFill): weight ~ U(-sqrt(3 / fan_in), sqrt(3 / fan_in)), i.e.
-    ``kaiming_uniform_(a=1)``, and bias 0."""
-    nn.init.kaiming_uniform_(module.weight, a=1)
-    if module.bias is not None:
-        nn.init.constant_(module.bias, 0)
+    ``kaiming_uniform_(a=1)``, and bias 0 -- MMEngine's
+    ``caffe2_xavier_init``, the same draws."""
+    caffe2_xavier_init(module, bias=0)
 
 
 # -- turtle ------------------------------------------------------------------
