@@ -22,7 +22,7 @@ from mmengine.config import Config, DictAction
 
 import mmris  # noqa: F401  (compat + registries first)
 from mmris.apis import init_model
-from mmris.compat import unsafe_checkpoint_loading
+from mmris.checkpoint import unsafe_checkpoint_loading
 from mmris.deployment import (example_inputs, export_onnx, max_relative_error,
                               quantize_int8, torch_outputs)
 

@@ -10,7 +10,7 @@ from mmris.models.decode_heads.dynamic_projector import DynamicProjector
 
 def test_export_path_equals_grouped_conv():
     torch.manual_seed(0)
-    proj = DynamicProjector(word_dim=24, in_dim=8).eval()
+    proj = DynamicProjector(text_channels=24, in_dim=8).eval()
     x, state = torch.randn(3, 16, 5, 7), torch.randn(3, 24)
     with torch.no_grad():
         eager = proj(x, state)
