@@ -100,7 +100,8 @@ def test_tools_choose_threads_and_say_it(monkeypatch, capsys):
     for path in TOOLS:
         source = open(path).read()
         rel = osp.relpath(path, ROOT)
-        assert "TOOL_ENV['ensure_environment'](__file__)" in source, rel
+        # onnx_demo.py runs without torch: it checks its own modules
+        assert "TOOL_ENV['ensure_environment'](__file__" in source, rel
         if 'import torch' in source or 'import mmris' in source:
             if rel not in ('tools/dataset_converters/check_refer_root.py',
                            'tools/dataset_converters/make_synthetic_refer.py',

@@ -23,10 +23,28 @@ import json
 import os
 import os.path as osp
 import platform
+import runpy
 import statistics
 import time
 
-import numpy as np
+
+def load_tool_env() -> dict:
+    """``mmris/utils/tool_env.py`` run by path, before any heavy import:
+    ``--help`` stays fast and a Python without the project's packages gets
+    one line (or the checkout's ``.venv``)."""
+    folder = osp.dirname(osp.abspath(__file__))
+    while osp.dirname(folder) != folder:
+        path = osp.join(folder, 'mmris', 'utils', 'tool_env.py')
+        if osp.isfile(path):
+            return runpy.run_path(path)
+        folder = osp.dirname(folder)
+    from mmris.utils import tool_env  # an installed mmris
+    return vars(tool_env)
+
+
+TOOL_ENV = load_tool_env()
+TOOL_ENV['ensure_environment'](__file__)
+import numpy as np  # noqa: E402
 import torch
 
 import mmris  # noqa: F401
@@ -42,9 +60,11 @@ def parse_args():
     parser.add_argument(
         '--threads',
         type=int,
-        default=1,
+        default=None,
         help='threads of both PyTorch (torch.set_num_threads) and '
-        'onnxruntime (intra-op); default 1')
+        'onnxruntime (intra-op); default: the CPU thread rule of every '
+        'tool (OMP_NUM_THREADS, else the idle cores). Give it for '
+        'timings to compare')
     parser.add_argument(
         '--iters', type=int, default=10, help='timed runs per side')
     parser.add_argument(
@@ -143,6 +163,9 @@ def bench_config(config: str, args) -> dict:
 
 def main():
     args = parse_args()
+    threads = TOOL_ENV['setup_cpu_threads']('benchmark_onnx.py')
+    if args.threads is None:
+        args.threads = threads
     torch.set_num_threads(args.threads)
     import onnxruntime as ort
     print(f'[benchmark_onnx] torch {torch.__version__}, onnxruntime '

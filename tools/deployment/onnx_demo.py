@@ -91,7 +91,8 @@ def parse_args():
         '--threads',
         type=int,
         default=None,
-        help="onnxruntime intra-op threads (default: onnxruntime's choice)")
+        help='onnxruntime intra-op threads (default: the CPU thread rule '
+        'of every tool: OMP_NUM_THREADS, else the idle cores)')
     return parser.parse_args()
 
 
@@ -104,8 +105,17 @@ def output_paths(out: str, num: int) -> List[str]:
     return [f'{stem}_{i}{ext or ".png"}' for i in range(num)]
 
 
+#: What this tool imports (no torch): a Python without them is sent to the
+#: checkout's .venv, or told what to install, by the rule of every tool.
+DEMO_MODULES = ('numpy', 'cv2', 'onnxruntime', 'ftfy', 'regex')
+
+
 def main():
     args = parse_args()
+    tool_env = load_file('_mmris_tool_env', 'utils', 'tool_env.py')
+    TOOL_ENV = vars(tool_env)
+    TOOL_ENV['ensure_environment'](__file__, DEMO_MODULES)
+    threads = TOOL_ENV['setup_cpu_threads']('onnx_demo.py')
     ort_inference = load_file('_mmris_ort_inference', 'deployment',
                               'ort_inference.py')
     overlay = load_file('_mmris_overlay', 'visualization', 'overlay.py')
@@ -119,7 +129,9 @@ def main():
                          f'{err}')
     try:
         runner = ort_inference.ORTReferringSegmenter.from_file(
-            args.model, bpe_path=args.bpe_vocab, num_threads=args.threads)
+            args.model,
+            bpe_path=args.bpe_vocab,
+            num_threads=args.threads or threads)
     except (OSError, ValueError) as err:
         raise SystemExit(f'onnx_demo.py: {err}')
     note = runner.meta.get('config')

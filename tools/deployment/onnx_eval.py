@@ -15,9 +15,28 @@ thresholds it. Use it to measure what an export (or its int8 version)
 changes: run ``tools/test.py`` with the checkpoint on the same split.
 """
 import argparse
+import os.path as osp
+import runpy
 import time
 
-import numpy as np
+
+def load_tool_env() -> dict:
+    """``mmris/utils/tool_env.py`` run by path, before any heavy import:
+    ``--help`` stays fast and a Python without the project's packages gets
+    one line (or the checkout's ``.venv``)."""
+    folder = osp.dirname(osp.abspath(__file__))
+    while osp.dirname(folder) != folder:
+        path = osp.join(folder, 'mmris', 'utils', 'tool_env.py')
+        if osp.isfile(path):
+            return runpy.run_path(path)
+        folder = osp.dirname(folder)
+    from mmris.utils import tool_env  # an installed mmris
+    return vars(tool_env)
+
+
+TOOL_ENV = load_tool_env()
+TOOL_ENV['ensure_environment'](__file__)
+import numpy as np  # noqa: E402
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.evaluator import Evaluator
@@ -49,7 +68,8 @@ def parse_args():
         '--threads',
         type=int,
         default=None,
-        help="onnxruntime intra-op threads (default: onnxruntime's choice)")
+        help='onnxruntime intra-op threads (default: the CPU thread rule '
+        'of every tool: OMP_NUM_THREADS, else the idle cores)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -60,12 +80,13 @@ def parse_args():
 
 def main():
     args = parse_args()
+    threads = TOOL_ENV['setup_cpu_threads']('onnx_eval.py')
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     runner = ORTReferringSegmenter.from_file(
-        args.model, num_threads=args.threads)
+        args.model, num_threads=args.threads or threads)
     settings = runtime_settings(cfg)
     for key, value in settings.items():
         if runner.meta.get(key) != value:
