@@ -5,7 +5,7 @@
 #      absent (1280 training images, 80 val images),
 #   3. score the sentence-blind baseline (union of all objects) and the
 #      untrained model on the synthetic val split,
-#   4. train the tiny ETRIS-style model (log lines every 50 iterations with
+#   4. train the tiny ETRIS-style model (log lines every 25 iterations with
 #      the ETA) and evaluate the final checkpoint.
 # Any failing step stops the script with its own error message and a
 # non-zero exit status.
@@ -32,28 +32,11 @@ read -r -a EXTRA <<< "${QS_CFG_OPTIONS:-}"
 
 # Threads: oversubscribing a busy box makes every step several times slower
 # (measured: 2 threads on a 2-core box with one core taken by another job
-# ran ~6x slower than 1 thread), so use the cores that are idle now
-# (sampled from /proc/stat over one second).
+# ran ~6x slower than 1 thread), so use the cores that are idle now: the
+# rule every tool applies (mmris/utils/tool_env.py, run by path: it imports
+# nothing heavy). One count for all steps, so that they are comparable.
 if [ -z "${OMP_NUM_THREADS:-}" ]; then
-    OMP_NUM_THREADS=$("$PY" - <<'EOF'
-import os
-import time
-
-
-def ticks():
-    with open('/proc/stat') as f:
-        fields = [int(v) for v in f.readline().split()[1:]]
-    return fields[3] + fields[4], sum(fields)  # idle + iowait, total
-
-
-cores = len(os.sched_getaffinity(0))
-idle0, total0 = ticks()
-time.sleep(1.0)
-idle1, total1 = ticks()
-idle_cores = os.cpu_count() * (idle1 - idle0) / max(1, total1 - total0)
-print(max(1, min(cores, round(idle_cores))))
-EOF
-)
+    OMP_NUM_THREADS=$("$PY" mmris/utils/tool_env.py)
     echo "[quickstart] $(nproc) cores, $OMP_NUM_THREADS idle:" \
         "OMP_NUM_THREADS=$OMP_NUM_THREADS (set it to override)"
 fi
@@ -117,7 +100,7 @@ step union "$PY" tools/analysis_tools/union_baseline.py "$DATA" --split val
 echo "== before training: randomly initialised model"
 step test_before "$PY" tools/test.py $CFG none --work-dir "$WORK/before" \
     "${cfg_options[@]}"
-echo "== training (the log prints the ETA every 50 iterations)"
+echo "== training (the log prints the ETA every 25 iterations)"
 # no validation inside training: the evaluation below prints the table once
 step train "$PY" tools/train.py $CFG --work-dir "$WORK" "${cfg_options[@]}" \
     train_cfg.val_begin=100000

@@ -3,12 +3,30 @@
 import argparse
 import os
 import os.path as osp
+import runpy
+from typing import TYPE_CHECKING
 
-import mmris  # noqa: F401  (compat + registries first)
-from mmengine.config import Config, DictAction
 
-from mmris.checkpoint import unsafe_checkpoint_loading
-from mmris.engine import build_runner
+def load_tool_env() -> dict:
+    """``mmris/utils/tool_env.py`` run by path, before any heavy import:
+    ``--help`` stays fast and a Python without the project's packages gets
+    one line (or the checkout's ``.venv``)."""
+    folder = osp.dirname(osp.abspath(__file__))
+    while osp.dirname(folder) != folder:
+        path = osp.join(folder, 'mmris', 'utils', 'tool_env.py')
+        if osp.isfile(path):
+            return runpy.run_path(path)
+        folder = osp.dirname(folder)
+    from mmris.utils import tool_env  # an installed mmris
+    return vars(tool_env)
+
+
+TOOL_ENV = load_tool_env()
+TOOL_ENV['ensure_environment'](__file__)
+from mmengine.config import DictAction  # noqa: E402
+
+if TYPE_CHECKING:
+    from mmengine.config import Config
 
 
 def parse_args():
@@ -65,7 +83,7 @@ def parse_args():
     return args
 
 
-def enable_show_dir(cfg: Config, show_dir: str, interval: int = 1) -> None:
+def enable_show_dir(cfg: 'Config', show_dir: str, interval: int = 1) -> None:
     """Draw every ``interval``-th test batch with ``RISVisualizationHook``
     and ``RISLocalVisualizer`` (keeping the config's visual backends) into
     ``show_dir``."""
@@ -83,7 +101,7 @@ def enable_show_dir(cfg: Config, show_dir: str, interval: int = 1) -> None:
     cfg.visualizer = visualizer
 
 
-def set_out_file(cfg: Config, out_file: str) -> None:
+def set_out_file(cfg: 'Config', out_file: str) -> None:
     """Make every ``RISMetric`` of the test evaluator write ``out_file``
     (one evaluator: the path itself; several: ``<stem>_<i>.json``)."""
     evaluator = cfg.get('test_evaluator')
@@ -107,6 +125,17 @@ def main():
     if args.out is not None and not args.out.endswith('.json'):
         raise SystemExit(f'tools/test.py: --out must be a .json file, got '
                          f'{args.out!r}')
+    if not osp.isfile(args.config):
+        raise SystemExit(f'tools/test.py: config file not found: '
+                         f'{args.config}')
+    # before the (long) config dump of the runner
+    TOOL_ENV['check_checkpoint_path'](args.checkpoint, 'tools/test.py')
+    TOOL_ENV['setup_cpu_threads']('test.py')
+    import mmris  # noqa: F401  (compat + registries first)
+    from mmengine.config import Config
+
+    from mmris.checkpoint import unsafe_checkpoint_loading
+    from mmris.engine import build_runner
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:

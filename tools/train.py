@@ -4,13 +4,26 @@ import argparse
 import logging
 import os
 import os.path as osp
+import runpy
 
-import mmris  # noqa: F401  (compat + registries first)
-from mmengine.config import Config, DictAction
-from mmengine.logging import print_log
 
-from mmris.checkpoint import unsafe_checkpoint_loading
-from mmris.engine import build_runner
+def load_tool_env() -> dict:
+    """``mmris/utils/tool_env.py`` run by path, before any heavy import:
+    ``--help`` stays fast and a Python without the project's packages gets
+    one line (or the checkout's ``.venv``)."""
+    folder = osp.dirname(osp.abspath(__file__))
+    while osp.dirname(folder) != folder:
+        path = osp.join(folder, 'mmris', 'utils', 'tool_env.py')
+        if osp.isfile(path):
+            return runpy.run_path(path)
+        folder = osp.dirname(folder)
+    from mmris.utils import tool_env  # an installed mmris
+    return vars(tool_env)
+
+
+TOOL_ENV = load_tool_env()
+TOOL_ENV['ensure_environment'](__file__)
+from mmengine.config import DictAction  # noqa: E402
 
 
 def parse_args():
@@ -62,6 +75,13 @@ def parse_args():
 
 def main():
     args = parse_args()
+    TOOL_ENV['setup_cpu_threads']('train.py')
+    import mmris  # noqa: F401  (compat + registries first)
+    from mmengine.config import Config
+    from mmengine.logging import print_log
+
+    from mmris.checkpoint import unsafe_checkpoint_loading
+    from mmris.engine import build_runner
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.config import Config
-from mmengine.dataset import Compose, pseudo_collate
+from mmengine.dataset import Compose
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
@@ -204,9 +204,16 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     return img.astype(np.uint8)
 
 
-def load_image(image: ImageType, channel_order: str = 'rgb') -> dict:
+def load_image(image: ImageType,
+               channel_order: str = 'rgb',
+               max_pixels: Optional[int] = None) -> dict:
     """Load ``image`` like ``LoadRefImage`` (OpenCV decoding, EXIF
     orientation applied, RGB uint8).
+
+    A file's size is read from its header first: an image of more than
+    ``max_pixels`` pixels raises
+    :class:`mmris.datasets.transforms.ImageTooLargeError` before anything
+    is decoded (arrays are held to the same limit).
 
     Pixel values, one rule for files and arrays:
 
@@ -225,6 +232,9 @@ def load_image(image: ImageType, channel_order: str = 'rgb') -> dict:
         channel_order (str): Channel order of an array: 'rgb' (PIL,
             scikit-image, matplotlib) or 'bgr' (OpenCV, ``mmcv.imread``).
             Defaults to 'rgb'.
+        max_pixels (int, optional): Largest width x height. Defaults to
+            None: ``$MMRIS_MAX_IMAGE_PIXELS`` or 2**26 (see
+            :func:`mmris.datasets.transforms.max_image_pixels`).
 
     Returns:
         dict: ``img``, ``img_path``, ``ori_shape`` and ``img_shape``.
@@ -233,11 +243,15 @@ def load_image(image: ImageType, channel_order: str = 'rgb') -> dict:
         TypeError: For another image type or array dtype (bool, complex,
             object).
         ValueError: For a bad shape, NaN / inf values or values outside
-            [0, 255].
+            [0, 255]; ``ImageTooLargeError`` (a ``ValueError``) over the
+            pixel limit.
+        OSError: For a missing or undecodable file (naming it).
     """
     from mmris.datasets.transforms import LoadRefImage
+    from mmris.datasets.transforms.image_size import check_pixel_count
     if isinstance(image, (str, Path)):
-        return LoadRefImage().transform(dict(img_path=str(image)))
+        return LoadRefImage(max_pixels=max_pixels).transform(
+            dict(img_path=str(image)))
     if not isinstance(image, np.ndarray):
         raise TypeError('image must be a path or a numpy array, got '
                         f'{type(image)}')
@@ -250,6 +264,7 @@ def load_image(image: ImageType, channel_order: str = 'rgb') -> dict:
     if img.ndim != 3 or img.shape[2] not in (3, 4) or 0 in img.shape:
         raise ValueError(f'image array must be (h, w), (h, w, 3) or '
                          f'(h, w, 4) with h, w > 0, got {image.shape}')
+    check_pixel_count(img.shape[1], img.shape[0], 'image array', max_pixels)
     img = _to_uint8(img[..., :3])
     if channel_order == 'bgr':
         img = img[..., ::-1]
@@ -259,17 +274,19 @@ def load_image(image: ImageType, channel_order: str = 'rgb') -> dict:
         img_shape=img.shape[:2])
 
 
-def _check_texts(texts: Union[str, Sequence[str]]) -> List[str]:
-    """``texts`` as a list of non-empty sentences, or a clear error."""
+def _check_texts(texts: Union[str, Sequence[str]],
+                 name: str = 'texts') -> List[str]:
+    """``texts`` as a list of non-empty sentences, or a clear error naming
+    the argument ``name``."""
     if isinstance(texts, str):
-        sentences, names = [texts], ['texts']
+        sentences, names = [texts], [name]
     elif isinstance(texts, (list, tuple)):
         sentences = list(texts)
-        names = [f'texts[{i}]' for i in range(len(sentences))]
+        names = [f'{name}[{i}]' for i in range(len(sentences))]
         if not sentences:
-            raise ValueError('texts is empty: give at least one sentence')
+            raise ValueError(f'{name} is empty: give at least one sentence')
     else:
-        raise TypeError('texts must be a str or a non-empty list of '
+        raise TypeError(f'{name} must be a str or a non-empty list of '
                         f'non-empty str, got {type(texts).__name__}')
     for name, text in zip(names, sentences):
         if not isinstance(text, str):
@@ -305,8 +322,9 @@ def inference_model(
 ) -> Union[SegDataSample, List[SegDataSample]]:
     """Segment what each sentence refers to in one image.
 
-    The image is letterboxed once (test pipeline of ``model.cfg``) and the
-    sentences are run ``batch_size`` at a time.
+    The image is read once and each sentence goes through the test pipeline
+    of ``model.cfg``; the sentences are run ``batch_size`` at a time by
+    :class:`mmris.apis.RISInferencer` (which also takes lists of images).
 
     Args:
         model (nn.Module): From :func:`init_model`.
@@ -335,34 +353,20 @@ def inference_model(
         TypeError / ValueError: For bad ``texts``, ``threshold``,
             ``batch_size`` or image values, naming the argument.
     """
+    from .ris_inferencer import RISInferencer
     single = isinstance(texts, str)
     sentences = _check_texts(texts)
     threshold = _check_threshold(threshold)
-    if isinstance(batch_size, bool) or not isinstance(batch_size,
-                                                      numbers.Integral):
-        raise TypeError('batch_size must be an int, got '
-                        f'{type(batch_size).__name__}')
-    if batch_size < 1:
-        raise ValueError(f'batch_size must be >= 1, got {batch_size}')
-    cfg = getattr(model, 'cfg', None)
-    if cfg is None:
-        raise AttributeError('model has no `cfg`: build it with init_model')
-
-    pipeline = build_inference_pipeline(cfg)
-    base = load_image(image, channel_order)
-    samples = []
-    for text in sentences:
-        results = dict(base, img=base['img'], text=text)
-        if results.get('img_path') is None:
-            results.pop('img_path')
-        samples.append(pipeline(results))
-
-    outputs: List[SegDataSample] = []
-    for start in range(0, len(samples), batch_size):
-        data = pseudo_collate(samples[start:start + batch_size])
-        outputs.extend(model.test_step(data))
-    if threshold is not None:
-        for out in outputs:
-            prob = out.seg_logits.data
-            out.pred_sem_seg.data = (prob > threshold).to(torch.uint8)
+    if isinstance(image, (list, tuple)):
+        raise TypeError('image must be a path or a numpy array, got '
+                        f'{type(image).__name__} (RISInferencer takes lists '
+                        'of images)')
+    inferencer = RISInferencer(model)
+    outputs = inferencer(
+        image,
+        sentences,
+        return_datasamples=True,
+        batch_size=batch_size,
+        threshold=threshold,
+        channel_order=channel_order)['predictions']
     return outputs[0] if single else outputs

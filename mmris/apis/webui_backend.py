@@ -8,9 +8,11 @@ draws the overlays as ``tools/demo.py`` does and writes the downloads (one
 mask PNG per sentence and a ``results.json``). Every input problem raises a
 :class:`WebUIInputError` whose text is meant for the page.
 """
+import html
 import json
 import os
 import os.path as osp
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +22,46 @@ import cv2
 import numpy as np
 import torch.nn as nn
 
-from .inference import inference_model, init_model, load_image
+from ..visualization.overlay import DEFAULT_ALPHA, PRED_COLOR, render_overlay
+
+from ..datasets.transforms.image_size import (ImageTooLargeError,
+                                              max_image_pixels,
+                                              read_image_size)
+from .inference import init_model, load_image
+from .ris_inferencer import RISInferencer
 
 #: Largest image side the page accepts (pixels); a larger upload is refused
 #: with a message instead of being letterboxed from a huge array.
 DEFAULT_MAX_SIDE = 4096
 #: Most sentences of one request.
 DEFAULT_MAX_SENTENCES = 16
+#: Longest sentence, in characters. The models read only the first
+#: ``word_len`` (17-22) tokens of a sentence, about 70-90 characters; the
+#: cap bounds the tokenizer's work per request (it runs before truncation).
+DEFAULT_MAX_SENTENCE_CHARS = 250
+
+
+def escape_markdown(text: str) -> str:
+    """``text`` shown literally by a Markdown renderer: HTML special
+    characters become entities and Markdown punctuation is backslash
+    escaped, so ``<img src=x onerror=...>`` or ``[x](javascript:...)`` in a
+    sentence or a file name is displayed as typed, never interpreted."""
+    text = html.escape(str(text), quote=True)
+    text = re.sub(r'([\\`*_{}\[\]()#+\-.!|~>:])', r'\\\1', text)
+    return text.replace('\n', ' ')
+
+
+def public_message(message: str, path: Optional[str]) -> str:
+    """``message`` with the server's path of an upload replaced by the
+    uploaded file's name (Gradio keeps uploads under a temporary folder
+    whose name the page must not show)."""
+    if not path:
+        return message
+    path = str(path)
+    name = osp.basename(path)
+    for form in {path, osp.abspath(path), osp.realpath(path)}:
+        message = message.replace(form, name)
+    return message
 
 
 class WebUIInputError(ValueError):
@@ -64,7 +99,8 @@ class Rendering:
 
     Attributes:
         overlays (list[tuple[np.ndarray, str]]): Per sentence the overlay
-            (input size, mask tinted and outlined) and its caption.
+            (:func:`mmris.visualization.render_overlay`: the sentence and
+            the answer on its caption strip) and a short gallery caption.
         prob_maps (list[tuple[np.ndarray, str]]): Per sentence the
             probability map as an RGB colour map and its caption.
         masks (list[np.ndarray]): Binary uint8 {0, 1} masks (h, w).
@@ -78,16 +114,25 @@ class Rendering:
     threshold: float = 0.35
 
 
-def parse_sentences(text: Optional[str],
-                    max_sentences: int = DEFAULT_MAX_SENTENCES) -> List[str]:
+def parse_sentences(
+        text: Optional[str],
+        max_sentences: int = DEFAULT_MAX_SENTENCES,
+        max_chars: int = DEFAULT_MAX_SENTENCE_CHARS) -> List[str]:
     """Sentences of a text box, one per line (blank lines skipped).
 
     Raises:
-        WebUIInputError: When there is no sentence or more than
-            ``max_sentences``.
+        WebUIInputError: When there is no sentence, more than
+            ``max_sentences``, or one longer than ``max_chars`` characters
+            (a text longer than all of them together is refused before it
+            is split).
     """
     if text is None or not isinstance(text, str):
         text = ''
+    if len(text) > max_sentences * (max_chars + 2) + 1000:
+        raise WebUIInputError(
+            f'The text has {len(text):,} characters: the page takes at most '
+            f'{max_sentences} sentences of at most {max_chars} characters '
+            'each.')
     sentences = [line.strip() for line in text.splitlines()]
     sentences = [s for s in sentences if s]
     if not sentences:
@@ -98,34 +143,68 @@ def parse_sentences(text: Optional[str],
         raise WebUIInputError(
             f'{len(sentences)} sentences: the page takes at most '
             f'{max_sentences} per request (--max-sentences).')
+    for i, sentence in enumerate(sentences):
+        if len(sentence) > max_chars:
+            raise WebUIInputError(
+                f'Sentence {i + 1} has {len(sentence):,} characters: the page '
+                f'takes sentences of at most {max_chars} characters '
+                '(--max-sentence-chars; the model reads only the first few '
+                'words).')
     return sentences
 
 
 def read_image(image: Union[None, str, Path, np.ndarray],
-               max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
+               max_side: int = DEFAULT_MAX_SIDE,
+               max_pixels: Optional[int] = None,
+               name: Optional[str] = None) -> np.ndarray:
     """Decode an uploaded image (path or RGB array) like
-    :func:`mmris.apis.load_image` and check its size.
+    :func:`mmris.apis.load_image`, its size checked first.
+
+    A file's size is read from its header and checked against ``max_side``
+    and ``max_pixels`` before anything is decoded. Messages name the file
+    by ``name`` (the uploaded file's own name; default: the path's base
+    name), never by the server's path.
 
     Raises:
-        WebUIInputError: For no image, an unreadable file (naming it) or a
-            side longer than ``max_side``.
+        WebUIInputError: For no image, an unreadable file (naming it) or
+            one over ``max_side`` / ``max_pixels``.
     """
     if image is None:
         raise WebUIInputError('No image: upload or paste an image first.')
-    name = osp.basename(str(image)) if isinstance(image, (str, Path)) \
-        else 'the image'
+    path = str(image) if isinstance(image, (str, Path)) else None
+    name = name or (osp.basename(path) if path else 'the image')
+    limit = max_image_pixels(max_pixels)
+
+    def public(message: str) -> str:
+        message = public_message(message, path)
+        return message.replace(osp.basename(path), name) if path else message
+
+    def too_large(w: int, h: int) -> WebUIInputError:
+        return WebUIInputError(
+            f'{name} is {w}x{h} pixels: the page accepts images up to '
+            f'{max_side} pixels on the longer side (--max-side) and '
+            f'{limit:,} pixels in all (--max-pixels). Resize it and upload '
+            'it again.')
+
     try:
-        img = load_image(image)['img']
+        if path is not None:
+            # the size from the header, before anything is decoded
+            with open(path, 'rb') as f:
+                w, h = read_image_size(f.read(), name)
+            if max(w, h) > max_side or w * h > limit:
+                raise too_large(w, h)
+        img = load_image(image, max_pixels=limit)['img']
+    except WebUIInputError:
+        raise
+    except ImageTooLargeError as err:
+        raise WebUIInputError(public(str(err))) from None
     except Exception as err:  # decoding errors of any kind
         raise WebUIInputError(
-            f'Cannot read {name}: {err}. Upload a JPEG, PNG, BMP, TIFF or '
-            'WebP image.') from err
+            f'Cannot read {name}: {public(str(err))}. Upload a JPEG, PNG, '
+            'BMP, TIFF or WebP image.') from None
     h, w = img.shape[:2]
-    if max(h, w) > max_side:
-        raise WebUIInputError(
-            f'{name} is {w}x{h} pixels: the page accepts images up to '
-            f'{max_side} pixels on the longer side (--max-side). Resize it '
-            'and upload it again.')
+    if max(h, w) > max_side or w * h > limit:
+        raise too_large(w, h)
     return img
 
 
@@ -149,6 +228,11 @@ class WebUIBackend:
             :data:`DEFAULT_MAX_SIDE`.
         max_sentences (int): Most sentences per request. Defaults to
             :data:`DEFAULT_MAX_SENTENCES`.
+        max_sentence_chars (int): Longest sentence in characters. Defaults
+            to :data:`DEFAULT_MAX_SENTENCE_CHARS`.
+        max_pixels (int, optional): Largest image in pixels (read from the
+            header before decoding). Defaults to None: see
+            :func:`mmris.datasets.transforms.max_image_pixels`.
     """
 
     def __init__(self,
@@ -157,13 +241,18 @@ class WebUIBackend:
                  checkpoint: Optional[str] = None,
                  batch_size: int = 8,
                  max_side: int = DEFAULT_MAX_SIDE,
-                 max_sentences: int = DEFAULT_MAX_SENTENCES) -> None:
+                 max_sentences: int = DEFAULT_MAX_SENTENCES,
+                 max_sentence_chars: int = DEFAULT_MAX_SENTENCE_CHARS,
+                 max_pixels: Optional[int] = None) -> None:
         self.model = model
         self.config_name = config_name
         self.checkpoint = checkpoint
         self.batch_size = batch_size
         self.max_side = max_side
         self.max_sentences = max_sentences
+        self.max_sentence_chars = max_sentence_chars
+        self.max_pixels = max_image_pixels(max_pixels)
+        self.inferencer = RISInferencer(model, max_pixels=self.max_pixels)
 
     @classmethod
     def build(cls,
@@ -183,11 +272,20 @@ class WebUIBackend:
             **kwargs: Passed to the constructor.
 
         Raises:
-            FileNotFoundError: When ``checkpoint`` is not a file.
+            FileNotFoundError: When ``checkpoint`` is not a file (a
+                directory is named as one, with the checkpoint it offers).
         """
         if checkpoint is not None and str(checkpoint).lower() == 'none':
             checkpoint = None
         if checkpoint is not None and not osp.isfile(checkpoint):
+            if osp.isdir(checkpoint):
+                from mmris.utils.tool_env import newest_checkpoint
+                offer = newest_checkpoint(checkpoint)
+                hint = (f'did you mean {offer}?' if offer else
+                        'it holds no *.pth checkpoint')
+                raise FileNotFoundError(
+                    f'webui: checkpoint {checkpoint} is a directory, not a '
+                    f'checkpoint file: {hint}')
             raise FileNotFoundError(
                 f'webui: checkpoint file not found: {checkpoint}')
         model = init_model(
@@ -215,43 +313,49 @@ class WebUIBackend:
             lines.append(f'**Note:** {note}')
         return '  \n'.join(lines)
 
-    def segment(self, image: Union[None, str, Path, np.ndarray],
-                text: Optional[str]) -> Segmentation:
+    def segment(self,
+                image: Union[None, str, Path, np.ndarray],
+                text: Optional[str],
+                name: Optional[str] = None) -> Segmentation:
         """Run the model once for every sentence of ``text`` (one per
         line) on ``image``.
+
+        Args:
+            image (str | Path | np.ndarray | None): The upload.
+            text (str | None): The sentences, one per line.
+            name (str, optional): The uploaded file's own name, for the
+                messages. Defaults to None: the path's base name.
 
         Raises:
             WebUIInputError: For a bad image or text.
         """
-        sentences = parse_sentences(text, self.max_sentences)
-        img = read_image(image, self.max_side)
+        sentences = parse_sentences(text, self.max_sentences,
+                                    self.max_sentence_chars)
+        img = read_image(image, self.max_side, self.max_pixels, name)
         start = time.perf_counter()
-        results = inference_model(
-            self.model, img, sentences, batch_size=self.batch_size)
+        results = self.inferencer(
+            img, sentences, batch_size=self.batch_size)['predictions']
         seconds = time.perf_counter() - start
-        probs, no_target, scores = [], [], []
-        for result in results:
-            probs.append(
-                result.seg_logits.data[0].float().cpu().numpy().astype(
-                    np.float32))
-            no_target.append(
-                bool(result.metainfo.get('pred_no_target', False)))
-            score = result.metainfo.get('no_target_score')
-            scores.append(None if score is None else float(score))
+        probs = [r['prob'].astype(np.float32) for r in results]
+        no_target = [r['no_target'] for r in results]
+        scores = [r['no_target_score'] for r in results]
         return Segmentation(img, sentences, probs, no_target, scores,
                             seconds)
 
     def render(self,
                seg: Segmentation,
                threshold: Optional[float] = None,
-               alpha: float = 0.5) -> Rendering:
+               alpha: float = DEFAULT_ALPHA) -> Rendering:
         """Threshold the kept probability maps and draw them (no forward
-        pass). A "no target" answer gives an empty mask at any threshold.
+        pass) as ``tools/demo.py`` and ``--show-dir`` draw them
+        (:func:`mmris.visualization.render_overlay`: scaled up to a 320 px
+        shorter side, light tint, outline, the sentence and the mask area
+        on a caption strip). A "no target" answer gives an empty mask at
+        any threshold.
 
         Raises:
             WebUIInputError: For a threshold outside [0, 1].
         """
-        from mmris.visualization import PRED_COLOR, draw_referring_mask
         if threshold is None:
             threshold = self.default_threshold
         threshold = float(threshold)
@@ -266,17 +370,21 @@ class WebUIBackend:
                 (prob > threshold).astype(np.uint8)
             area = 100. * float(mask.mean())
             if no_target:
-                caption = f'{sentence} -> no target'
+                answer = 'no target'
                 if score is not None:
-                    caption += f' (p={score:.2f})'
+                    answer += f' (p={score:.2f})'
             else:
-                caption = f'{sentence} -> mask {area:.1f}% of the image'
-            # no text strip: the overlay has exactly the input's size
-            overlay = draw_referring_mask(seg.image, mask, PRED_COLOR, alpha)
-            out.overlays.append((overlay, caption))
+                answer = f'mask {area:.1f}% of the image'
+            # the sentence and the answer are drawn in the caption strip;
+            # the gallery's own caption (one line, truncated when long)
+            # only numbers the picture and repeats the answer
+            overlay = render_overlay(seg.image, mask,
+                                     f'{sentence} -> {answer}', PRED_COLOR,
+                                     alpha)
+            out.overlays.append((overlay, f'#{i}: {answer}'))
             out.prob_maps.append(
                 (_colour_prob(prob),
-                 f'{sentence} (max prob {float(prob.max()):.3f})'))
+                 f'#{i}: max prob {float(prob.max()):.3f}'))
             out.masks.append(mask)
             out.records.append(
                 dict(

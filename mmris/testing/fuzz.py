@@ -495,15 +495,21 @@ def run_fuzz(name: str,
     last_log = time.time()
     with tempfile.TemporaryDirectory(prefix='fuzz-') as folder:
         while next_index < stop:
-            # the worker's stderr goes to a file: a pipe nobody reads fills
-            # up (64 KiB of warnings) and blocks the worker
-            errlog = tempfile.TemporaryFile()
-            # run as a script: the worker imports only what its target needs
+            # run as a script: the worker imports only what its target needs;
+            # its stderr goes to a file: decoders warn on every damaged
+            # input, and a pipe nobody reads would fill up (64 KiB) and block
+            # the worker, which then looked like a hang
+            errors_file = tempfile.TemporaryFile(dir=folder)
             proc = subprocess.Popen(
                 [sys.executable, osp.abspath(__file__), '--worker', name,
                  str(seed), str(next_index), str(stop),
                  str(memory_limit_mb), folder],
-                stdout=subprocess.PIPE, stderr=errlog, env=env)
+                stdout=subprocess.PIPE, stderr=errors_file, env=env)
+
+            def stderr_tail() -> str:
+                errors_file.seek(max(0, errors_file.seek(0, 2) - 2000))
+                return errors_file.read().decode(errors='replace')
+
             current: Optional[int] = None
             started = time.time()
             buffer = b''
@@ -520,7 +526,7 @@ def run_fuzz(name: str,
                     if current is None:
                         raise RuntimeError(
                             f'fuzz worker for {name} did not start: '
-                            f'{_tail(errlog)}')
+                            f'{stderr_tail()}')
                     failure = dict(index=current, kind='hang')
                     break
                 chunk = os.read(proc.stdout.fileno(), 65536)
@@ -530,11 +536,11 @@ def run_fuzz(name: str,
                         failure = dict(
                             index=current, kind='crash',
                             returncode=proc.returncode,
-                            stderr=_tail(errlog))
+                            stderr=stderr_tail())
                     elif proc.returncode != 0 and next_index < stop:
                         raise RuntimeError(
                             f'fuzz worker for {name} failed: '
-                            f'{_tail(errlog)}')
+                            f'{stderr_tail()}')
                     break
                 buffer += chunk
                 while b'\n' in buffer:
@@ -566,16 +572,9 @@ def run_fuzz(name: str,
                 next_index = failure['index'] + 1
             if proc.stdout:
                 proc.stdout.close()
-            errlog.close()
+            errors_file.close()
     report.seconds = time.time() - t0
     return report
-
-
-def _tail(log, size: int = 2000) -> str:
-    """The last ``size`` characters written to the file ``log``."""
-    log.seek(0, os.SEEK_END)
-    log.seek(max(0, log.tell() - size))
-    return log.read().decode(errors='replace')
 
 
 def _save(target: FuzzTarget, failure: Dict, seed: int,

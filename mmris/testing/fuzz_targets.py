@@ -162,6 +162,15 @@ register_target(
         suffix='.pt',
         mutators=_ZIP_MUTATORS))
 
+register_target(
+    FuzzTarget(
+        name='image',
+        load='mmris.testing.fuzz_images:load_image_file',
+        seeds='mmris.testing.fuzz_images:image_seeds',
+        errors=('mmris.datasets.transforms.image_size.ImageTooLargeError',
+                'builtins.OSError'),
+        suffix='.png',
+        mutators=('mmris.testing.fuzz_images:mutate_image', )))
 
 # The annotation loaders' targets (REFER pickle, gRefCOCO JSON,
 # instances.json) live in their own module.

@@ -364,13 +364,16 @@ def test_legacy_file_loads_with_a_warning_that_damage_goes_unseen(tmp_path):
     # a flipped byte in the data is not detected (no checksum): the warning
     # is what the user gets
     raw = bytearray(open(path, 'rb').read())
-    raw[-1] ^= 0x40  # the high byte of w[7] (storages are written last)
+    raw[-1] ^= 0x40  # a byte of the storage written last
     open(path, 'wb').write(bytes(raw))
     with pytest.warns(LegacyCheckpointWarning):
         changed = safe_torch_load(path)['state_dict']
-    assert torch.equal(changed['h'], state['h'])
-    assert torch.equal(changed['w'][:7], state['w'][:7])
-    assert changed['w'][7] != state['w'][7]
+    # (legacy storages are written in the order of their memory addresses,
+    # so which tensor holds the byte is not fixed): exactly one element of
+    # one tensor changed, and nothing said so but the warning
+    diffs = [int((changed[k].float() != state[k].float()).sum())
+             for k in ('w', 'h')]
+    assert sorted(diffs) == [0, 1]
 
 
 def test_legacy_file_declaring_more_storage_than_it_holds(tmp_path):

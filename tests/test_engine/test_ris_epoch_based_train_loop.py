@@ -3,6 +3,7 @@
 config it builds, the progress it saves, an exact mid-epoch resume through
 public hooks, and the positions it refuses."""
 import glob
+import itertools
 import os.path as osp
 
 import pytest
@@ -63,6 +64,9 @@ class _StopBefore(Hook):
             raise _Stop
 
 
+_RUNS = itertools.count()
+
+
 def _runner(work_dir, seen, batch_size=3, resume=False, stop_before=0,
             sampler='DefaultSampler'):
     hooks = [dict(type='RISTrainStateHook')]
@@ -85,6 +89,9 @@ def _runner(work_dir, seen, batch_size=3, resume=False, stop_before=0,
         custom_hooks=hooks,
         randomness=dict(seed=7),
         resume=resume,
+        # one logger per runner: MMEngine names it after the start second,
+        # and two runners of one second would share (and write) one log
+        experiment_name=f'{osp.basename(str(work_dir))}-{next(_RUNS)}',
         default_scope='mmseg',
         cfg=dict(resume=resume))
 

@@ -132,12 +132,10 @@ def test_method_outside_mmris_trains_through_the_tools(synthetic_root,
     opts = [f'{k}_dataloader.{v}' for k in ('train', 'val', 'test')
             for v in (f'dataset.data_root={synthetic_root}',
                       'num_workers=0', 'persistent_workers=False')]
-    opts += ['train_dataloader.batch_size=4', 'train_cfg.max_iters=2',
-             'train_cfg.type=IterBasedTrainLoop', 'train_cfg.val_interval=10',
-             'default_hooks.checkpoint.by_epoch=False',
-             'default_hooks.checkpoint.interval=2',
-             'default_hooks.logger.interval=1', 'log_processor.by_epoch=False',
-             'param_scheduler=[]']
+    # one epoch of the 36 training objects, batch 16, drop_last: 2 steps
+    opts += ['train_dataloader.batch_size=16', 'train_cfg.max_epochs=1',
+             'train_cfg.val_interval=10', 'default_hooks.checkpoint.interval=1',
+             'default_hooks.logger.interval=1']
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, str(tmp_path)]),
                CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1')
     proc = subprocess.run(
@@ -145,6 +143,7 @@ def test_method_outside_mmris_trains_through_the_tools(synthetic_root,
          '--work-dir', str(tmp_path / 'work'), '--cfg-options'] + opts,
         capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ckpt = torch.load(tmp_path / 'work' / 'iter_2.pth', weights_only=False)
+    assert 'Epoch(train) [1][2/2]' in proc.stdout + proc.stderr
+    ckpt = torch.load(tmp_path / 'work' / 'epoch_1.pth', weights_only=False)
     keys = [k for k in ckpt['state_dict'] if '.adapter.w.' in k]
     assert len(keys) == 2 * 4  # weight + bias in each of the 4 image blocks

@@ -35,6 +35,7 @@ def _benchmark_tool():
     return module
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name,backend', [
     ('etris-tiny_synthetic', 'aot_eager'),
     ('barleria-tiny_synthetic', 'eager'),

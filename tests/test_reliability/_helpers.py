@@ -42,7 +42,8 @@ def tiny_model_cfg(width=64, config=TINY_CONFIG):
     bb = model['backbone']
     bb['visual'].update(width=width, output_dim=width)
     bb['text'].update(width=width, embed_dim=width)
-    bb['bridge'].update(d_img=(width, ) * 3, text_channels=width)
+    bb['adapters']['bridger']['module'].update(
+        d_img=(width, ) * 3, text_channels=width)
     model['neck'].update(
         in_channels=(width, ) * 3, text_channels=width, out_channels=width)
     model['decode_head'].update(d_model=width, dim_ffn=width, text_channels=width)

@@ -163,6 +163,7 @@ def test_risrunner_strict_by_default_with_opt_out(tiny_ckpts, tmp_path):
     lax.load_checkpoint(tiny_ckpts[32])  # warns, loads what matches
 
 
+@pytest.mark.slow
 def test_train_tool_refuses_malicious_and_wrong_checkpoints(
         synthetic_root, tiny_ckpts, tmp_path, monkeypatch):
     # load_from: malicious pickle refused, nothing executed
@@ -281,6 +282,7 @@ def _train_subprocess(work_dir, data_root, *extra, kill_at_save=0):
                           stderr=subprocess.STDOUT, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_kill_while_saving_keeps_the_previous_checkpoint(
         synthetic_root, tmp_path):
     """max_keep_ckpts=1 (the default runtime): SIGKILL half-way through
@@ -376,6 +378,7 @@ def _run_log(work):
     return open(logs[-1]).read()
 
 
+@pytest.mark.slow
 def test_resume_skips_broken_checkpoints(synthetic_root, tmp_path,
                                          monkeypatch):
     work = str(tmp_path / 'work')

@@ -57,6 +57,7 @@ THRESHOLD = 'model.test_cfg.threshold=0.01'
 METRICS = ('mIoU', 'oIoU', 'Pr@50', 'Pr@60', 'Pr@70', 'Pr@80', 'Pr@90')
 
 
+@pytest.mark.slow
 def test_two_process_gloo_train_and_eval(synthetic_root, tmp_path):
     work = str(tmp_path / 'dist')
     # 36 objects, 2 ranks x batch 8, drop_last: 2 iterations per epoch
@@ -103,6 +104,7 @@ def test_two_process_gloo_train_and_eval(synthetic_root, tmp_path):
     assert max(diffs.values()) == 0, (dist_metrics, single_metrics)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['detris-tiny_synthetic.py',
                                   'barleria-tiny_synthetic.py'])
 def test_two_process_gloo_train_other_quickstart_configs(

@@ -3,7 +3,7 @@
 import cv2
 import numpy as np
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import mmris  # noqa: F401
@@ -14,6 +14,7 @@ from mmris.models.backbones.adapted_encoder_pair import text_padding_mask
 
 @settings(max_examples=60, deadline=None)
 @given(text=st.text(max_size=300), length=st.integers(2, 40))
+@example(text='!\u00a1', length=5)  # "!" (id 0) inside the sentence
 def test_tokenizer_any_unicode(text, length):
     ids = encode_text(text, length)
     assert ids.shape == (length, ) and ids.dtype == np.int64
@@ -23,10 +24,14 @@ def test_tokenizer_any_unicode(text, length):
     eot = int(eots[0])
     assert (ids[eot + 1:] == 0).all()  # zero padding only after EOT
     assert (ids[1:eot] < SOT_TOKEN_ID).all()
-    # the model's padding mask masks exactly the positions after EOT, even
-    # when "!" (id 0) occurs inside the sentence (official ``ids == 0`` padding mask)
-    mask = text_padding_mask(torch.from_numpy(ids)[None])[0].numpy()
+    # 'after_eot' masks exactly the positions after EOT, even when "!"
+    # (id 0) occurs inside the sentence; the default 'zero_id' is the
+    # official ``ids == 0`` rule, which also masks such a "!".
+    tensor = torch.from_numpy(ids)[None]
+    mask = text_padding_mask(tensor, mode='after_eot')[0].numpy()
     assert (mask == (np.arange(length) > eot)).all()
+    official = text_padding_mask(tensor)[0].numpy()
+    assert (official == (ids == 0)).all()
 
 
 @settings(max_examples=60, deadline=None)

@@ -106,6 +106,7 @@ def _losses(work_dir):
 WORKERS = (0, 1, 2)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches(synthetic_root, tmp_path):
     """kill -9 + --resume with 0, 1 and 2 persistent workers: the losses of
     an uninterrupted main-process run, before the kill and after the resume

@@ -54,6 +54,7 @@ def _assert_measured(run, batch):
     assert run['peak_gib'] is None  # n/a on CPU
 
 
+@pytest.mark.slow
 def test_cli_tiny_cpu_run_writes_json_and_table(tmp_path):
     clones = tmp_path / 'clones'
     clones.mkdir()
@@ -164,6 +165,7 @@ def _fake_builders(oom_at_batch):
     return modules.__getitem__, nets, seen
 
 
+@pytest.mark.slow
 def test_official_side_oom_and_failed_build_are_recorded(
         tmp_path, monkeypatch):
     suite = _suite()

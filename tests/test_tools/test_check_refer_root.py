@@ -14,7 +14,7 @@ import mmris  # noqa: F401
 from mmris.datasets import load_refs
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-PASSED = 'All checks passed.'
+PASSED = 'All checks passed'
 
 
 def _tool():
@@ -42,6 +42,30 @@ def test_intact_root_passes(root, capsys):
     code, out = _run(root, capsys)
     assert code == 0 and PASSED in out
     assert 'degenerate' not in out and 'differs' not in out
+    # synthetic data: the counts are not the official ones, and it says so
+    assert 'note: refcoco: the object counts of 4 split(s) (train, val, ' \
+        'testA, testB) differ from the official release' in out
+    assert out.rstrip().endswith(
+        'All checks passed, but the object counts are not the official '
+        'ones (see the notes above): not the official annotation files.')
+    code, out = _run(root, capsys, '--strict')
+    assert code == 1 and PASSED not in out
+
+
+def test_images_over_the_pixel_limit_are_listed(root, capsys):
+    """Read from the header: a bomb PNG is listed, never decoded."""
+    from mmris.testing.images import bomb_png
+    data, _ = _images(root)
+    img = data['images'][0]
+    path = root / 'images' / 'train2014' / img['file_name']
+    pixels = img['height'] * img['width']
+    code, out = _run(root, capsys, '--max-pixels', str(pixels - 1))
+    assert code == 1 and PASSED not in out
+    assert f'{path} is {img["width"]}x{img["height"]} pixels' in out
+    path.write_bytes(bomb_png(40000, 26000))
+    code, out = _run(root, capsys)
+    assert code == 1 and f'{path} is 40000x26000 pixels' in out
+    assert 'over the limit of 67,108,864 pixels' in out
 
 
 @pytest.mark.parametrize('which,damage,expected', [
@@ -136,7 +160,6 @@ def test_partial_root_checks_what_is_there(root, capsys):
     code = _tool().main([str(root)])
     out = capsys.readouterr().out
     assert code == 1 and 'no REFER or gRefCOCO annotation file' in out
-
 
 
 def test_inconsistent_rle_is_listed(root, capsys):

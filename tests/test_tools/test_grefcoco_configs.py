@@ -92,6 +92,7 @@ def _record_model(monkeypatch):
     return record
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config,classic,size', PAPER,
                          ids=[c[0] for c in PAPER])
 def test_paper_config_trains_and_evaluates(config, classic, size,
@@ -140,6 +141,7 @@ def test_detris_l_builds_and_steps():
     assert model.no_target_head.mlp[0].weight.grad is not None
 
 
+@pytest.mark.slow
 def test_quickstart_train_test_and_table(tiny_grefcoco, tmp_path,
                                          monkeypatch, capsys):
     config = osp.join(ROOT, 'configs', 'quickstart', 'etris-tiny_grefcoco.py')
@@ -222,13 +224,13 @@ def test_show_dir_captions_say_no_target(monkeypatch):
 
     import mmris.visualization.ris_visualizer as vis
     captions = []
-    draw = vis.draw_referring_mask
+    draw = vis.render_overlay  # the renderer the visualizer draws with
 
-    def recording(*args, text=None, **kwargs):
+    def recording(image, mask, text=None, *args, **kwargs):
         captions.append(text)
-        return draw(*args, text=text, **kwargs)
+        return draw(image, mask, text, *args, **kwargs)
 
-    monkeypatch.setattr(vis, 'draw_referring_mask', recording)
+    monkeypatch.setattr(vis, 'render_overlay', recording)
     visualizer = vis.RISLocalVisualizer(name='gris_captions')
     sample = SegDataSample()
     empty = torch.zeros(1, 8, 8, dtype=torch.uint8)

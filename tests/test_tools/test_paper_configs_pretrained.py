@@ -6,7 +6,8 @@ written once per session: OpenAI-CLIP plain state dicts (ViT-B/16, RN50,
 RN101; names/shapes from open_clip's CLIP built on the meta device, plus the
 scalar entries of the OpenAI archives) and Meta DINOv2 reg4 state dicts
 (ViT-B/14, ViT-L/14; names/shapes from the official DETRIS key lists, the
-``dinov2.`` tensors without adapters). Each paper config is then trained for
+``dinov2.`` tensors without adapters) and the EVA-CLIP release file of
+EVA02-CLIP-B/16 (names/shapes from the official BarLeRIa-EVA key list). Each paper config is then trained for
 two iterations through ``tools/train.py`` (in-process, small inputs, no
 validation, no checkpoint) with ``model.backbone.{visual,text}.pretrained``
 set; right after ``init_weights`` every encoder tensor must equal the
@@ -38,6 +39,8 @@ CASES = [
     ('barleria/barleria_vit-b16_refcoco.py', 'ViT-B-16', 'ViT-B-16', 64),
     ('detris/detris-b_refcoco.py', 'dinov2_vitb14_reg4', 'ViT-B-16', 56),
     ('detris/detris-l_refcoco.py', 'dinov2_vitl14_reg4', 'ViT-B-16', 56),
+    ('barleria/barleria_eva02-b16_refcoco.py', 'EVA02_CLIP_B_psz16_s8B',
+     'EVA02_CLIP_B_psz16_s8B', 64),
 ]
 
 
@@ -88,6 +91,25 @@ def _meta_dinov2_state(name: str) -> dict:
     return state
 
 
+def _eva_clip_state(name: str) -> dict:
+    """The EVA-CLIP release layout (``visual.*``, ``text.*``,
+    ``logit_scale``; names and shapes of the official BarLeRIa-EVA key list,
+    without the flows), with the derived rotary tables of its 14 x 14
+    pretraining grid (ignored by the loaders)."""
+    g = torch.Generator().manual_seed(0)
+    state = {}
+    with open(osp.join(KEYS, 'barleria_eva.txt')) as f:
+        for line in f:
+            key, shape, _ = line.rstrip('\n').split('\t')
+            if not key.startswith('backbone.') or '.flow' in key:
+                continue
+            key, shape = key[len('backbone.'):], tuple(eval(shape))
+            if 'rope.freqs_' in key:
+                shape = (196, shape[1])
+            state[key] = _value(key, shape, g)
+    return state
+
+
 @pytest.fixture(scope='session')
 def pretrained(tmp_path_factory):
     """``pretrained(name) -> path``: each file is written once."""
@@ -97,6 +119,7 @@ def pretrained(tmp_path_factory):
     def get(name: str) -> str:
         if name not in paths:
             state = (_meta_dinov2_state(name) if name.startswith('dinov2')
+                     else _eva_clip_state(name) if name.startswith('EVA')
                      else _openai_state(name))
             suffix = '_pretrain.pth' if name.startswith('dinov2') else '.pt'
             paths[name] = str(root / (name + suffix))
@@ -155,6 +178,7 @@ def _expected_encoder_state(encoder, state: dict) -> dict:
     return expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config,visual,text,size', CASES,
                          ids=[c[0] for c in CASES])
 def test_train_two_iterations_from_pretrained_files(
@@ -164,15 +188,24 @@ def test_train_two_iterations_from_pretrained_files(
     from mmris.checkpoint import sub_state_dict
 
     vis_path, txt_path = pretrained(visual), pretrained(text)
-    files = {
-        'visual': (torch.load(vis_path) if visual.startswith('dinov2') else
-                   sub_state_dict(torch.load(vis_path), 'visual.')),
-        'text': {
-            k: v
-            for k, v in torch.load(txt_path).items()
-            if not k.startswith('visual.') and k not in OPENAI_SCALARS
+    if visual.startswith('EVA'):
+        eva = torch.load(vis_path)
+        files = {
+            'visual': {k: v for k, v in sub_state_dict(eva, 'visual.').items()
+                       if 'rope.freqs_' not in k},
+            'text': dict(sub_state_dict(eva, 'text.'),
+                         logit_scale=eva['logit_scale'])
         }
-    }
+    else:
+        files = {
+            'visual': (torch.load(vis_path) if visual.startswith('dinov2')
+                       else sub_state_dict(torch.load(vis_path), 'visual.')),
+            'text': {
+                k: v
+                for k, v in torch.load(txt_path).items()
+                if not k.startswith('visual.') and k not in OPENAI_SCALARS
+            }
+        }
     record = {}
     build_runner = mmris.engine.build_runner
 

@@ -66,3 +66,35 @@ def test_two_iterations_through_the_tools(stem, synthetic_root, tmp_path):
                 osp.join(work, 'epoch_1.pth'), '--work-dir', work] +
                _small_options(synthetic_root), ROOT)
     assert 'mIoU' in out
+
+
+def _comparison_methods():
+    """The default METHODS of compare_methods_quickstart.sh."""
+    script = osp.join(ROOT, 'tools', 'analysis_tools',
+                      'compare_methods_quickstart.sh')
+    line = next(ln for ln in open(script) if ln.startswith('METHODS='))
+    return line.split(':-"')[1].split('"')[0].split()
+
+
+@pytest.mark.parametrize('stem', _comparison_methods())
+def test_comparison_configs_start_from_the_shared_towers(stem):
+    """Every method of the quick-start comparison loads the whole pretrained
+    head-only model (towers, neck, head) with matching shapes: only its own
+    modules start from their initialisation, so the rows compare methods,
+    not towers."""
+    init_default_scope('mmseg')
+
+    def state(name):
+        cfg = Config.fromfile(
+            osp.join(ROOT, 'configs', 'quickstart',
+                     f'{name}-tiny_synthetic.py'))
+        return MODELS.build(cfg.model).state_dict(), cfg
+
+    pretrained, pre_cfg = state('head-only')
+    own, cfg = state(stem)
+    assert set(pretrained) <= set(own), sorted(set(pretrained) - set(own))[:5]
+    mismatched = [k for k in pretrained if own[k].shape != pretrained[k].shape]
+    assert not mismatched
+    assert (cfg.train_dataloader.dataset.img_size ==
+            pre_cfg.train_dataloader.dataset.img_size)
+    assert cfg.model.decode_head.get('dice_weight') == 1.0

@@ -4,6 +4,8 @@ import os
 import os.path as osp
 import subprocess
 
+import pytest
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SCRIPT = osp.join(ROOT, 'tools', 'quickstart.sh')
 
@@ -27,6 +29,7 @@ def _run(tmp_path, cfg_options: str) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
+@pytest.mark.slow
 def test_failing_evaluation_stops_with_its_error(tmp_path):
     proc = _run(tmp_path, 'test_evaluator.type=NoSuchMetric')
     assert proc.returncode != 0, proc.stdout[-3000:]
@@ -38,6 +41,7 @@ def test_failing_evaluation_stops_with_its_error(tmp_path):
     assert '== baseline: union of all objects' in proc.stdout
 
 
+@pytest.mark.slow
 def test_success_prints_each_table_once_with_its_border(tmp_path):
     proc = _run(
         tmp_path, 'train_cfg.max_epochs=1 train_dataloader.batch_size=3 '
@@ -61,3 +65,24 @@ def test_success_prints_each_table_once_with_its_border(tmp_path):
     assert len(after_union) == 2, out[-3000:]
     for i in after_union:
         assert lines[i - 1].startswith('+-'), lines[i - 1]
+
+
+def test_thread_rule_and_eta_interval_as_stated():
+    """The script takes the thread count from the library rule
+    (mmris/utils/tool_env.py, run by path) and states the logger interval
+    of the config it trains."""
+    import sys
+
+    from mmengine.config import Config
+    script = open(SCRIPT).read()
+    assert '"$PY" mmris/utils/tool_env.py' in script
+    env = {k: v for k, v in os.environ.items() if k != 'OMP_NUM_THREADS'}
+    out = subprocess.run(
+        [sys.executable, osp.join(ROOT, 'mmris', 'utils', 'tool_env.py')],
+        capture_output=True, text=True, timeout=60, env=env).stdout
+    assert 1 <= int(out) <= len(os.sched_getaffinity(0))
+    cfg = Config.fromfile(
+        osp.join(ROOT, 'configs', 'quickstart', 'etris-tiny_synthetic.py'))
+    every = cfg.default_hooks.logger.interval
+    assert f'the ETA every {every} iterations' in script
+    assert 'every 50 iterations' not in script or every == 50

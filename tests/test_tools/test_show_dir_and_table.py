@@ -33,6 +33,7 @@ def _options(root):
     ]
 
 
+@pytest.mark.slow
 def test_show_dir(synthetic_root, tmp_path):
     show = str(tmp_path / 'show')
     proc = _run([
@@ -76,6 +77,7 @@ def test_show_dir(synthetic_root, tmp_path):
     assert (strip == 32).mean() > 0.5 and (strip > 200).any()
 
 
+@pytest.mark.slow
 def test_benchmark_table(synthetic_root, tmp_path):
     out_json = str(tmp_path / 'table.json')
     proc = _run([

@@ -42,6 +42,7 @@ def _run(args, cwd):
     return proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name,losses', CONFIGS)
 def test_train_then_test(name, losses, synthetic_root, tmp_path):
     config = osp.join(ROOT, 'configs', 'quickstart', name)

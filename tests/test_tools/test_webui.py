@@ -32,6 +32,23 @@ def test_parse_sentences():
             parse_sentences(empty)
     with pytest.raises(WebUIInputError, match='3 sentences.*at most 2'):
         parse_sentences('a\nb\nc', max_sentences=2)
+    # sentence length is capped (and a huge text refused before splitting)
+    assert parse_sentences('x' * 250) == ['x' * 250]
+    with pytest.raises(WebUIInputError,
+                       match='Sentence 2 has 251 characters.*at most 250'):
+        parse_sentences('a\n' + 'x' * 251)
+    with pytest.raises(WebUIInputError, match='1,000,000 characters'):
+        parse_sentences('x' * 10**6)
+
+
+def test_escape_markdown_shows_text_as_typed():
+    from mmris.apis.webui_backend import escape_markdown
+    nasty = '<img src=x onerror=alert(1)> [x](javascript:alert(1)) | *b*'
+    escaped = escape_markdown(nasty)
+    for raw in ('<img', '](', ' | ', '*b*'):
+        assert raw not in escaped
+    assert '&lt;img src=x onerror=alert\\(1\\)&gt;' in escaped
+    assert escape_markdown('a\nb') == 'a b'
 
 
 def test_read_image_errors_name_the_problem(tmp_path):
@@ -40,13 +57,34 @@ def test_read_image_errors_name_the_problem(tmp_path):
         read_image(None)
     bad = tmp_path / 'holiday.jpg'
     bad.write_bytes(b'<html>not an image</html>')
-    with pytest.raises(WebUIInputError, match='Cannot read holiday.jpg'):
+    with pytest.raises(WebUIInputError, match='Cannot read holiday.jpg') \
+            as info:
         read_image(str(bad))
+    # the uploaded file's name only, never the server's (temporary) path
+    assert str(tmp_path) not in str(info.value)
     big = tmp_path / 'big.png'
     cv2.imwrite(str(big), np.zeros((4000, 6000, 3), np.uint8))
     with pytest.raises(WebUIInputError,
                        match=r'big.png is 6000x4000 pixels.*up to 4096'):
         read_image(str(big))
+    # a decompression bomb: refused from its header, never decoded
+    from mmris.testing.images import bomb_png
+    bomb = tmp_path / 'bomb.png'
+    bomb.write_bytes(bomb_png(40000, 26000))
+    with pytest.raises(WebUIInputError, match='bomb.png is 40000x26000 '
+                       r'pixels.*67,108,864 pixels in all') as info:
+        read_image(str(bomb))
+    assert str(tmp_path) not in str(info.value)
+    # the uploaded file's own name when Gradio's copy is named otherwise
+    with pytest.raises(WebUIInputError, match='Cannot read my photo.jpg') \
+            as info:
+        read_image(str(bad), name='my photo.jpg')
+    assert 'holiday' not in str(info.value)
+    with pytest.raises(WebUIInputError,
+                       match='bomb.png is 40000x26000 pixels'):
+        read_image(str(bomb), max_side=10**6)
+    with pytest.raises(WebUIInputError, match='is 157x152 pixels'):
+        read_image(DEMO, max_pixels=1000)
     img = read_image(DEMO)
     assert img.shape == (152, 157, 3) and img.dtype == np.uint8
 
@@ -61,7 +99,7 @@ def test_describe_says_random_weights_and_model_note(backend, tmp_path):
 
 
 def test_segment_rethreshold_and_export(backend, tmp_path):
-    from mmris.visualization import PRED_COLOR, draw_referring_mask
+    from mmris.visualization import render_overlay
     seg = backend.segment(DEMO, 'the red circle\n\nthe big green square')
     assert seg.sentences == ['the red circle', 'the big green square']
     src = seg.image
@@ -80,16 +118,15 @@ def test_segment_rethreshold_and_export(backend, tmp_path):
     mask = (seg.probs[0] > thr)
     assert 0.3 < mask.mean() < 0.7
     overlay, caption = rendering.overlays[0]
-    assert overlay.shape == src.shape  # no caption strip: the input's size
-    assert caption.startswith('the red circle -> mask ')
-    inner = cv2.erode(mask.astype(np.uint8), np.ones((7, 7))) > 0
-    expected = np.round(
-        (src[inner].astype(float) + np.array(PRED_COLOR)) / 2)
-    # mostly tinted (the outline crosses thin parts of a random mask)
-    assert (np.abs(overlay[inner] - expected).max(1) <= 1).mean() > 0.8
-    # drawn as tools/demo.py draws it, without the caption strip
+    area = 100 * mask.mean()
+    assert caption == f'#0: mask {area:.1f}% of the image'
+    # drawn as tools/demo.py and --show-dir draw it: scaled up to 320 px,
+    # light tint, the sentence and the answer on the caption strip
     np.testing.assert_array_equal(
-        overlay, draw_referring_mask(src, mask, PRED_COLOR, 0.5))
+        overlay,
+        render_overlay(src, mask, f'the red circle -> mask {area:.1f}% of '
+                       'the image'))
+    assert overlay.shape[1] == 331 and overlay.shape[0] > 320
     np.testing.assert_array_equal(rendering.masks[0], mask)
     assert high.records[0]['mask_pixels'] == 0
 
@@ -115,11 +152,15 @@ def test_no_target_gives_an_empty_mask_at_any_threshold(backend):
     img = np.full((20, 30, 3), 128, np.uint8)
     seg = Segmentation(img, ['nobody'], [np.ones((20, 30), np.float32)],
                        [True], [0.91])
+    from mmris.visualization import render_overlay
     rendering = backend.render(seg, 0.1)
     assert rendering.masks[0].sum() == 0
-    assert rendering.overlays[0][1] == 'nobody -> no target (p=0.91)'
+    assert rendering.overlays[0][1] == '#0: no target (p=0.91)'
     assert rendering.records[0]['no_target'] is True
-    np.testing.assert_array_equal(rendering.overlays[0][0], img)
+    np.testing.assert_array_equal(
+        rendering.overlays[0][0],
+        render_overlay(img, np.zeros((20, 30)), 'nobody -> no target '
+                       '(p=0.91)'))
 
 
 def test_response_time_per_sentence_at_416px(backend):
@@ -144,21 +185,35 @@ def test_examples_include_the_synthetic_demo(tmp_path):
 
 def test_page_shows_an_unreadable_upload_as_a_message(backend, tmp_path):
     """Gradio's own decoding of an upload must not swallow the error: the
-    handler gets the file and names it."""
+    handler gets the file and names it, also from the per-session copy
+    Gradio builds from the component's class once an Example has set it
+    (tests/test_tools/test_webui_browser.py clicks one in the page)."""
     gr = pytest.importorskip('gradio')
     from gradio.data_classes import FileData
     webui = runpy.run_path(osp.join(ROOT, 'tools', 'webui.py'))
     bad = tmp_path / 'notes.png'
     bad.write_bytes(b'not a picture at all')
-    image = gr.Image(type='filepath', render=False)
+    payload = FileData(path=str(bad), orig_name='notes.png')
     with pytest.raises(Exception):
-        image.preprocess(FileData(path=str(bad), orig_name='notes.png'))
-    webui['safe_preprocess'](image)
-    path = image.preprocess(FileData(path=str(bad), orig_name='notes.png'))
-    assert path == str(bad)
+        gr.Image(type='filepath', render=False).preprocess(payload)
+    # the Segment button runs without Gradio's preprocessing: the handler
+    # gets the file data and reads the file itself
+    page = webui['build_demo'](backend, out_root=str(tmp_path / 'page'))
+    segment = [fn for fn in page.fns.values()
+               if getattr(fn.fn, '__name__', '') == 'segment']
+    assert len(segment) == 1 and segment[0].preprocess is False
+    path, name = webui['uploaded_file'](
+        dict(payload.model_dump(), orig_name='my notes.png'))
+    assert (path, name) == (str(bad), 'my notes.png')
+    assert webui['uploaded_file'](None) == (None, None)
+    # the defaults repeated in the tool (fast --help) are the backend's
+    from mmris.apis import webui_backend
+    for const in ('DEFAULT_MAX_SIDE', 'DEFAULT_MAX_SENTENCES',
+                  'DEFAULT_MAX_SENTENCE_CHARS'):
+        assert webui[const] == getattr(webui_backend, const), const
     from mmris.apis.webui_backend import WebUIInputError
-    with pytest.raises(WebUIInputError, match='Cannot read notes.png'):
-        backend.segment(path, 'the red circle')
+    with pytest.raises(WebUIInputError, match='Cannot read my notes.png'):
+        backend.segment(path, 'the red circle', name=name)
 
 
 def test_readme_command_is_the_one_the_browser_test_runs():

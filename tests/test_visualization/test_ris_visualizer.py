@@ -126,3 +126,33 @@ def test_show_picture_layout():
     big = np.zeros((400, 500, 3), np.uint8)
     ds_big = _sample(h=400, w=500)
     assert vis.draw_sample(big, ds_big).shape[1] == 2 * 500 + 2
+
+
+def test_default_hook_and_metric_do_not_warn():
+    """The silent default hook (draw=False) and RISMetric without a prefix
+    print no warning on every run; the metric names stay unprefixed."""
+    import warnings
+
+    import mmris  # noqa: F401
+    from mmris.engine.hooks.ris_visualization_hook import RISVisualizationHook
+    from mmris.evaluation.metrics.ris_metric import RISMetric
+    from mmengine.visualization import Visualizer
+    Visualizer.get_instance('default_hook_warning_test')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        RISVisualizationHook(draw=False)
+    assert not [w for w in caught if 'draw is False' in str(w.message)]
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    records = []
+    import logging
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    logger.addHandler(handler)
+    try:
+        metric = RISMetric()
+    finally:
+        logger.removeHandler(handler)
+    assert not [r for r in records if 'prefix is not set' in r], records
+    assert metric.prefix == ''
+    assert RISMetric(prefix='val').prefix == 'val'

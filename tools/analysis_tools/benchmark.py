@@ -26,9 +26,28 @@ Example:
         --device cpu --batch 1 --iters 0 --memory-at-batch 32
 """
 import argparse
+import os.path as osp
+import runpy
 import statistics
 
-import torch
+
+def load_tool_env() -> dict:
+    """``mmris/utils/tool_env.py`` run by path, before any heavy import:
+    ``--help`` stays fast and a Python without the project's packages gets
+    one line (or the checkout's ``.venv``)."""
+    folder = osp.dirname(osp.abspath(__file__))
+    while osp.dirname(folder) != folder:
+        path = osp.join(folder, 'mmris', 'utils', 'tool_env.py')
+        if osp.isfile(path):
+            return runpy.run_path(path)
+        folder = osp.dirname(folder)
+    from mmris.utils import tool_env  # an installed mmris
+    return vars(tool_env)
+
+
+TOOL_ENV = load_tool_env()
+TOOL_ENV['ensure_environment'](__file__)
+import torch  # noqa: E402
 from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
@@ -95,6 +114,7 @@ def main():
     args = parser.parse_args()
     if args.iters < 0 or args.warmup < 0 or args.batch < 1:
         parser.error('--iters and --warmup must be >= 0, --batch >= 1')
+    TOOL_ENV['setup_cpu_threads']('benchmark.py')
 
     cfg = Config.fromfile(args.config)
     if args.cfg_options:

@@ -10,9 +10,28 @@ Example:
     python tools/analysis_tools/benchmark_data.py configs/detris/detris-l_refcoco.py
 """
 import argparse
+import os.path as osp
+import runpy
 import tempfile
 
-import cv2
+
+def load_tool_env() -> dict:
+    """``mmris/utils/tool_env.py`` run by path, before any heavy import:
+    ``--help`` stays fast and a Python without the project's packages gets
+    one line (or the checkout's ``.venv``)."""
+    folder = osp.dirname(osp.abspath(__file__))
+    while osp.dirname(folder) != folder:
+        path = osp.join(folder, 'mmris', 'utils', 'tool_env.py')
+        if osp.isfile(path):
+            return runpy.run_path(path)
+        folder = osp.dirname(folder)
+    from mmris.utils import tool_env  # an installed mmris
+    return vars(tool_env)
+
+
+TOOL_ENV = load_tool_env()
+TOOL_ENV['ensure_environment'](__file__)
+import cv2  # noqa: E402
 
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
@@ -46,6 +65,7 @@ def main():
     args = parser.parse_args()
     if args.samples < 1:
         parser.error(f'--samples must be >= 1, got {args.samples}')
+    TOOL_ENV['setup_cpu_threads']('benchmark_data.py')
     cv2.setNumThreads(0)  # as in MMEngine's data-loader workers
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'mmseg'))

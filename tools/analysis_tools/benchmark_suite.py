@@ -51,11 +51,30 @@ Example:
 import argparse
 import functools
 import os.path as osp
+import runpy
 import sys
 from typing import List, Optional, Tuple
 
-import torch
-from mmengine.config import DictAction
+
+
+def load_tool_env() -> dict:
+    """``mmris/utils/tool_env.py`` run by path, before any heavy import:
+    ``--help`` stays fast and a Python without the project's packages gets
+    one line (or the checkout's ``.venv``)."""
+    folder = osp.dirname(osp.abspath(__file__))
+    while osp.dirname(folder) != folder:
+        path = osp.join(folder, 'mmris', 'utils', 'tool_env.py')
+        if osp.isfile(path):
+            return runpy.run_path(path)
+        folder = osp.dirname(folder)
+    from mmris.utils import tool_env  # an installed mmris
+    return vars(tool_env)
+
+
+TOOL_ENV = load_tool_env()
+TOOL_ENV['ensure_environment'](__file__)
+import torch  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 
 import mmris  # noqa: F401
 from mmris.benchmark import BF16_PEAK_TFLOPS
@@ -189,6 +208,7 @@ def official_side(spec: ModelSpec, repo: str, cfg_options: Optional[dict],
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    TOOL_ENV['setup_cpu_threads']('benchmark_suite.py')
     device = torch.device(args.device or (
         'cuda' if torch.cuda.is_available() else 'cpu'))
     cuda = device.type == 'cuda'

@@ -20,12 +20,30 @@ import argparse
 import copy
 import json
 import os.path as osp
+import runpy
 import sys
 import time
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence
 
-import torch
+
+def load_tool_env() -> dict:
+    """``mmris/utils/tool_env.py`` run by path, before any heavy import:
+    ``--help`` stays fast and a Python without the project's packages gets
+    one line (or the checkout's ``.venv``)."""
+    folder = osp.dirname(osp.abspath(__file__))
+    while osp.dirname(folder) != folder:
+        path = osp.join(folder, 'mmris', 'utils', 'tool_env.py')
+        if osp.isfile(path):
+            return runpy.run_path(path)
+        folder = osp.dirname(folder)
+    from mmris.utils import tool_env  # an installed mmris
+    return vars(tool_env)
+
+
+TOOL_ENV = load_tool_env()
+TOOL_ENV['ensure_environment'](__file__)
+import torch  # noqa: E402
 
 import mmris  # noqa: F401  (compat + registries first)
 from mmengine.config import Config, DictAction
@@ -245,11 +263,13 @@ def run_benchmark(cfg: Config,
 
 def main():
     args = parse_args()
+    checkpoint = None if args.checkpoint.lower() == 'none' else \
+        args.checkpoint
+    TOOL_ENV['check_checkpoint_path'](checkpoint, 'benchmark_table.py')
+    TOOL_ENV['setup_cpu_threads']('benchmark_table.py')
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-    checkpoint = None if args.checkpoint.lower() == 'none' else \
-        args.checkpoint
     with unsafe_checkpoint_loading(args.unsafe_load):
         report = run_benchmark(
             cfg,

@@ -18,15 +18,27 @@ import argparse
 import copy
 import os
 import os.path as osp
+import runpy
 from typing import Any
 
-import mmcv
-from mmengine.config import Config, DictAction
-from mmengine.registry import init_default_scope
-from mmseg.registry import DATASETS
 
-import mmris  # noqa: F401  (compat + registries first)
-from mmris.visualization import GT_COLOR, draw_referring_mask, upscale_to
+def load_tool_env() -> dict:
+    """``mmris/utils/tool_env.py`` run by path, before any heavy import:
+    ``--help`` stays fast and a Python without the project's packages gets
+    one line (or the checkout's ``.venv``)."""
+    folder = osp.dirname(osp.abspath(__file__))
+    while osp.dirname(folder) != folder:
+        path = osp.join(folder, 'mmris', 'utils', 'tool_env.py')
+        if osp.isfile(path):
+            return runpy.run_path(path)
+        folder = osp.dirname(folder)
+    from mmris.utils import tool_env  # an installed mmris
+    return vars(tool_env)
+
+
+TOOL_ENV = load_tool_env()
+TOOL_ENV['ensure_environment'](__file__)
+from mmengine.config import DictAction  # noqa: E402
 
 #: What is kept of the pipeline: the original image and its mask.
 _KEEP = ('LoadRefImage', 'LoadRefMask')
@@ -110,6 +122,14 @@ def main() -> None:
     args = parse_args()
     if args.num < 1:
         raise ValueError(f'--num must be >= 1, got {args.num}')
+    TOOL_ENV['setup_cpu_threads']('browse_dataset.py')
+    import mmcv
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import DATASETS
+
+    import mmris  # noqa: F401  (compat + registries first)
+    from mmris.visualization import GT_COLOR, render_overlay
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -123,14 +143,9 @@ def main() -> None:
     num = min(args.num, len(dataset))
     for idx in range(num):
         sample = dataset[idx]
-        image, factor = upscale_to(sample['img'], args.min_size)  # RGB
-        mask = sample['gt_seg_map']
-        if factor != 1.0:
-            mask = mmcv.imresize(
-                mask, (image.shape[1], image.shape[0]),
-                interpolation='nearest')
-        drawn = draw_referring_mask(
-            image, mask, GT_COLOR, args.alpha, text=caption(sample))
+        drawn = render_overlay(sample['img'], sample['gt_seg_map'],
+                               caption(sample), GT_COLOR, args.alpha,
+                               args.min_size)
         stem = osp.splitext(osp.basename(sample['img_path']))[0]
         name = f'{idx:05d}_{stem}_ref{sample.get("ref_id")}_' \
                f'sent{sample.get("sent_id")}.png'

@@ -9,8 +9,10 @@
 #      the neck and head for EPOCHS epochs and evaluate on the val split.
 # Methods: head only, ETRIS (Bridger), BarLeRIa (flows, Intertwiner, side
 # network), DETRIS's Dense Aligner + Text Adapter on these towers, LoRA,
-# AdaptFormer, VPT-deep. (The DETRIS quick-start config has a DINOv2-shaped
-# image tower, which this pretraining does not give.)
+# AdaptFormer, VPT-deep. BarLeRIa runs as barleria-towers96 (its quick-start
+# model on these towers; barleria-tiny has smaller ones). The DETRIS
+# quick-start config has a DINOv2-shaped image tower, which this pretraining
+# does not give: its Dense Aligner + Text Adapter run on these towers.
 # Prints a markdown table of trainable parameters and val metrics.
 #
 # Environment: OMP_NUM_THREADS, WORK_DIR (work_dirs/methods), QS_DATA
@@ -24,7 +26,7 @@ DATA=${QS_DATA:-data/quickstart}
 SEED=${SEED:-0}
 PRE_EPOCHS=${PRE_EPOCHS:-4}
 EPOCHS=${EPOCHS:-4}
-METHODS=${METHODS:-"head-only etris barleria detris-adapters lora adaptformer vpt-deep"}
+METHODS=${METHODS:-"head-only etris barleria-towers96 detris-adapters lora adaptformer vpt-deep"}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$WORK"
 

@@ -16,9 +16,14 @@ gradient / optimizer-state bytes and forward / backward FLOPs of one
 training step (``mmris.utils.memory_count``), and the median training-step
 time.
 
+The tool also prints both training losses of one batch (train mode, every
+dropout off on both sides, so that the two draw nothing at random).
+
 Supported (method: official repository, default ``--official-config``):
     etris: kkakkkka/ETRIS, config/refcoco/bridge_v16.yaml
     barleria: NastrondAd/BarLeRIa, config/refcoco/barleria_v16.yaml
+        (``--variant eva``: config/refcoco/barleria_v16_eva.yaml, the
+        EVA02-CLIP-B/16 model, with configs/barleria/barleria_eva02-b16_*.py)
     detris: jiaqihuang01/DETRIS, config/refcoco/DETRIS_base.yaml (DETRIS-L:
         config/refcoco/DETRIS_large.yaml with configs/detris/detris-l_*.py)
 
@@ -29,9 +34,29 @@ Example:
         --config configs/etris/etris_vit-b16_refcoco.py
 """
 import argparse
+import contextlib
 import copy
+import os.path as osp
+import runpy
 
-import torch
+
+def load_tool_env() -> dict:
+    """``mmris/utils/tool_env.py`` run by path, before any heavy import:
+    ``--help`` stays fast and a Python without the project's packages gets
+    one line (or the checkout's ``.venv``)."""
+    folder = osp.dirname(osp.abspath(__file__))
+    while osp.dirname(folder) != folder:
+        path = osp.join(folder, 'mmris', 'utils', 'tool_env.py')
+        if osp.isfile(path):
+            return runpy.run_path(path)
+        folder = osp.dirname(folder)
+    from mmris.utils import tool_env  # an installed mmris
+    return vars(tool_env)
+
+
+TOOL_ENV = load_tool_env()
+TOOL_ENV['ensure_environment'](__file__)
+import torch  # noqa: E402
 import torch.nn as nn
 from mmengine.config import Config, DictAction
 from mmengine.optim import build_optim_wrapper
@@ -47,8 +72,29 @@ from mmris.checkpoint import (convert_official_state_dict,
                               load_state_dict_strict)
 
 
+
 def _trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@contextlib.contextmanager
+def no_dropout(model: nn.Module):
+    """Every dropout of ``model`` off (``nn.Dropout`` modules and the
+    ``dropout`` probability of attention modules), restored afterwards."""
+    saved = []
+    for m in model.modules():
+        for attr in ('p', 'dropout'):
+            value = getattr(m, attr, None)
+            if isinstance(value, float) and value > 0 and (
+                    attr == 'dropout' or isinstance(m, nn.modules.dropout.
+                                                    _DropoutNd)):
+                saved.append((m, attr, value))
+                setattr(m, attr, 0.0)
+    try:
+        yield
+    finally:
+        for m, attr, value in saved:
+            setattr(m, attr, value)
 
 
 def main():
@@ -83,22 +129,34 @@ def main():
         help='override settings of the mmris config, key=value pairs (e.g. '
         'model.backbone.with_cp=True)')
     parser.add_argument(
+        '--variant',
+        choices=('clip', 'eva'),
+        default='clip',
+        help='barleria: the CLIP ViT-B/16 (default) or the EVA02-CLIP-B/16 '
+        'model (default yaml config/refcoco/barleria_v16_eva.yaml)')
+    parser.add_argument(
         '--seed',
         type=int,
         default=0,
         help='seed of the random weights and inputs (default: 0)')
     args = parser.parse_args()
+    TOOL_ENV['setup_cpu_threads']('compare_official.py')
     builder = method_module(args.method)
     torch.manual_seed(args.seed)
-    yaml_file = args.official_config or builder.DEFAULT_YAML
+    if args.variant == 'eva' and args.method != 'barleria':
+        parser.error('--variant eva applies to barleria only')
+    yaml_file = args.official_config or (
+        'config/refcoco/barleria_v16_eva.yaml'
+        if args.variant == 'eva' else builder.DEFAULT_YAML)
     official, ocfg = builder.build(args.official_repo, yaml_file)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model = MODELS.build(cfg.model)
-    converted = convert_official_state_dict(official.state_dict(),
-                                            args.method)
+    key_map = builder.converter(ocfg) if hasattr(builder, 'converter') \
+        else args.method
+    converted = convert_official_state_dict(official.state_dict(), key_map)
     load_state_dict_strict(
         model,
         converted,
@@ -120,6 +178,9 @@ def main():
     prep = model.data_preprocessor(copy.deepcopy(data), True)
     img, word, gt = official_inputs(prep)
 
+    # BatchNorm statistics move in the loss pass: restore them after it
+    official_state = copy.deepcopy(official.state_dict())
+    model_state = copy.deepcopy(model.state_dict())
     official.eval()
     model.eval()
     with torch.no_grad():
@@ -134,6 +195,15 @@ def main():
     model.train()
     # The official forward resizes the mask to the logits itself.
     mask = gt
+    with no_dropout(official), no_dropout(model), torch.no_grad():
+        o_loss = builder.loss(official, img, word, mask).item()
+        terms = model.loss(prep['inputs'], prep['data_samples'])
+        m_loss = sum(v for k, v in terms.items() if 'loss' in k).item()
+    print(f'training loss (train mode, dropout off, {args.batch} images): '
+          f'official {o_loss:.6f}, mmris {m_loss:.6f}, |difference| '
+          f'{abs(o_loss - m_loss):.3e}')
+    official.load_state_dict(official_state)
+    model.load_state_dict(model_state)
     o_optim = torch.optim.Adam(
         [p for p in official.parameters() if p.requires_grad], lr=1e-4)
     o_counts = official_train_step(

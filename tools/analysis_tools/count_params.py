@@ -10,13 +10,27 @@ Example:
 """
 import argparse
 import json
+import os.path as osp
+import runpy
 
-import mmris  # noqa: F401
-from mmengine.config import Config, DictAction
-from mmengine.registry import init_default_scope
-from mmseg.registry import MODELS
 
-from mmris.utils import count_parameters, format_parameter_table
+def load_tool_env() -> dict:
+    """``mmris/utils/tool_env.py`` run by path, before any heavy import:
+    ``--help`` stays fast and a Python without the project's packages gets
+    one line (or the checkout's ``.venv``)."""
+    folder = osp.dirname(osp.abspath(__file__))
+    while osp.dirname(folder) != folder:
+        path = osp.join(folder, 'mmris', 'utils', 'tool_env.py')
+        if osp.isfile(path):
+            return runpy.run_path(path)
+        folder = osp.dirname(folder)
+    from mmris.utils import tool_env  # an installed mmris
+    return vars(tool_env)
+
+
+TOOL_ENV = load_tool_env()
+TOOL_ENV['ensure_environment'](__file__)
+from mmengine.config import DictAction  # noqa: E402
 
 
 def main():
@@ -32,6 +46,13 @@ def main():
         action=DictAction,
         help='override config settings, key=value pairs')
     args = parser.parse_args()
+    TOOL_ENV['setup_cpu_threads']('count_params.py')
+    import mmris  # noqa: F401
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    from mmris.utils import count_parameters, format_parameter_table
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)

@@ -7,15 +7,28 @@ Example:
         --dataset refcoco --split-by unc --split val
 """
 import argparse
+import os.path as osp
+import runpy
 import sys
 from collections import defaultdict
 
-import mmris  # noqa: F401
-from mmris.datasets import RefCOCODataset
-from mmris.datasets.refer_io import AnnotationFileError, RefusedGlobalError
-from mmris.datasets.transforms.loading import decode_segmentation
-from mmris.evaluation.metrics.ris_metric import (compute_iou_stats,
-                                                 ris_metrics_from_stats)
+
+def load_tool_env() -> dict:
+    """``mmris/utils/tool_env.py`` run by path, before any heavy import:
+    ``--help`` stays fast and a Python without the project's packages gets
+    one line (or the checkout's ``.venv``)."""
+    folder = osp.dirname(osp.abspath(__file__))
+    while osp.dirname(folder) != folder:
+        path = osp.join(folder, 'mmris', 'utils', 'tool_env.py')
+        if osp.isfile(path):
+            return runpy.run_path(path)
+        folder = osp.dirname(folder)
+    from mmris.utils import tool_env  # an installed mmris
+    return vars(tool_env)
+
+
+TOOL_ENV = load_tool_env()
+TOOL_ENV['ensure_environment'](__file__)
 
 
 def union_baseline(data_root: str, dataset: str, split_by: str,
@@ -26,6 +39,11 @@ def union_baseline(data_root: str, dataset: str, split_by: str,
     refs file pickling any global is refused). Refs whose annotation is
     empty are kept, as in the evaluation (IoU 0).
     """
+    import mmris  # noqa: F401
+    from mmris.datasets import RefCOCODataset
+    from mmris.datasets.transforms.loading import decode_segmentation
+    from mmris.evaluation.metrics.ris_metric import (compute_iou_stats,
+                                                     ris_metrics_from_stats)
     ds = RefCOCODataset(data_root, dataset, split_by, split, mode='test')
     masks = {}
     union = defaultdict(lambda: None)
@@ -61,6 +79,10 @@ def main() -> None:
     parser.add_argument(
         '--split', default='val', help='split to score (default: val)')
     args = parser.parse_args()
+    TOOL_ENV['setup_cpu_threads']('union_baseline.py')
+    import mmris  # noqa: F401
+    from mmris.datasets.refer_io import (AnnotationFileError,
+                                         RefusedGlobalError)
     try:
         metrics = union_baseline(args.data_root, args.dataset, args.split_by,
                                  args.split)

@@ -20,15 +20,35 @@ Then train with ``data_root='data/synthetic'`` like on RefCOCO.
 """
 import argparse
 import json
+import os.path as osp
+import runpy
 from typing import Dict, Sequence
 
-import mmris  # noqa: F401  (compat first)
-from mmris.datasets.refcoco import REFER_DATASETS
-from mmris.testing.synthetic import (make_synthetic_grefcoco,
-                                      make_synthetic_refer)
+
+def load_tool_env() -> dict:
+    """``mmris/utils/tool_env.py`` run by path, before any heavy import:
+    ``--help`` stays fast and a Python without the project's packages gets
+    one line (or the checkout's ``.venv``)."""
+    folder = osp.dirname(osp.abspath(__file__))
+    while osp.dirname(folder) != folder:
+        path = osp.join(folder, 'mmris', 'utils', 'tool_env.py')
+        if osp.isfile(path):
+            return runpy.run_path(path)
+        folder = osp.dirname(folder)
+    from mmris.utils import tool_env  # an installed mmris
+    return vars(tool_env)
+
+
+TOOL_ENV = load_tool_env()
+TOOL_ENV['ensure_environment'](__file__)
 
 #: gRefCOCO-format output (besides the REFER pairs of REFER_DATASETS).
 GREFCOCO = 'grefcoco'
+#: ``--datasets`` choices: the keys of ``mmris.datasets.refcoco.
+#: REFER_DATASETS`` (listed here so that ``--help`` imports nothing heavy;
+#: main() checks that they agree) and 'grefcoco'.
+DATASET_CHOICES = ('grefcoco', 'refcoco', 'refcoco+', 'refcocog_g',
+                   'refcocog_google', 'refcocog_u', 'refcocog_umd')
 
 
 def parse_args(argv=None):
@@ -59,7 +79,7 @@ def parse_args(argv=None):
         '--datasets',
         nargs='+',
         default=['refcoco'],
-        choices=sorted(REFER_DATASETS) + [GREFCOCO],
+        choices=DATASET_CHOICES,
         help='REFER (dataset, split_by) pairs to write; "grefcoco" writes '
         'the gRefCOCO format (multi- and no-target expressions)')
     parser.add_argument(
@@ -90,6 +110,12 @@ def _parse_splits(parser: argparse.ArgumentParser,
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    import mmris  # noqa: F401  (compat first)
+    from mmris.datasets.refcoco import REFER_DATASETS
+    from mmris.testing.synthetic import (make_synthetic_grefcoco,
+                                         make_synthetic_refer)
+    known = set(REFER_DATASETS) | {GREFCOCO}
+    assert set(DATASET_CHOICES) == known, 'DATASET_CHOICES is out of date'
     for name in args.datasets:
         if name == GREFCOCO:
             summary = make_synthetic_grefcoco(

@@ -1,5 +1,6 @@
 # Copyright (c) mmris contributors. All rights reserved.
-"""Convert an official ETRIS / DETRIS checkpoint to an mmris checkpoint.
+"""Convert an official ETRIS / BarLeRIa / DETRIS checkpoint to an mmris
+checkpoint.
 
 The official files are ``{'state_dict': ..., 'optimizer': ..., ...}`` with
 ``module.``-prefixed keys (``torch.save`` of the DistributedDataParallel
@@ -11,24 +12,42 @@ Example:
         --config configs/etris/etris_vit-b16_refcoco.py
 """
 import argparse
+import os.path as osp
+import runpy
 
-import mmris  # noqa: F401
-import torch
-from mmengine.config import Config
-from mmengine.registry import init_default_scope
-from mmseg.registry import MODELS
 
-from mmris.checkpoint import safe_torch_load
-from mmris.checkpoint import load_state_dict_strict
-from mmris.checkpoint import KEY_MAPS, convert_official_state_dict
+def load_tool_env() -> dict:
+    """``mmris/utils/tool_env.py`` run by path, before any heavy import:
+    ``--help`` stays fast and a Python without the project's packages gets
+    one line (or the checkout's ``.venv``)."""
+    folder = osp.dirname(osp.abspath(__file__))
+    while osp.dirname(folder) != folder:
+        path = osp.join(folder, 'mmris', 'utils', 'tool_env.py')
+        if osp.isfile(path):
+            return runpy.run_path(path)
+        folder = osp.dirname(folder)
+    from mmris.utils import tool_env  # an installed mmris
+    return vars(tool_env)
+
+
+TOOL_ENV = load_tool_env()
+TOOL_ENV['ensure_environment'](__file__)
+
+#: The official repositories with a key map (the keys of
+#: ``mmris.utils.KEY_MAPS``, listed here so that ``--help`` imports nothing
+#: heavy; main() checks that they agree).
+METHODS = ('barleria', 'barleria_eva', 'detris', 'etris')
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(
+        description=' '.join(__doc__.split('\n\n')[0].split()))
     parser.add_argument(
         'method',
-        choices=sorted(KEY_MAPS),
-        help='the official repository the checkpoint comes from')
+        choices=METHODS,
+        help='the official repository the checkpoint comes from '
+        '(kkakkkka/ETRIS, NastrondAd/BarLeRIa (barleria_eva: its '
+        'EVA02-CLIP-B/16 configs), jiaqihuang01/DETRIS)')
     parser.add_argument('src', help='official checkpoint')
     parser.add_argument('dst', help='output mmris checkpoint')
     parser.add_argument(
@@ -40,6 +59,16 @@ def main():
         help='unpickle arbitrary objects (runs code from the file; only for '
         'files you trust)')
     args = parser.parse_args()
+    TOOL_ENV['setup_cpu_threads']('ris2mmris.py')
+    import mmris  # noqa: F401
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    from mmris.checkpoint import (KEY_MAPS, convert_official_state_dict,
+                                  load_state_dict_strict, safe_torch_load)
+    assert set(METHODS) == set(KEY_MAPS), 'METHODS differs from KEY_MAPS'
 
     ckpt = safe_torch_load(args.src, unsafe=args.unsafe_load or None)
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None

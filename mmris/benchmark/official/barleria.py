@@ -26,10 +26,13 @@ Stand-ins (only when the package is not installed):
 
 Every other stand-in attribute raises a clear error when used. The optional
 imports of the repository's ``eva_clip`` package (transformers, apex,
-xformers, deepspeed, horovod) are guarded there by ``try``/``except`` and
-need nothing (``eva_clip`` prints "Please 'pip install xformers'" / apex
-when it is imported: neither is used by the CLIP configs); ``timm`` and
-``einops`` are the installed ones.
+xformers, deepspeed, horovod) are guarded there by ``try``/``except``; the
+CLIP configs use none of them. The EVA configs (``barleria_v16_eva``) need
+xformers' attention at the first forward: :func:`memory_efficient_attention`
+stands in for it (apex is not needed: eva_clip falls back to its own
+LayerNorm), and the EVA-CLIP file (``torch.load`` after an
+``os.path.exists`` check) is answered with :func:`random_eva_release_state`.
+``timm`` and ``einops`` are the installed ones.
 
 timm >= 0.9 passes ``pretrained_cfg_overlay`` and ``cache_dir`` to every
 model entry point, which the repository's ``absvit_tiny_patch16_224``
@@ -272,6 +275,82 @@ STUBS: Dict[str, Callable[[], types.ModuleType]] = {
 }
 
 
+# -- xformers (EVA variant) ----------------------------------------------------
+class LowerTriangularMask:
+    """Stands in for ``xformers.ops.LowerTriangularMask``: a causal mask,
+    aligned top-left (query i attends to keys j <= i)."""
+
+
+def memory_efficient_attention(query: Tensor,
+                               key: Tensor,
+                               value: Tensor,
+                               attn_bias: Any = None,
+                               p: float = 0.0,
+                               scale: Optional[float] = None,
+                               **kwargs: Any) -> Tensor:
+    """Stands in for ``xformers.ops.memory_efficient_attention``, which
+    the EVA02-CLIP towers of the official EVA variant call
+    (eva_clip/eva_vit_model.py and transformer.py, ``xattn``): what its
+    documentation defines, ``softmax(q k^T * scale [+ causal mask]) v``
+    with ``scale`` defaulting to ``head_dim ** -0.5``, on (B, N, H, D)
+    tensors. The official EVA model cannot run without it (eva_clip binds
+    ``xops = None`` and fails at the first forward)."""
+    if p != 0.0 or kwargs:
+        raise NotImplementedError(
+            f'{_HERE}: the xformers stand-in has no dropout or '
+            f'{sorted(kwargs)}')
+    if scale is None:
+        scale = query.shape[-1]**-0.5
+    q = query.transpose(1, 2) * scale
+    attn = q @ key.transpose(1, 2).transpose(-2, -1)
+    if attn_bias is not None:
+        if not isinstance(attn_bias, LowerTriangularMask):
+            raise NotImplementedError(f'{_HERE}: attn_bias {attn_bias!r}')
+        m, n = attn.shape[-2:]
+        causal = torch.ones(m, n, dtype=torch.bool,
+                            device=attn.device).triu(1)
+        attn = attn.masked_fill(causal, float('-inf'))
+    return (attn.softmax(dim=-1) @ value.transpose(1, 2)).transpose(1, 2)
+
+
+EVA_STUBS = dict(
+    STUBS,
+    xformers=functools.partial(stub_module, 'xformers'),
+    **{
+        'xformers.ops':
+        functools.partial(
+            stub_module,
+            'xformers.ops',
+            memory_efficient_attention=memory_efficient_attention,
+            LowerTriangularMask=LowerTriangularMask)
+    })
+
+
+def random_eva_release_state(eva_clip: types.ModuleType,
+                             model_name: str) -> Dict[str, Tensor]:
+    """A random state dict in the layout of the EVA-CLIP release file
+    (``CustomCLIP`` at its 224 pretraining resolution), jittered except the
+    derived rotary tables."""
+    cfg = eva_clip.get_model_config(model_name)
+    cfg['vision_cfg']['rope_size'] = 224
+    state = eva_clip.CustomCLIP(**cfg).state_dict()
+    noisy = jitter({k: v for k, v in state.items() if 'rope.freqs' not in k})
+    return {k: noisy.get(k, v).clone() for k, v in state.items()}
+
+
+@contextlib.contextmanager
+def _path_exists(path: str) -> Iterator[None]:
+    """``os.path.exists`` answers True for ``path`` (eva_clip checks the
+    pretrained file exists before loading it)."""
+    import os
+    real = os.path.exists
+    os.path.exists = lambda p: p == path or real(p)
+    try:
+        yield
+    finally:
+        os.path.exists = real
+
+
 # -- timm --------------------------------------------------------------------
 def timm06_create_model(model_name: str,
                         pretrained: bool = False,
@@ -348,22 +427,36 @@ def build(repo: str, yaml_file: str) -> Tuple[nn.Module, dict]:
     Returns:
         tuple: The model (fp32, official freezing) and its yaml settings.
     """
-    with official_imports(repo, stubs=STUBS), timm_old_names():
+    with official_imports(repo, stubs=EVA_STUBS), timm_old_names():
         config = importlib.import_module('utils.config')
         cfg = config.load_cfg_from_cfg_file(osp.join(repo, yaml_file))
-        if 'EVA' in cfg.clip_pretrain:
-            raise ValueError(f'{yaml_file}: only the CLIP configs are '
-                             f'supported, not {cfg.clip_pretrain!r}')
-        clip_module = importlib.import_module('model.clip')
         segmenter = importlib.import_module('model.segmenter')
         side = importlib.import_module('model.side_adapter.side_adapter')
-        arch = osp.splitext(osp.basename(cfg.clip_pretrain))[0]
-        state = random_clip_state(clip_module, arch, cfg.word_len)
-        answers = {cfg.clip_pretrain: ('torch.jit.load', RandomArchive(state))}
-        with pretrained_files(answers), \
+        if 'EVA' in cfg.clip_pretrain:
+            # eva_clip.create_model_and_transforms(..., rope_size=416)
+            eva_clip = importlib.import_module('eva_clip')
+            state = random_eva_release_state(eva_clip, cfg.model_name)
+            answers = {cfg.clip_pretrain: ('torch.load', state)}
+            exists = _path_exists(cfg.clip_pretrain)
+        else:
+            clip_module = importlib.import_module('model.clip')
+            arch = osp.splitext(osp.basename(cfg.clip_pretrain))[0]
+            state = random_clip_state(clip_module, arch, cfg.word_len)
+            answers = {
+                cfg.clip_pretrain: ('torch.jit.load', RandomArchive(state))
+            }
+            exists = contextlib.nullcontext()
+        with pretrained_files(answers), exists, \
                 _patched(side, 'create_model', timm06_create_model):
             model = segmenter.BARLERIA(cfg)
     return jitter_parameters(model.float()), dict(cfg)
+
+
+def converter(ocfg: dict) -> str:
+    """The key map of :func:`mmris.checkpoint.convert_official_state_dict`
+    for a model built from the yaml settings ``ocfg``."""
+    return 'barleria_eva' if 'EVA' in str(ocfg.get('clip_pretrain')) \
+        else 'barleria'
 
 
 def logits(model: nn.Module, img: Tensor, word: Tensor) -> Tensor:

@@ -1,53 +1,21 @@
 # Copyright (c) mmris contributors. All rights reserved.
 """Letterbox affine warp of the official RIS code (kkakkkka/ETRIS and
 jiaqihuang01/DETRIS, utils/dataset.py)."""
-from typing import Sequence, Tuple, Union
+from typing import Sequence, Union
 
 import cv2
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmseg.registry import TRANSFORMS
 
-#: CLIP (OpenAI) pixel mean, RGB, 0-255 scale. Also the letterbox border.
-CLIP_MEAN = (0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255)
-#: CLIP (OpenAI) pixel std, RGB, 0-255 scale.
-CLIP_STD = (0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255)
-#: The border value written in the official configs (CLIP mean, rounded).
-CLIP_BORDER = (122.77, 116.75, 104.09)
+# The geometry is torch-free (the ONNX runtime uses the same file).
+from .letterbox_geometry import (CLIP_BORDER, CLIP_MEAN, CLIP_STD,
+                                 get_letterbox_affine, letterbox_image)
 
-
-def get_letterbox_affine(
-        ori_shape: Sequence[int],
-        size: Union[int, Sequence[int]]) -> Tuple[np.ndarray, np.ndarray]:
-    """Forward and inverse letterbox affine matrices.
-
-    scale = min(S_h / h, S_w / w); the image is scaled and centred. The
-    forward matrix maps (0, 0), (w, 0), (0, h) to the scaled, centred
-    corners; the inverse one is built from the same points swapped
-    (``cv2.getAffineTransform(dst, src)``), as the official code.
-
-    Args:
-        ori_shape (Sequence[int]): Original (h, w).
-        size (int | Sequence[int]): Output side S or (S_h, S_w).
-
-    Returns:
-        tuple[np.ndarray, np.ndarray]: ``affine`` and ``inv_affine``,
-        float64 arrays of shape (2, 3).
-    """
-    ori_h, ori_w = int(ori_shape[0]), int(ori_shape[1])
-    if ori_h <= 0 or ori_w <= 0:
-        raise ValueError(f'Invalid image shape {tuple(ori_shape)}')
-    inp_h, inp_w = (size, size) if isinstance(size, int) else size
-    scale = min(inp_h / ori_h, inp_w / ori_w)
-    new_h, new_w = ori_h * scale, ori_w * scale
-    bias_x, bias_y = (inp_w - new_w) / 2., (inp_h - new_h) / 2.
-    src = np.array([[0, 0], [ori_w, 0], [0, ori_h]], np.float32)
-    dst = np.array(
-        [[bias_x, bias_y], [new_w + bias_x, bias_y], [bias_x, new_h + bias_y]],
-        np.float32)
-    affine = cv2.getAffineTransform(src, dst)
-    inv_affine = cv2.getAffineTransform(dst, src)
-    return affine, inv_affine
+__all__ = [
+    'LetterboxAffine', 'get_letterbox_affine', 'CLIP_MEAN', 'CLIP_STD',
+    'CLIP_BORDER'
+]
 
 
 @TRANSFORMS.register_module()
@@ -128,12 +96,8 @@ class LetterboxAffine(BaseTransform):
         img = results['img']
         ori_h, ori_w = img.shape[:2]
         out_h, out_w = size
-        affine, inv_affine = get_letterbox_affine((ori_h, ori_w), size)
-        results['img'] = cv2.warpAffine(
-            img,
-            affine, (out_w, out_h),
-            flags=cv2.INTER_CUBIC,
-            borderValue=self.border)
+        results['img'], affine, inv_affine = letterbox_image(
+            img, size, self.border)
         results['ori_shape'] = (ori_h, ori_w)
         results['img_shape'] = (out_h, out_w)
         results['affine'] = affine

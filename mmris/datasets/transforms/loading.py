@@ -10,6 +10,8 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmseg.registry import TRANSFORMS
 
+from .image_size import check_image_pixels, max_image_pixels
+
 #: Most pixels an annotated image (hence a decoded mask) may have:
 #: 2**28 (a 16384 x 16384 image; 256 MiB as a uint8 mask).
 MAX_MASK_PIXELS = 2**28
@@ -398,6 +400,12 @@ class LoadRefImage(BaseTransform):
     copy would silently misalign the target, and fail only at evaluation);
     otherwise a ``ValueError`` names the file, the ref and both sizes.
 
+    Pixel limit. The size is read from the file's header first, and an
+    image declaring more than ``max_pixels`` pixels is refused with
+    :class:`ImageTooLargeError` before anything is decoded (a small crafted
+    PNG can declare gigabytes of pixels); a file without a readable header
+    raises :class:`ImageHeaderError` (an ``OSError``).
+
     Required Keys:
 
     - img_path
@@ -417,18 +425,25 @@ class LoadRefImage(BaseTransform):
             ``width`` when present. Defaults to True.
         backend_args (dict, optional): Arguments of the mmengine file backend.
             Defaults to None.
+        max_pixels (int, optional): Largest width x height decoded. Defaults
+            to None: ``$MMRIS_MAX_IMAGE_PIXELS`` when set, else
+            :data:`DEFAULT_MAX_IMAGE_PIXELS` (2**26, e.g. 8192 x 8192).
     """
 
     def __init__(self,
                  ignore_orientation: Optional[bool] = None,
                  check_size: bool = True,
-                 backend_args: Optional[dict] = None) -> None:
+                 backend_args: Optional[dict] = None,
+                 max_pixels: Optional[int] = None) -> None:
         if ignore_orientation not in (None, True, False):
             raise TypeError('ignore_orientation must be None, True or False, '
                             f'got {ignore_orientation!r}')
         self.ignore_orientation = ignore_orientation
         self.check_size = check_size
         self.backend_args = backend_args.copy() if backend_args else None
+        if max_pixels is not None:
+            max_image_pixels(max_pixels)  # a clear error now, not per image
+        self.max_pixels = max_pixels
 
     def transform(self, results: dict) -> dict:
         filename = results['img_path']
@@ -444,8 +459,12 @@ class LoadRefImage(BaseTransform):
         flags = cv2.IMREAD_COLOR
         if ignore:
             flags |= cv2.IMREAD_IGNORE_ORIENTATION
+        if not img_bytes:
+            raise OSError(f'Cannot decode image file {filename} (empty file)')
+        # the size from the header, refused over the limit before decoding
+        check_image_pixels(img_bytes, filename, self.max_pixels)
         buf = np.frombuffer(img_bytes, dtype=np.uint8)
-        img = cv2.imdecode(buf, flags) if buf.size else None
+        img = cv2.imdecode(buf, flags)
         if img is None:
             raise OSError(f'Cannot decode image file {filename} (corrupt or '
                           'unsupported format)')
@@ -476,7 +495,8 @@ class LoadRefImage(BaseTransform):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(ignore_orientation='
                 f'{self.ignore_orientation}, check_size={self.check_size}, '
-                f'backend_args={self.backend_args})')
+                f'backend_args={self.backend_args}, '
+                f'max_pixels={self.max_pixels})')
 
 
 @TRANSFORMS.register_module()

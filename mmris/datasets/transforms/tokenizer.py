@@ -1,65 +1,19 @@
 # Copyright (c) mmris contributors. All rights reserved.
 """CLIP BPE tokenization of referring expressions (as ``tokenize`` in
 kkakkkka/ETRIS, utils/simple_tokenizer.py and utils/dataset.py)."""
-from functools import lru_cache
-from typing import Optional, List, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
 from mmseg.registry import TRANSFORMS
 
-SOT_TOKEN_ID = 49406
-EOT_TOKEN_ID = 49407
+# The tokenizer itself is torch-free (the ONNX runtime uses the same file).
+from .clip_bpe import EOT_TOKEN_ID, SOT_TOKEN_ID, encode_text
 
-
-@lru_cache(maxsize=1)
-def _get_tokenizer():
-    """Build open_clip's ``SimpleTokenizer`` once per process.
-
-    The BPE vocabulary (``bpe_simple_vocab_16e6.txt.gz``) ships inside the
-    ``open_clip`` wheel, so nothing is downloaded.
-    """
-    from open_clip.tokenizer import SimpleTokenizer
-    return SimpleTokenizer()
-
-
-def encode_text(text: str,
-                context_length: int = 17,
-                truncate: bool = True) -> np.ndarray:
-    """Tokenize one sentence exactly as the official RIS code.
-
-    ids = ``[SOT] + bpe(clean(text)) + [EOT]``, zero padded to
-    ``context_length``. Longer sequences are cut to ``context_length`` and
-    their last id is set to EOT. ``clean`` = ftfy fix, double html unescape,
-    whitespace normalisation and lower-casing (open_clip ``clean='lower'``,
-    identical to OpenAI CLIP).
-
-    Args:
-        text (str): The sentence.
-        context_length (int): Output length L. Defaults to 17.
-        truncate (bool): Truncate long sentences instead of raising.
-            Defaults to True.
-
-    Returns:
-        np.ndarray: int64 ids of shape (L,).
-    """
-    if context_length < 2:
-        raise ValueError(
-            f'context_length must be >= 2 (SOT + EOT), got {context_length}')
-    if not isinstance(text, str):
-        raise TypeError(f'text must be a str, got {type(text)}')
-    tokens = [SOT_TOKEN_ID] + _get_tokenizer().encode(text) + [EOT_TOKEN_ID]
-    if len(tokens) > context_length:
-        if not truncate:
-            raise RuntimeError(
-                f'Input "{text}" is too long for context length '
-                f'{context_length}')
-        tokens = tokens[:context_length]
-        tokens[-1] = EOT_TOKEN_ID
-    ids = np.zeros(context_length, dtype=np.int64)
-    ids[:len(tokens)] = tokens
-    return ids
+__all__ = [
+    'CLIPTokenize', 'tokenize', 'encode_text', 'SOT_TOKEN_ID', 'EOT_TOKEN_ID'
+]
 
 
 def count_tokens(text: str) -> int:

@@ -2,6 +2,7 @@
 """Draw ground truth vs prediction of referring samples in val/test."""
 import os.path as osp
 import re
+import warnings
 from typing import Optional, Sequence
 
 import cv2
@@ -59,20 +60,26 @@ class RISVisualizationHook(SegVisualizationHook):
                  show: bool = False,
                  wait_time: float = 0.,
                  backend_args: Optional[dict] = None) -> None:
-        super().__init__(
-            draw=draw,
-            interval=interval,
-            show=show,
-            wait_time=wait_time,
-            backend_args=backend_args)
+        with warnings.catch_warnings():
+            # mmseg warns "The draw is False ..." for the default, silent
+            # hook of every config (tools/test.py --show-dir turns it on)
+            warnings.filterwarnings('ignore', message='The draw is False')
+            super().__init__(
+                draw=draw,
+                interval=interval,
+                show=show,
+                wait_time=wait_time,
+                backend_args=backend_args)
         if max_per_batch is not None and max_per_batch < 1:
             raise ValueError(f'max_per_batch must be >= 1, got '
                              f'{max_per_batch}')
         self.max_per_batch = max_per_batch
 
     def _read_image(self, img_path: str) -> np.ndarray:
-        buf = np.frombuffer(
-            fileio.get(img_path, backend_args=self.backend_args), np.uint8)
+        from mmris.datasets.transforms.image_size import check_image_pixels
+        data = fileio.get(img_path, backend_args=self.backend_args)
+        check_image_pixels(data, img_path)  # header first, as LoadRefImage
+        buf = np.frombuffer(data, np.uint8)
         img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
         if img is None:
             raise OSError(f'Cannot decode image file {img_path}')

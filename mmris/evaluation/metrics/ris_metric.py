@@ -107,7 +107,9 @@ class RISMetric(BaseMetric):
 
     Args:
         collect_device (str): 'cpu' or 'gpu'. Defaults to 'cpu'.
-        prefix (str, optional): Metric name prefix. Defaults to None.
+        prefix (str, optional): Metric name prefix. Defaults to None: no
+            prefix (``mIoU``, ``oIoU``, ...), without MMEngine's "prefix is
+            not set" warning.
         collect_dir (str, optional): Temporary directory for collecting
             results on CPU. Defaults to None.
         out_file (str, optional): Write the raw per-sentence results
@@ -117,7 +119,9 @@ class RISMetric(BaseMetric):
             Defaults to None.
     """
 
-    default_prefix: Optional[str] = None
+    # '' (not None): the metric names stay unprefixed, and MMEngine does
+    # not warn that no prefix is set
+    default_prefix: Optional[str] = ''
     #: How the numbers are computed, printed with every table.
     PROTOCOL = 'original image size'
 

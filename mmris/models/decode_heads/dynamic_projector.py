@@ -1,6 +1,7 @@
 # Copyright (c) mmris contributors. All rights reserved.
 """Mask projector with a per-sample dynamic kernel (``Projector`` of
 kkakkkka/ETRIS, model/layers.py)."""
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
@@ -41,6 +42,9 @@ class DynamicProjector(nn.Module):
         params = self.txt(state)
         weight = params[:, :-1].reshape(b, c, self.kernel_size,
                                         self.kernel_size)
+        if torch.onnx.is_in_onnx_export():
+            return self._conv_per_sample(x, weight.to(x.dtype),
+                                         params[:, -1].to(x.dtype))
         out = F.conv2d(
             x.reshape(1, b * c, h, w),
             weight.to(x.dtype),
@@ -48,3 +52,29 @@ class DynamicProjector(nn.Module):
             padding=self.kernel_size // 2,
             groups=b)
         return out.transpose(0, 1)
+
+    def _conv_per_sample(self, x: Tensor, weight: Tensor,
+                         bias: Tensor) -> Tensor:
+        """The grouped convolution of :meth:`forward` as a sum of shifted
+        products, for ONNX export: a grouped ``Conv`` needs the batch size
+        as a constant, this works with a dynamic batch (same values up to
+        the order of the additions).
+
+        Args:
+            x (Tensor): (B, C, h, w).
+            weight (Tensor): (B, C, k, k) per-sample kernels.
+            bias (Tensor): (B,) per-sample biases.
+
+        Returns:
+            Tensor: (B, 1, h, w).
+        """
+        k = self.kernel_size
+        h, w = x.shape[-2:]
+        xp = F.pad(x, (k // 2, ) * 4)
+        out = bias[:, None, None]
+        for i in range(k):
+            for j in range(k):
+                out = out + torch.einsum('bchw,bc->bhw',
+                                         xp[:, :, i:i + h, j:j + w],
+                                         weight[:, :, i, j])
+        return out[:, None]

@@ -109,7 +109,23 @@ class RISEncoderDecoder(BaseSegmentor):
                        ) -> Tuple[Tensor, Dict[str, Tensor], Optional[Tensor]]:
         """Mask logits, side-network losses and no-target logits (None
         without a ``no_target_head``)."""
-        feats = self.extract_feat(inputs, data_samples)
+        return self.forward_ids(inputs, self._text_ids(data_samples))
+
+    def forward_ids(self, inputs: Tensor, text_ids: Tensor
+                    ) -> Tuple[Tensor, Dict[str, Tensor], Optional[Tensor]]:
+        """The network on normalised images and token ids, without data
+        samples (what an ONNX export traces, see :mod:`mmris.deployment`).
+
+        Args:
+            inputs (Tensor): Normalised images (B, 3, H, W).
+            text_ids (Tensor): Token ids (B, L).
+
+        Returns:
+            tuple: Mask logits (B, 1, h, w), the side network's auxiliary
+            losses (a dict) and the no-target logits (B,) (None without a
+            ``no_target_head``).
+        """
+        feats = self.backbone(inputs, text_ids)
         fq = self.neck(feats.visual, feats.state)
         aux: Dict[str, Tensor] = {}
         if self.side_network is not None:

@@ -49,7 +49,7 @@ def test_exact_trainable_count_and_frozen_visual_table(eva_model):
 
 def test_official_keys_load_key_for_key(eva_model):
     keys, state = _official_state()
-    assert len(keys) == 1967 - 1  # logit_scale is listed twice
+    assert len(keys) == 1967
     converted = convert_official_state_dict(state, 'barleria_eva')
     derived = [k for k in keys if '.rope.freqs_' in k]
     tied = [k for k in keys if '.log_jacobians.' in k]
