@@ -168,6 +168,24 @@ def get_tokenizer(bpe_path: Optional[str] = None) -> ClipBPETokenizer:
     return ClipBPETokenizer(bpe_path)
 
 
+def count_tokens(text: str, bpe_path: Optional[str] = None) -> int:
+    """Length of a sentence's CLIP ids before padding or truncation:
+    SOT + BPE tokens + EOT (what ``context_length`` must hold for the whole
+    sentence to reach the text encoder).
+
+    Args:
+        text (str): The sentence.
+        bpe_path (str, optional): Vocabulary file. Defaults to None:
+            :func:`default_bpe_path`.
+
+    Returns:
+        int: The number of ids.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f'text must be a str, got {type(text)}')
+    return len(get_tokenizer(bpe_path).encode(text)) + 2
+
+
 def encode_text(text: str,
                 context_length: int = 17,
                 truncate: bool = True,

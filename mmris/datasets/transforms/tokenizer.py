@@ -9,27 +9,12 @@ from mmcv.transforms import BaseTransform
 from mmseg.registry import TRANSFORMS
 
 # The tokenizer itself is torch-free (the ONNX runtime uses the same file).
-from .clip_bpe import EOT_TOKEN_ID, SOT_TOKEN_ID, encode_text
+from .clip_bpe import EOT_TOKEN_ID, SOT_TOKEN_ID, count_tokens, encode_text
 
 __all__ = [
-    'CLIPTokenize', 'tokenize', 'encode_text', 'SOT_TOKEN_ID', 'EOT_TOKEN_ID'
+    'CLIPTokenize', 'tokenize', 'encode_text', 'count_tokens', 'SOT_TOKEN_ID',
+    'EOT_TOKEN_ID'
 ]
-
-
-def count_tokens(text: str) -> int:
-    """Length of a sentence's CLIP ids before padding or truncation:
-    SOT + BPE tokens + EOT (what ``context_length`` must hold for the whole
-    sentence to reach the text encoder).
-
-    Args:
-        text (str): The sentence.
-
-    Returns:
-        int: The number of ids.
-    """
-    if not isinstance(text, str):
-        raise TypeError(f'text must be a str, got {type(text)}')
-    return len(_get_tokenizer().encode(text)) + 2
 
 
 def tokenize(texts: Union[str, Sequence[str]],
