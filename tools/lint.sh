@@ -19,10 +19,10 @@ paths=(mmris configs tools tests setup.py)
 rc=0
 if [ $fix = 1 ]; then
     "$PY" -m isort "${paths[@]}" || rc=1
-    "$PY" -m yapf -r -i -p "${paths[@]}" || rc=1
+    "$PY" -m yapf -r -i -p -e 'mmris/.mim/*' "${paths[@]}" || rc=1
 else
     "$PY" -m isort --check-only --diff "${paths[@]}" || rc=1
-    changed=$("$PY" -m yapf -r -d -p "${paths[@]}" | grep '^+++' \
+    changed=$("$PY" -m yapf -r -d -p -e 'mmris/.mim/*' "${paths[@]}" | grep '^+++' \
         | sed 's/^+++ //; s/[[:space:]]*(reformatted)$//')
     if [ -n "$changed" ]; then
         echo "[lint] yapf would reformat $(echo "$changed" | wc -l) file(s):"

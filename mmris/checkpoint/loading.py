@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .errors import CorruptCheckpointError, UnsafeCheckpointError
+from .errors import CorruptCheckpointError
 from .reader import read_checkpoint_file, verify_zip_records, ZIP_MAGIC
 
 __all__ = [

@@ -33,7 +33,7 @@ import warnings
 import zipfile
 import zlib
 from collections import OrderedDict
-from typing import Any, BinaryIO, Dict, List, Optional, Tuple
+from typing import Any, BinaryIO, Dict, List, Tuple
 
 import torch
 from torch import Tensor

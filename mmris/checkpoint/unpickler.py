@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import CorruptCheckpointError, UnsafeCheckpointError
+from .errors import UnsafeCheckpointError
 
 __all__ = [
     'DataUnpickler', 'StorageRecord', 'CHECKPOINT_GLOBALS',

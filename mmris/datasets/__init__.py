@@ -3,7 +3,8 @@ from .grefcoco import GRefCOCODataset, gref_paths, load_grefs
 from .refcoco import (OFFICIAL_SPLIT_SIZES, REFER_DATASETS, RefCOCODataset,
                       load_instances, load_refs, refer_paths)
 from .samplers import RISEpochSampler, SampleKey
-from .transforms import *  # noqa: F401,F403
+from .transforms import (CLIP_MEAN, CLIP_STD, CLIPTokenize, LetterboxAffine,
+                         LoadRefImage, LoadRefMask, PackRISInputs, tokenize)
 
 __all__ = [
     'RefCOCODataset', 'GRefCOCODataset', 'RISEpochSampler', 'SampleKey', 'load_grefs', 'gref_paths',

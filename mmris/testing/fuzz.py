@@ -31,7 +31,6 @@ import io
 import json
 import os
 import os.path as osp
-import pickle
 import pickletools
 import random
 import select
@@ -42,7 +41,6 @@ import tempfile
 import time
 import traceback
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 

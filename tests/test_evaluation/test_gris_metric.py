@@ -151,7 +151,6 @@ def _worker(rank, world_size, port, out_file, collect_dir):
     dist.init_process_group(
         'gloo', rank=rank, world_size=world_size, init_method='env://')
     try:
-        import mmris  # noqa: F401
         from mmengine.dataset import DefaultSampler
         sampler = DefaultSampler(list(range(len(CASES) - 1)), shuffle=False,
                                  round_up=True)

@@ -76,7 +76,7 @@ def test_method_defined_here_plugs_in_by_config(synthetic_root):
                    model.backbone.text.state_dict())
 
     from mmris.testing.synthetic import make_synthetic_refer  # noqa: F401
-    from mmengine.dataset import Compose, pseudo_collate
+    from mmengine.dataset import pseudo_collate
     from mmris.datasets import RefCOCODataset
     data_cfg = cfg.train_dataloader.dataset.copy()
     data_cfg.pop('type')

@@ -9,7 +9,6 @@ tools/demo.py, the converter and the CLIP / DINOv2 ``pretrained`` paths:
 the marker file never appears and the error names the file and the refused
 global. TorchScript ``pretrained`` archives are read without executing them.
 """
-import os
 import os.path as osp
 import pickle
 import warnings

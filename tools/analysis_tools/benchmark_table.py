@@ -24,7 +24,7 @@ import runpy
 import sys
 import time
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 
 def load_tool_env() -> dict:

@@ -29,7 +29,7 @@ import json
 import os.path as osp
 import sys
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import mmris  # noqa: F401  (compat first)
 from mmris.datasets.overlap import (BENCHMARK_SPLITS, annotation_files,

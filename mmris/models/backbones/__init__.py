@@ -14,5 +14,6 @@ __all__ = [
     'AdaptedEncoderPair', 'EncoderOutput', 'StepContext', 'HOOK_POINTS',
     'text_padding_mask', 'AdaptableBlock', 'VisualEncoder', 'TextEncoder',
     'CLIPModifiedResNet', 'CRISAttentionPool2d', 'CLIPTextTransformer',
-    'CLIPVisionTransformer', 'DINOv2', 'DINOv2Block'
+    'CLIPVisionTransformer', 'DINOv2', 'DINOv2Block', 'EVA02Block',
+    'EVA02VisionTransformer'
 ]

@@ -2,7 +2,6 @@
 """CLIP ModifiedResNet (RN50/RN101) with the CRIS spatial attention pool."""
 from typing import List, Optional, Sequence, Tuple
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmseg.registry import MODELS

@@ -1,6 +1,6 @@
 # Copyright (c) mmris contributors. All rights reserved.
 """Referring segmentor: adapted encoders -> neck -> referring head."""
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import cv2
 import numpy as np
