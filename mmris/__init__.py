@@ -6,8 +6,8 @@ registries, so ``custom_imports=dict(imports=['mmris'])`` in any MMSeg config
 makes them available.
 """
 from . import compat  # noqa: F401  (must come first)
-from . import (apis, datasets, engine, evaluation, models,  # noqa: F401
-               visualization)
+from . import models  # noqa: F401
+from . import apis, datasets, engine, evaluation, visualization
 from .version import __version__
 
 __all__ = ['__version__']

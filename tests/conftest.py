@@ -19,11 +19,15 @@ def synthetic_root(tmp_path_factory):
 
 def pytest_addoption(parser):
     parser.addoption(
-        '--all', action='store_true', default=False,
+        '--all',
+        action='store_true',
+        default=False,
         help='also run the tests marked slow (heavy end-to-end runs; CI '
         'runs them through `tools/run_tests.sh --all`)')
     parser.addoption(
-        '--slow-only', action='store_true', default=False,
+        '--slow-only',
+        action='store_true',
+        default=False,
         help='run only the tests marked slow')
 
 

@@ -18,8 +18,7 @@ import mmris  # noqa: F401
 from mmris import compat
 from mmris.checkpoint import (CorruptCheckpointError, UnsafeCheckpointError,
                               safe_torch_load, unsafe_checkpoint_loading)
-from test_reliability._malicious import (PAYLOADS, GetAttr,
-                                         malicious_checkpoint)
+from test_reliability._malicious import PAYLOADS, GetAttr, malicious_checkpoint
 
 
 def test_mmcv_ext_placeholder_only_without_compiled_ops():
@@ -63,12 +62,15 @@ def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path):
 
 
 def test_mmengine_checkpoint_roundtrip(tmp_path):
-    from mmengine.logging import HistoryBuffer
     import numpy as np
+    from mmengine.logging import HistoryBuffer
     model = nn.Linear(3, 2)
     path = str(tmp_path / 'ckpt.pth')
-    meta = dict(hist=HistoryBuffer([1.0, 2.0], [1, 1]), arr=np.arange(3),
-                seed=np.int64(3), dtype=np.dtype('float32'))
+    meta = dict(
+        hist=HistoryBuffer([1.0, 2.0], [1, 1]),
+        arr=np.arange(3),
+        seed=np.int64(3),
+        dtype=np.dtype('float32'))
     save_checkpoint(dict(state_dict=model.state_dict(), meta=meta), path)
     other = nn.Linear(3, 2)
     ckpt = load_checkpoint(other, path)
@@ -93,17 +95,19 @@ def test_runner_save_then_resume(tmp_path):
                 return dict(loss=((out - labels)**2).mean())
             return out
 
-    data = [dict(inputs=torch.randn(2), labels=torch.randn(1))
-            for _ in range(8)]
+    data = [
+        dict(inputs=torch.randn(2), labels=torch.randn(1)) for _ in range(8)
+    ]
 
     def make_runner(resume):
         return Runner(
             model=ToyModel(),
             work_dir=str(tmp_path),
             train_dataloader=dict(
-                dataset=data, sampler=dict(type='DefaultSampler',
-                                           shuffle=False),
-                batch_size=2, collate_fn=dict(type='default_collate')),
+                dataset=data,
+                sampler=dict(type='DefaultSampler', shuffle=False),
+                batch_size=2,
+                collate_fn=dict(type='default_collate')),
             optim_wrapper=dict(optimizer=dict(type='Adam', lr=0.1)),
             train_cfg=dict(by_epoch=True, max_epochs=2 if not resume else 3),
             default_hooks=dict(logger=dict(type='LoggerHook', interval=1)),
@@ -151,16 +155,20 @@ def test_getattr_chain_and_reduce_payloads_are_refused(tmp_path, kind):
 def test_getattr_stand_in_allows_only_history_buffer_statistics(tmp_path):
     from mmengine.logging import HistoryBuffer
     path = str(tmp_path / 'stats.pth')
-    torch.save({'mean': GetAttr(HistoryBuffer, 'mean'),
-                'current': GetAttr(HistoryBuffer, 'current')}, path)
+    torch.save(
+        {
+            'mean': GetAttr(HistoryBuffer, 'mean'),
+            'current': GetAttr(HistoryBuffer, 'current')
+        }, path)
     loaded = safe_torch_load(path)
-    assert loaded == {'mean': HistoryBuffer.mean,
-                      'current': HistoryBuffer.current}
+    assert loaded == {
+        'mean': HistoryBuffer.mean,
+        'current': HistoryBuffer.current
+    }
     for obj, name, shown in ((HistoryBuffer, '__init__', 'HistoryBuffer'),
                              (HistoryBuffer, 'register_statistics',
-                              'HistoryBuffer'),
-                             (OrderedDict, 'fromkeys',
-                              'collections.OrderedDict')):
+                              'HistoryBuffer'), (OrderedDict, 'fromkeys',
+                                                 'collections.OrderedDict')):
         torch.save({'x': GetAttr(obj, name)}, path)
         with pytest.raises(UnsafeCheckpointError) as info:
             safe_torch_load(path)
@@ -174,10 +182,10 @@ def _flip_byte_in_record(src, dst, record='data/0'):
     with zipfile.ZipFile(src) as zf:
         info = next(i for i in zf.infolist() if i.filename.endswith(record))
     # local header: 30 bytes + name + extra, then the stored bytes
-    name_len = int.from_bytes(raw[info.header_offset + 26:
-                                  info.header_offset + 28], 'little')
-    extra_len = int.from_bytes(raw[info.header_offset + 28:
-                                   info.header_offset + 30], 'little')
+    name_len = int.from_bytes(
+        raw[info.header_offset + 26:info.header_offset + 28], 'little')
+    extra_len = int.from_bytes(
+        raw[info.header_offset + 28:info.header_offset + 30], 'little')
     start = info.header_offset + 30 + name_len + extra_len
     raw[start + 5] ^= 0x10
     open(dst, 'wb').write(bytes(raw))
@@ -204,21 +212,22 @@ def test_corrupt_checkpoints_fail_naming_the_file(tmp_path):
     truncated = str(tmp_path / 'truncated.pth')
     data = open(good, 'rb').read()
     open(truncated, 'wb').write(data[:len(data) // 2])
-    with pytest.raises(CorruptCheckpointError,
-                       match='"truncated.pth" is damaged|truncated.pth.*'
-                       'truncated'):
+    with pytest.raises(
+            CorruptCheckpointError,
+            match='"truncated.pth" is damaged|truncated.pth.*'
+            'truncated'):
         safe_torch_load(truncated)
     empty = tmp_path / 'empty.pth'
     empty.write_bytes(b'')
     with pytest.raises(CorruptCheckpointError, match='empty.pth.*empty'):
         safe_torch_load(str(empty))
     # a healthy checkpoint still loads
-    assert torch.equal(safe_torch_load(good)['state_dict']['weight'],
-                       model.weight)
+    assert torch.equal(
+        safe_torch_load(good)['state_dict']['weight'], model.weight)
 
 
-@pytest.mark.parametrize('content', [b'hello world\n', b'just some notes\n',
-                                     b'{"a": 1}\n'])
+@pytest.mark.parametrize(
+    'content', [b'hello world\n', b'just some notes\n', b'{"a": 1}\n'])
 def test_non_checkpoint_says_what_it_is_not(tmp_path, content):
     path = tmp_path / 'notes.txt'
     path.write_bytes(content)
@@ -242,9 +251,11 @@ class _ForgedHistoryBuffer:
     def __reduce__(self):
         import numpy as np
         from mmengine.logging import HistoryBuffer
-        state = dict(max_length=10, _log_history=np.array([1.0, 3.0]),
-                     _count_history=np.array([1, 1]),
-                     statistics_methods={self.name: self.method})
+        state = dict(
+            max_length=10,
+            _log_history=np.array([1.0, 3.0]),
+            _count_history=np.array([1, 1]),
+            statistics_methods={self.name: self.method})
         return (HistoryBuffer, (), state)
 
 
@@ -253,9 +264,9 @@ def test_history_buffer_state_cannot_rebind_statistics(tmp_path):
     before = dict(HistoryBuffer._statistics_methods)
     path = str(tmp_path / 'hub.pth')
     # an honest buffer loads (its statistics are the class's own)
-    torch.save({'hub': _ForgedHistoryBuffer('mean',
-                                            GetAttr(HistoryBuffer, 'mean'))},
-               path)
+    torch.save(
+        {'hub': _ForgedHistoryBuffer('mean', GetAttr(HistoryBuffer, 'mean'))},
+        path)
     buf = safe_torch_load(path)['hub']
     assert type(buf) is HistoryBuffer and buf.mean() == 2.0
     # 'mean' rebound to another allowed callable: refused, table untouched

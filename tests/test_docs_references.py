@@ -6,8 +6,9 @@ import os.path as osp
 import re
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-SKIP_DIRS = {'.git', '.venv', 'data', 'work_dirs', '__pycache__', 'build',
-             'dist'}
+SKIP_DIRS = {
+    '.git', '.venv', 'data', 'work_dirs', '__pycache__', 'build', 'dist'
+}
 SUFFIXES = ('.py', '.md', '.yaml', '.yml', '.sh', '.txt', '.cfg')
 # internal notes of the team that are not shipped with mmris
 INTERNAL = re.compile(r'RIS-SPEC|PERF-ANCHORS|STACK\.md|CONVENTIONS\.md|'
@@ -17,8 +18,10 @@ INTERNAL = re.compile(r'RIS-SPEC|PERF-ANCHORS|STACK\.md|CONVENTIONS\.md|'
 def test_no_reference_to_documents_users_do_not_have():
     hits = []
     for folder, dirs, files in os.walk(ROOT):
-        dirs[:] = [d for d in dirs if d not in SKIP_DIRS
-                   and not d.endswith('.egg-info')]
+        dirs[:] = [
+            d for d in dirs
+            if d not in SKIP_DIRS and not d.endswith('.egg-info')
+        ]
         for name in files:
             if not name.endswith(SUFFIXES) or name == osp.basename(__file__):
                 continue
@@ -50,12 +53,13 @@ def test_documented_paper_training_commands_name_the_pretrained_files():
     checked = 0
     for doc in docs:
         for cmd in _commands(open(doc).read()):
-            train = re.search(r'(tools/train\.py|tools/dist_train\.sh) '
-                              r'configs/(etris|barleria|detris)/', cmd)
+            train = re.search(
+                r'(tools/train\.py|tools/dist_train\.sh) '
+                r'configs/(etris|barleria|detris)/', cmd)
             if not train:
                 continue
             checked += 1
             assert ('model.backbone.visual.pretrained=' in cmd
-                    and 'model.backbone.text.pretrained=' in cmd), (
-                        f'{osp.relpath(doc, ROOT)}: {cmd}')
+                    and 'model.backbone.text.pretrained='
+                    in cmd), (f'{osp.relpath(doc, ROOT)}: {cmd}')
     assert checked >= 5

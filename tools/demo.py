@@ -167,10 +167,12 @@ def main():
             mmcv.imwrite(prob_u8, osp.splitext(path)[0] + '_prob.png')
         bad = ~np.isfinite(prob)
         if bad.any():
-            print(f'[demo] WARNING: the model output NaN/inf for '
-                  f'{100. * bad.mean():.1f}% of the pixels of "{sentence}": '
-                  'its mask is meaningless (the checkpoint may hold '
-                  'non-finite weights)', file=sys.stderr)
+            print(
+                f'[demo] WARNING: the model output NaN/inf for '
+                f'{100. * bad.mean():.1f}% of the pixels of "{sentence}": '
+                'its mask is meaningless (the checkpoint may hold '
+                'non-finite weights)',
+                file=sys.stderr)
         if pred['no_target']:
             print(f'{path}: "{sentence}" -> no target (no-target '
                   f'probability {pred["no_target_score"]:.3f})')

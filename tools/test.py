@@ -92,8 +92,7 @@ def enable_show_dir(cfg: 'Config', show_dir: str, interval: int = 1) -> None:
         type='RISVisualizationHook', draw=True, interval=interval)
     cfg.default_hooks = default_hooks
     visualizer = dict(cfg.get('visualizer') or {})
-    if visualizer.get('type') in (None, 'SegLocalVisualizer',
-                                  'Visualizer'):
+    if visualizer.get('type') in (None, 'SegLocalVisualizer', 'Visualizer'):
         visualizer['type'] = 'RISLocalVisualizer'
     visualizer.setdefault('vis_backends', [dict(type='LocalVisBackend')])
     visualizer.setdefault('name', 'visualizer')
@@ -111,8 +110,8 @@ def set_out_file(cfg: 'Config', out_file: str) -> None:
         raise ValueError('--out needs a test_evaluator in the config')
     stem = osp.splitext(out_file)[0]
     for i, metric in enumerate(targets):
-        metric['out_file'] = (out_file if len(targets) == 1 else
-                              f'{stem}_{i}.json')
+        metric['out_file'] = (
+            out_file if len(targets) == 1 else f'{stem}_{i}.json')
 
 
 def main():
@@ -131,9 +130,9 @@ def main():
     # before the (long) config dump of the runner
     TOOL_ENV['check_checkpoint_path'](args.checkpoint, 'tools/test.py')
     TOOL_ENV['setup_cpu_threads']('test.py')
-    import mmris  # noqa: F401  (compat + registries first)
     from mmengine.config import Config
 
+    import mmris  # noqa: F401  (compat + registries first)
     from mmris.checkpoint import unsafe_checkpoint_loading
     from mmris.engine import build_runner
     cfg = Config.fromfile(args.config)

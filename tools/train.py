@@ -76,10 +76,10 @@ def parse_args():
 def main():
     args = parse_args()
     TOOL_ENV['setup_cpu_threads']('train.py')
-    import mmris  # noqa: F401  (compat + registries first)
     from mmengine.config import Config
     from mmengine.logging import print_log
 
+    import mmris  # noqa: F401  (compat + registries first)
     from mmris.checkpoint import unsafe_checkpoint_loading
     from mmris.engine import build_runner
     cfg = Config.fromfile(args.config)

@@ -49,8 +49,7 @@ TOOL_ENV['ensure_environment'](__file__)
 from mmengine.config import DictAction  # noqa: E402
 
 if TYPE_CHECKING:
-    from mmris.apis.webui_backend import (Rendering, Segmentation,
-                                          WebUIBackend)
+    from mmris.apis.webui_backend import Rendering, Segmentation, WebUIBackend
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 logger = logging.getLogger('mmris.webui')
@@ -126,8 +125,8 @@ def results_markdown(backend: 'WebUIBackend', seg: 'Segmentation',
     probability, no target."""
     from mmris.apis.webui_backend import escape_markdown
     rows = [
-        f'{backend.timing_text(seg)}; threshold {rendering.threshold:.2f}',
-        '', '| # | sentence | mask area | max prob | no target |',
+        f'{backend.timing_text(seg)}; threshold {rendering.threshold:.2f}', '',
+        '| # | sentence | mask area | max prob | no target |',
         '|---:|---|---:|---:|---|'
     ]
     for i, rec in enumerate(rendering.records):
@@ -166,8 +165,8 @@ def uploaded_file(payload: Any) -> Tuple[Optional[str], Optional[str]]:
         return None, None
     if isinstance(payload, dict):
         path = payload.get('path')
-        name = payload.get('orig_name') or (
-            osp.basename(path) if path else None)
+        name = payload.get('orig_name') or (osp.basename(path)
+                                            if path else None)
         return path, name
     path = str(payload)
     return path, osp.basename(path)
@@ -196,19 +195,18 @@ def build_demo(backend: 'WebUIBackend',
 
     def error_outputs(message: str):
         # the message may carry user text (a file name): shown as typed
-        return (f'**Error:** {escape_markdown(message)}', None, None, '',
-                None, None)
+        return (f'**Error:** {escape_markdown(message)}', None, None, '', None,
+                None)
 
     def show(seg: 'Segmentation', thr: float, alpha: float):
         rendering = backend.render(seg, thr, alpha)
-        files = backend.export(seg, rendering,
-                               tempfile.mkdtemp(dir=out_root))
+        files = backend.export(seg, rendering, tempfile.mkdtemp(dir=out_root))
         status = f'**Done:** {backend.timing_text(seg)}'
         # the overlays carry the sentence on their own caption strip: no
         # gallery caption, which Gradio draws over the bottom of the image
         return (status, [image for image, _ in rendering.overlays],
-                rendering.prob_maps,
-                results_markdown(backend, seg, rendering), files, seg)
+                rendering.prob_maps, results_markdown(backend, seg,
+                                                      rendering), files, seg)
 
     def segment(image, text, thr, alpha):
         path = None
@@ -238,12 +236,13 @@ def build_demo(backend: 'WebUIBackend',
               'reads the first words of each); images up to '
               f'{backend.max_side} pixels on the longer side and '
               f'{backend.max_pixels:,} pixels in all.')
-    with gr.Blocks(title='mmris referring segmentation',
-                   **blocks_kwargs) as demo:
-        gr.Markdown('## mmris: referring image segmentation\n'
-                    'Upload or paste an image, type one or several '
-                    'sentences (one per line), press **Segment**.  \n'
-                    + limits, elem_id='mmris-intro')
+    with gr.Blocks(
+            title='mmris referring segmentation', **blocks_kwargs) as demo:
+        gr.Markdown(
+            '## mmris: referring image segmentation\n'
+            'Upload or paste an image, type one or several '
+            'sentences (one per line), press **Segment**.  \n' + limits,
+            elem_id='mmris-intro')
         gr.Markdown(backend.describe(), elem_id='mmris-model')
         with gr.Row():
             with gr.Column():
@@ -260,11 +259,17 @@ def build_demo(backend: 'WebUIBackend',
                     (backend.max_sentence_chars + 1),
                     elem_id='mmris-text')
                 thr = gr.Slider(
-                    0., 1., value=threshold, step=0.01,
+                    0.,
+                    1.,
+                    value=threshold,
+                    step=0.01,
                     label='Mask threshold (re-thresholds, no new run)',
                     elem_id='mmris-threshold')
                 alpha = gr.Slider(
-                    0., 1., value=DEFAULT_ALPHA, step=0.05,
+                    0.,
+                    1.,
+                    value=DEFAULT_ALPHA,
+                    step=0.05,
                     label='Tint opacity')
                 button = gr.Button(
                     'Segment', variant='primary', elem_id='mmris-run')
@@ -272,13 +277,19 @@ def build_demo(backend: 'WebUIBackend',
                 status = gr.Markdown('', elem_id='mmris-status')
                 # 'contain': the whole overlay with its caption strip
                 overlays = gr.Gallery(
-                    label='Overlays', format='png', columns=2,
-                    object_fit='contain', height='auto',
+                    label='Overlays',
+                    format='png',
+                    columns=2,
+                    object_fit='contain',
+                    height='auto',
                     elem_id='mmris-overlays')
                 table = gr.Markdown('', elem_id='mmris-table')
                 probs = gr.Gallery(
-                    label='Probability maps', format='png', columns=2,
-                    object_fit='contain', elem_id='mmris-probs')
+                    label='Probability maps',
+                    format='png',
+                    columns=2,
+                    object_fit='contain',
+                    elem_id='mmris-probs')
                 files = gr.File(
                     label='Masks (PNG) and results.json',
                     file_count='multiple',
@@ -286,13 +297,15 @@ def build_demo(backend: 'WebUIBackend',
         state = gr.State(None)
         examples = example_inputs(ROOT, osp.join(out_root, 'examples'))
         if examples:
-            gr.Examples(examples, [image, text], cache_examples=False,
-                        elem_id='mmris-examples')
+            gr.Examples(
+                examples, [image, text],
+                cache_examples=False,
+                elem_id='mmris-examples')
         outputs = [status, overlays, probs, table, files, state]
         # no Gradio preprocessing: the handler reads the upload itself
         # (see uploaded_file)
-        button.click(segment, [image, text, thr, alpha], outputs,
-                     preprocess=False)
+        button.click(
+            segment, [image, text, thr, alpha], outputs, preprocess=False)
         for slider in (thr, alpha):
             slider.release(rethreshold, [state, thr, alpha], outputs)
     return demo

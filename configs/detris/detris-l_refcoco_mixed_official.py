@@ -15,8 +15,7 @@ model = dict(
             dense_aligner=dict(
                 module=dict(hidden_channels=384), layers=list(range(1, 24))),
             text_adapter=dict(
-                module=dict(hidden_channels=384),
-                layers=list(range(1, 12))))))
+                module=dict(hidden_channels=384), layers=list(range(1, 12))))))
 train_dataloader = dict(batch_size=4)
 val_dataloader = dict(dataset=dict(img_size=448))
 test_dataloader = val_dataloader

@@ -19,6 +19,5 @@ model = dict(
                 input='residual',
                 scale=0.1,
                 name='adaptmlp',
-                module=dict(type='AdaptMLP', in_channels=512,
-                            bottleneck=64))),
+                module=dict(type='AdaptMLP', in_channels=512, bottleneck=64))),
         trainable=()))

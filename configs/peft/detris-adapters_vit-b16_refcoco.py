@@ -32,6 +32,5 @@ model = dict(
                 input='residual',
                 name='adapter',
                 module=dict(
-                    type='TextAdapter', in_channels=512,
-                    hidden_channels=64))),
+                    type='TextAdapter', in_channels=512, hidden_channels=64))),
         trainable=()))

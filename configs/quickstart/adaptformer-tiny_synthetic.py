@@ -18,5 +18,4 @@ model = dict(
                 input='residual',
                 scale=0.1,
                 name='adaptmlp',
-                module=dict(type='AdaptMLP', in_channels=64,
-                            bottleneck=16)))))
+                module=dict(type='AdaptMLP', in_channels=64, bottleneck=16)))))

@@ -55,7 +55,9 @@ model = dict(
                 layers=[0],
                 name='token_injector',
                 module=dict(
-                    type='Intertwiner', text_channels=width, d_img=width,
+                    type='Intertwiner',
+                    text_channels=width,
+                    d_img=width,
                     hidden=16))),
         out_indices=(1, 2),
         side_indices=(0, 1, 2, 3),

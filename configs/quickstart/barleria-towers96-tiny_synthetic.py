@@ -10,8 +10,7 @@ width = 64  # text tower, neck and head
 vis_width = 96  # image tower
 model = dict(
     backbone=dict(
-        visual=dict(img_size=img_size, width=vis_width,
-                    output_dim=vis_width),
+        visual=dict(img_size=img_size, width=vis_width, output_dim=vis_width),
         adapters=dict(
             visual_flow=dict(module=dict(dim=vis_width)),
             visual_flow2=dict(module=dict(dim=vis_width)),

@@ -28,5 +28,4 @@ model = dict(
                 input='residual',
                 name='adapter',
                 module=dict(
-                    type='TextAdapter', in_channels=64,
-                    hidden_channels=32)))))
+                    type='TextAdapter', in_channels=64, hidden_channels=32)))))

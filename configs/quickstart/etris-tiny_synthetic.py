@@ -76,8 +76,7 @@ val_dataloader = dict(
     dataset=dict(data_root=data_root, img_size=img_size))
 test_dataloader = val_dataloader
 
-optim_wrapper = dict(
-    type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3))
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3))
 param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, milestones=[3], gamma=0.1)
 ]

@@ -129,8 +129,7 @@ def init_model(config: Union[str, Path, Config],
             model.dataset_meta = meta['dataset_meta']
     if not hasattr(model, 'dataset_meta'):
         model.dataset_meta = dict(
-            classes=('background', 'object'),
-            palette=[[0, 0, 0], [255, 0, 0]])
+            classes=('background', 'object'), palette=[[0, 0, 0], [255, 0, 0]])
     model.cfg = config
     model.to(device)
     model.eval()
@@ -270,7 +269,9 @@ def load_image(image: ImageType,
         img = img[..., ::-1]
     img = np.ascontiguousarray(img)
     return dict(
-        img=img, img_path=None, ori_shape=img.shape[:2],
+        img=img,
+        img_path=None,
+        ori_shape=img.shape[:2],
         img_shape=img.shape[:2])
 
 
@@ -300,8 +301,7 @@ def _check_texts(texts: Union[str, Sequence[str]],
 def _check_threshold(threshold: Optional[float]) -> Optional[float]:
     if threshold is None:
         return None
-    if isinstance(threshold, bool) or not isinstance(threshold,
-                                                     numbers.Real):
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
         raise TypeError('threshold must be a number in [0, 1], got '
                         f'{type(threshold).__name__}')
     threshold = float(threshold)

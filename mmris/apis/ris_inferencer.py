@@ -61,11 +61,10 @@ def find_config(name: str) -> str:
             for entry in meta.get('Models', []):
                 known[str(entry['Name']).lower()] = osp.join(
                     root, entry['Config'])
-    for path in glob.glob(osp.join(root, 'configs', '**', '*.py'),
-                          recursive=True):
+    for path in glob.glob(
+            osp.join(root, 'configs', '**', '*.py'), recursive=True):
         if '_base_' not in path.split(os.sep):
-            known.setdefault(osp.splitext(osp.basename(path))[0].lower(),
-                             path)
+            known.setdefault(osp.splitext(osp.basename(path))[0].lower(), path)
     found = known.get(name.lower())
     if found is None:
         raise ValueError(
@@ -157,7 +156,9 @@ class RISInferencer(BaseInferencer):
         """A model name -> its config (no published mmris weights yet)."""
         return Config.fromfile(find_config(model)), None
 
-    def _init_model(self, cfg: Config, weights: Optional[str],
+    def _init_model(self,
+                    cfg: Config,
+                    weights: Optional[str],
                     device: str = 'cpu') -> nn.Module:
         if self._given_model is not None:
             return self._given_model
@@ -218,14 +219,14 @@ class RISInferencer(BaseInferencer):
             directly.
         """
         import numbers
-        if isinstance(batch_size, bool) or not isinstance(
-                batch_size, numbers.Integral):
+        if isinstance(batch_size,
+                      bool) or not isinstance(batch_size, numbers.Integral):
             raise TypeError('batch_size must be an int, got '
                             f'{type(batch_size).__name__}')
         if batch_size < 1:
             raise ValueError(f'batch_size must be >= 1, got {batch_size}')
-        single = not isinstance(inputs, (list, tuple)) and not (
-            isinstance(inputs, str) and osp.isdir(inputs))
+        single = not isinstance(inputs, (list, tuple)) and not (isinstance(
+            inputs, str) and osp.isdir(inputs))
         images = self._inputs_to_list(
             str(inputs) if isinstance(inputs, os.PathLike) else inputs)
         if not images:
@@ -267,8 +268,7 @@ class RISInferencer(BaseInferencer):
                                  f'for {num} images: give one list per '
                                  'image, or one list for all')
             return [
-                _check_texts(t, f'texts[{i}]')
-                for i, t in enumerate(texts)
+                _check_texts(t, f'texts[{i}]') for i, t in enumerate(texts)
             ]
         return [_check_texts(texts, 'texts')] * num
 
@@ -313,18 +313,18 @@ class RISInferencer(BaseInferencer):
                 out.pred_sem_seg.data = mask * 0 if no_target else mask
         return outputs
 
-    def visualize(self,
-                  inputs: list,
-                  images: List[np.ndarray],
-                  owners: List[int],
-                  preds: List[SegDataSample],
-                  return_vis: bool = False,
-                  show: bool = False,
-                  wait_time: float = 0,
-                  out_dir: str = '',
-                  alpha: float = DEFAULT_ALPHA,
-                  min_size: int = DEFAULT_MIN_SIZE
-                  ) -> Optional[List[np.ndarray]]:
+    def visualize(
+            self,
+            inputs: list,
+            images: List[np.ndarray],
+            owners: List[int],
+            preds: List[SegDataSample],
+            return_vis: bool = False,
+            show: bool = False,
+            wait_time: float = 0,
+            out_dir: str = '',
+            alpha: float = DEFAULT_ALPHA,
+            min_size: int = DEFAULT_MIN_SIZE) -> Optional[List[np.ndarray]]:
         """One overlay per (image, sentence), as ``--show-dir`` draws it
         (:func:`mmris.visualization.render_overlay`), the sentence as the
         caption ("-> no target" for a no-target answer).
@@ -340,9 +340,9 @@ class RISInferencer(BaseInferencer):
         counts: Dict[int, int] = {}
         for i, pred in zip(owners, preds):
             source = inputs[i]
-            stem = (osp.splitext(osp.basename(str(source)))[0]
-                    if isinstance(source, (str, os.PathLike)) else
-                    f'image_{i}')
+            stem = (
+                osp.splitext(osp.basename(str(source)))[0] if isinstance(
+                    source, (str, os.PathLike)) else f'image_{i}')
             k = counts[i] = counts.get(i, -1) + 1
             text = pred.metainfo['text']
             no_target = bool(pred.metainfo.get('pred_no_target', False))
@@ -379,7 +379,6 @@ class RISInferencer(BaseInferencer):
                     mask=pred.pred_sem_seg.data[0].cpu().numpy().astype(
                         np.uint8),
                     prob=pred.seg_logits.data[0].float().cpu().numpy(),
-                    no_target=bool(
-                        pred.metainfo.get('pred_no_target', False)),
+                    no_target=bool(pred.metainfo.get('pred_no_target', False)),
                     no_target_score=None if score is None else float(score)))
         return dict(predictions=records, visualization=visualization)

@@ -22,11 +22,10 @@ import cv2
 import numpy as np
 import torch.nn as nn
 
-from ..visualization.overlay import DEFAULT_ALPHA, PRED_COLOR, render_overlay
-
 from ..datasets.transforms.image_size import (ImageTooLargeError,
                                               max_image_pixels,
                                               read_image_size)
+from ..visualization.overlay import DEFAULT_ALPHA, PRED_COLOR, render_overlay
 from .inference import init_model, load_image
 from .ris_inferencer import RISInferencer
 
@@ -114,10 +113,9 @@ class Rendering:
     threshold: float = 0.35
 
 
-def parse_sentences(
-        text: Optional[str],
-        max_sentences: int = DEFAULT_MAX_SENTENCES,
-        max_chars: int = DEFAULT_MAX_SENTENCE_CHARS) -> List[str]:
+def parse_sentences(text: Optional[str],
+                    max_sentences: int = DEFAULT_MAX_SENTENCES,
+                    max_chars: int = DEFAULT_MAX_SENTENCE_CHARS) -> List[str]:
     """Sentences of a text box, one per line (blank lines skipped).
 
     Raises:
@@ -211,8 +209,8 @@ def read_image(image: Union[None, str, Path, np.ndarray],
 def _colour_prob(prob: np.ndarray) -> np.ndarray:
     """Probability map (h, w) in [0, 1] as an RGB uint8 colour map."""
     u8 = np.clip(np.round(prob * 255), 0, 255).astype(np.uint8)
-    return cv2.cvtColor(cv2.applyColorMap(u8, cv2.COLORMAP_VIRIDIS),
-                        cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(
+        cv2.applyColorMap(u8, cv2.COLORMAP_VIRIDIS), cv2.COLOR_BGR2RGB)
 
 
 class WebUIBackend:
@@ -281,8 +279,8 @@ class WebUIBackend:
             if osp.isdir(checkpoint):
                 from mmris.utils.tool_env import newest_checkpoint
                 offer = newest_checkpoint(checkpoint)
-                hint = (f'did you mean {offer}?' if offer else
-                        'it holds no *.pth checkpoint')
+                hint = (f'did you mean {offer}?'
+                        if offer else 'it holds no *.pth checkpoint')
                 raise FileNotFoundError(
                     f'webui: checkpoint {checkpoint} is a directory, not a '
                     f'checkpoint file: {hint}')
@@ -339,8 +337,7 @@ class WebUIBackend:
         probs = [r['prob'].astype(np.float32) for r in results]
         no_target = [r['no_target'] for r in results]
         scores = [r['no_target_score'] for r in results]
-        return Segmentation(img, sentences, probs, no_target, scores,
-                            seconds)
+        return Segmentation(img, sentences, probs, no_target, scores, seconds)
 
     def render(self,
                seg: Segmentation,
@@ -382,9 +379,8 @@ class WebUIBackend:
                                      f'{sentence} -> {answer}', PRED_COLOR,
                                      alpha)
             out.overlays.append((overlay, f'#{i}: {answer}'))
-            out.prob_maps.append(
-                (_colour_prob(prob),
-                 f'#{i}: max prob {float(prob.max()):.3f}'))
+            out.prob_maps.append((_colour_prob(prob),
+                                  f'#{i}: max prob {float(prob.max()):.3f}'))
             out.masks.append(mask)
             out.records.append(
                 dict(

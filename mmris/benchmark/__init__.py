@@ -23,6 +23,6 @@ from .timing import BF16_PEAK_TFLOPS, time_interleaved, time_steps
 __all__ = [
     'time_pipeline', 'format_counts', 'input_spec', 'make_batch',
     'official_inputs', 'build_train_wrapper', 'count_flops',
-    'counted_train_step', 'infer_step', 'BF16_PEAK_TFLOPS',
-    'time_interleaved', 'time_steps'
+    'counted_train_step', 'infer_step', 'BF16_PEAK_TFLOPS', 'time_interleaved',
+    'time_steps'
 ]

@@ -6,8 +6,7 @@ import torch
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper, build_optim_wrapper
 
-from mmris.utils.memory_count import (StepCounts, count_train_step,
-                                      flop_counter)
+from mmris.utils.memory_count import StepCounts, count_train_step, flop_counter
 
 __all__ = [
     'build_train_wrapper', 'counted_train_step', 'infer_step', 'count_flops'
@@ -65,7 +64,8 @@ def infer_step(model, device: torch.device,
 
     def step(data):
         with torch.no_grad(), torch.autocast(
-                device.type, dtype=dtype or torch.float32,
+                device.type,
+                dtype=dtype or torch.float32,
                 enabled=dtype is not None):
             data = model.data_preprocessor(data, False)
             return model._forward(data['inputs'], data['data_samples'])

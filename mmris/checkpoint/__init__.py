@@ -31,12 +31,11 @@ __all__ = [
     'LegacyCheckpointWarning', 'CheckpointMismatchError',
     'OptimizerMismatchError', 'StateDictReport', 'safe_torch_load',
     'unsafe_checkpoint_loading', 'unsafe_loading_enabled',
-    'check_checkpoint_integrity', 'check_optimizer_state',
-    'check_state_dict', 'extract_state_dict', 'load_ris_checkpoint',
-    'load_state_dict_strict', 'register_mmengine_loader',
-    'load_clip_state_dict', 'load_state_dict_file', 'sub_state_dict',
-    'is_torchscript_archive',
-    'read_torchscript_weights', 'commit_file', 'is_temporary',
-    'remove_stale_temporaries', 'temporary_name', 'write_text_atomic',
-    'KEY_MAPS', 'TIED_KEYS', 'convert_official_state_dict'
+    'check_checkpoint_integrity', 'check_optimizer_state', 'check_state_dict',
+    'extract_state_dict', 'load_ris_checkpoint', 'load_state_dict_strict',
+    'register_mmengine_loader', 'load_clip_state_dict', 'load_state_dict_file',
+    'sub_state_dict', 'is_torchscript_archive', 'read_torchscript_weights',
+    'commit_file', 'is_temporary', 'remove_stale_temporaries',
+    'temporary_name', 'write_text_atomic', 'KEY_MAPS', 'TIED_KEYS',
+    'convert_official_state_dict'
 ]

@@ -60,7 +60,6 @@ KEY_MAPS: Dict[str, List[Tuple[str, str]]] = dict(
     ],
 )
 
-
 #: Official tensors that duplicate another tensor of the same checkpoint:
 #: (regex of the duplicate, replacement giving the key it duplicates). The
 #: converter checks equality and drops the duplicate.
@@ -80,9 +79,11 @@ def _eva_rope_table(rows: int, head_dim: int) -> Tuple[Tensor, Tensor]:
     ``rows`` patches (pt_hw_seq_len 16), as stored by eva_clip."""
     from timm.layers import RotaryEmbeddingCat
     side = int(round(rows**0.5))
-    emb = RotaryEmbeddingCat(head_dim, in_pixels=False,
-                             feat_shape=[side, side],
-                             ref_feat_shape=[16, 16]).get_embed()
+    emb = RotaryEmbeddingCat(
+        head_dim,
+        in_pixels=False,
+        feat_shape=[side, side],
+        ref_feat_shape=[16, 16]).get_embed()
     return emb.chunk(2, dim=-1)
 
 
@@ -91,9 +92,9 @@ def _eva_rope_table(rows: int, head_dim: int) -> Tuple[Tensor, Tensor]:
 #: recomputation and drops it.
 DERIVED_KEYS: Dict[str, list] = dict(
     barleria_eva=[(r'^backbone\.visual\.(blocks\.\d+\.attn\.)?rope\.'
-                   r'freqs_(sin|cos)$',
-                   lambda key, value: torch.equal(
-                       value, _eva_rope_table(value.shape[0], value.shape[1])[
+                   r'freqs_(sin|cos)$', lambda key, value: torch.equal(
+                       value,
+                       _eva_rope_table(value.shape[0], value.shape[1])[
                            0 if key.endswith('sin') else 1]))])
 
 
@@ -120,8 +121,8 @@ def _drop_tied(state: Dict[str, Tensor], method: str) -> Dict[str, Tensor]:
 
 
 def _drop_derived(state: Dict[str, Tensor], method: str) -> Dict[str, Tensor]:
-    rules = [(re.compile(a), check) for a, check in
-             DERIVED_KEYS.get(method, [])]
+    rules = [(re.compile(a), check)
+             for a, check in DERIVED_KEYS.get(method, [])]
     if not rules:
         return state
     kept = OrderedDict()

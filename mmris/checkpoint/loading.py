@@ -26,7 +26,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from .errors import CorruptCheckpointError
-from .reader import read_checkpoint_file, verify_zip_records, ZIP_MAGIC
+from .reader import ZIP_MAGIC, read_checkpoint_file, verify_zip_records
 
 __all__ = [
     'safe_torch_load', 'unsafe_checkpoint_loading', 'unsafe_loading_enabled',
@@ -156,8 +156,8 @@ def safe_torch_load(filename: Any,
         unsafe = _UNSAFE_LOADING
     if unsafe:
         check_checkpoint_integrity(filename)
-        return torch.load(filename, map_location=map_location,
-                          weights_only=False)
+        return torch.load(
+            filename, map_location=map_location, weights_only=False)
     if map_location is not None and not isinstance(map_location,
                                                    (str, torch.device)):
         raise TypeError('map_location must be None, a device string or a '
@@ -223,7 +223,8 @@ class StateDictReport:
     def ok(self) -> bool:
         return not (self.missing or self.unexpected or self.mismatched)
 
-    def format(self, source: str = 'checkpoint',
+    def format(self,
+               source: str = 'checkpoint',
                max_listed: int = MAX_LISTED) -> str:
         """Human readable summary (counts + the first ``max_listed`` keys)."""
 
@@ -238,23 +239,24 @@ class StateDictReport:
             f'and {len(self.mismatched)} shape-mismatched keys.'
         ]
         if self.missing:
-            lines.append(f'  missing in checkpoint ({len(self.missing)}): '
-                         + listing(self.missing))
+            lines.append(f'  missing in checkpoint ({len(self.missing)}): ' +
+                         listing(self.missing))
         if self.unexpected:
             lines.append(f'  unexpected in checkpoint ({len(self.unexpected)})'
                          ': ' + listing(self.unexpected))
         if self.mismatched:
-            lines.append(
-                f'  shape mismatch ({len(self.mismatched)}): ' + listing([
-                    f'{k} (checkpoint {tuple(c)} vs model {tuple(m)})'
-                    for k, c, m in self.mismatched
-                ]))
+            lines.append(f'  shape mismatch ({len(self.mismatched)}): ' +
+                         listing([
+                             f'{k} (checkpoint {tuple(c)} vs model {tuple(m)})'
+                             for k, c, m in self.mismatched
+                         ]))
         return '\n'.join(lines)
 
 
-def extract_state_dict(checkpoint: Any,
-                       revise_keys: Sequence[Tuple[str, str]] = (
-                           (r'^module\.', ''), )) -> 'OrderedDict':
+def extract_state_dict(
+    checkpoint: Any,
+    revise_keys: Sequence[Tuple[str, str]] = ((r'^module\.', ''), )
+) -> 'OrderedDict':
     """The ``state_dict`` of a loaded checkpoint with keys revised.
 
     Args:
@@ -323,8 +325,10 @@ def load_state_dict_strict(model: nn.Module,
                 '`load_ris_checkpoint` to load the matching tensors anyway.',
                 report)
         from mmengine.logging import print_log
-        print_log('Non-strict load: ' + message, logger=logger or 'current',
-                  level=30)
+        print_log(
+            'Non-strict load: ' + message,
+            logger=logger or 'current',
+            level=30)
     bad = {k for k, _, _ in report.mismatched}
     filtered = OrderedDict(
         (k, v) for k, v in state_dict.items() if k not in bad)
@@ -336,8 +340,9 @@ def load_ris_checkpoint(model: nn.Module,
                         filename: str,
                         strict: bool = True,
                         map_location: Any = 'cpu',
-                        revise_keys: Sequence[Tuple[str, str]] = (
-                            (r'^module\.', ''), ),
+                        revise_keys: Sequence[Tuple[str,
+                                                    str]] = ((r'^module\.',
+                                                              ''), ),
                         unsafe: Optional[bool] = None) -> dict:
     """Load an mmris (or converted) checkpoint safely and strictly.
 
@@ -361,11 +366,11 @@ def load_ris_checkpoint(model: nn.Module,
         CorruptCheckpointError: The file is damaged or not a checkpoint.
         CheckpointMismatchError: ``strict`` and the keys / shapes differ.
     """
-    checkpoint = safe_torch_load(filename, map_location=map_location,
-                                 unsafe=unsafe)
+    checkpoint = safe_torch_load(
+        filename, map_location=map_location, unsafe=unsafe)
     state = extract_state_dict(checkpoint, revise_keys)
-    load_state_dict_strict(model, state, strict=strict,
-                           source=f'Checkpoint "{filename}"')
+    load_state_dict_strict(
+        model, state, strict=strict, source=f'Checkpoint "{filename}"')
     return checkpoint
 
 
@@ -382,7 +387,8 @@ def _optimizer_names(keys: frozenset) -> str:
     best, names = 0, []
     for name in sorted(dir(torch.optim)):
         cls = getattr(torch.optim, name)
-        if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)
+        if not (isinstance(cls, type)
+                and issubclass(cls, torch.optim.Optimizer)
                 and cls is not torch.optim.Optimizer):
             continue
         try:

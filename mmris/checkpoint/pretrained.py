@@ -23,10 +23,9 @@ __all__ = ['load_clip_state_dict', 'load_state_dict_file', 'sub_state_dict']
 _CLIP_SCALAR_KEYS = ('input_resolution', 'context_length', 'vocab_size')
 
 
-def load_state_dict_file(path: str,
-                         what: str,
-                         nested: Sequence[str] = ('state_dict', 'model')
-                         ) -> Dict[str, Tensor]:
+def load_state_dict_file(
+    path: str, what: str, nested: Sequence[str] = ('state_dict', 'model')
+) -> Dict[str, Tensor]:
     """The state dict of a ``torch.save`` file, taken out of a
     ``{'state_dict': ...}`` / ``{'model': ...}`` wrapper if there is one.
 

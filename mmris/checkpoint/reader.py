@@ -103,9 +103,9 @@ def _is_read(name: str) -> bool:
     """Whether a record of a checkpoint is ever read (its pickle, byte
     order, format version and tensor data; not TorchScript code)."""
     parts = name.split('/')
-    return len(parts) >= 2 and (
-        parts[1] in ('data.pkl', 'byteorder', 'version', '.format_version')
-        or parts[1] == 'data')
+    return len(parts) >= 2 and (parts[1] in ('data.pkl', 'byteorder',
+                                             'version', '.format_version')
+                                or parts[1] == 'data')
 
 
 class _ZipRecords:
@@ -162,8 +162,8 @@ class _ZipRecords:
                 raise self._bad(f'records "{name}" and "{other}" share bytes')
         folders = {name.split('/', 1)[0] for name in self.infos}
         pickles = [
-            n for n in self.infos if n.count('/') == 1
-            and n.endswith('/data.pkl')
+            n for n in self.infos
+            if n.count('/') == 1 and n.endswith('/data.pkl')
         ]
         if len(folders) != 1 or len(pickles) != 1:
             raise self._bad('expected one folder holding one data.pkl, found '
@@ -244,9 +244,8 @@ class _StorageLoader:
 
     def __call__(self, pid: Any) -> StorageRecord:
         if not (type(pid) is tuple and len(pid) == 5 and pid[0] == 'storage'
-                and isinstance(pid[1], StorageType)
-                and type(pid[2]) is str and type(pid[4]) is int
-                and pid[4] >= 0):
+                and isinstance(pid[1], StorageType) and type(pid[2]) is str
+                and type(pid[4]) is int and pid[4] >= 0):
             raise pickle_error(f'unknown persistent id {_short(pid)}')
         _, storage_type, key, _location, numel = pid
         found = self.storages.get(key)
@@ -293,7 +292,9 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + '...'
 
 
-def _unpickle(data: bytes, persistent_load: Any, path: str,
+def _unpickle(data: bytes,
+              persistent_load: Any,
+              path: str,
               torchscript: bool = False) -> Tuple[Any, DataUnpickler]:
     unpickler = DataUnpickler(
         io.BytesIO(data), persistent_load, torchscript=torchscript)
@@ -399,10 +400,9 @@ def read_legacy(f: BinaryIO, path: str) -> Any:
     declared = [0]
 
     def persistent_load(pid: Any) -> StorageRecord:
-        if not (type(pid) is tuple and len(pid) == 6
-                and pid[0] == 'storage' and isinstance(pid[1], StorageType)
-                and type(pid[2]) is str and type(pid[4]) is int
-                and pid[4] >= 0):
+        if not (type(pid) is tuple and len(pid) == 6 and pid[0] == 'storage'
+                and isinstance(pid[1], StorageType) and type(pid[2]) is str
+                and type(pid[4]) is int and pid[4] >= 0):
             raise pickle_error(f'unknown persistent id {_short(pid)}')
         _, storage_type, key, _location, numel, view = pid
         record = storages.get(key)
@@ -423,10 +423,9 @@ def read_legacy(f: BinaryIO, path: str) -> Any:
             raise pickle_error(f'storage "{key}" declared twice differently')
         if view is None:
             return record
-        if not (type(view) is tuple and len(view) == 3
-                and type(view[0]) is str and type(view[1]) is int
-                and type(view[2]) is int and view[1] >= 0 and view[2] >= 0
-                and view[1] + view[2] <= numel):
+        if not (type(view) is tuple and len(view) == 3 and type(view[0]) is str
+                and type(view[1]) is int and type(view[2]) is int and view[1]
+                >= 0 and view[2] >= 0 and view[1] + view[2] <= numel):
             raise pickle_error('storage view outside its storage')
         if view[0] not in views:
             views[view[0]] = StorageRecord(
@@ -458,7 +457,9 @@ def read_legacy(f: BinaryIO, path: str) -> Any:
         f'"{path}" is a legacy (pre-1.6) torch.save file: the format has no '
         'checksums, so damage to its values cannot be detected. Re-save it '
         'with torch.save (zip format) to get a file that is verified on '
-        'every load.', LegacyCheckpointWarning, stacklevel=3)
+        'every load.',
+        LegacyCheckpointWarning,
+        stacklevel=3)
     return result
 
 
@@ -534,11 +535,12 @@ def is_torchscript_archive(path: str) -> bool:
             names = archive.namelist()
     except Exception:  # not a readable zip: read_zip says why, if asked
         return False
-    prefixes = {n[:-len('data.pkl')] for n in names
-                if n.endswith('data.pkl') and n.count('/') == 1}
-    return any(
-        name == f'{p}constants.pkl' or name.startswith(f'{p}code/')
-        for p in prefixes for name in names)
+    prefixes = {
+        n[:-len('data.pkl')]
+        for n in names if n.endswith('data.pkl') and n.count('/') == 1
+    }
+    return any(name == f'{p}constants.pkl' or name.startswith(f'{p}code/')
+               for p in prefixes for name in names)
 
 
 def read_torchscript_weights(path: str) -> 'OrderedDict[str, Tensor]':

@@ -71,11 +71,16 @@ _NUMPY_DTYPES = {code: np.dtype(code) for code in _NUMPY_CODES}
 
 #: ``torch.<Name>Storage`` -> dtype (zip, legacy and TorchScript files).
 STORAGE_DTYPES = {
-    'DoubleStorage': torch.float64, 'FloatStorage': torch.float32,
-    'HalfStorage': torch.float16, 'BFloat16Storage': torch.bfloat16,
-    'LongStorage': torch.int64, 'IntStorage': torch.int32,
-    'ShortStorage': torch.int16, 'CharStorage': torch.int8,
-    'ByteStorage': torch.uint8, 'BoolStorage': torch.bool,
+    'DoubleStorage': torch.float64,
+    'FloatStorage': torch.float32,
+    'HalfStorage': torch.float16,
+    'BFloat16Storage': torch.bfloat16,
+    'LongStorage': torch.int64,
+    'IntStorage': torch.int32,
+    'ShortStorage': torch.int16,
+    'CharStorage': torch.int8,
+    'ByteStorage': torch.uint8,
+    'BoolStorage': torch.bool,
     'ComplexFloatStorage': torch.complex64,
     'ComplexDoubleStorage': torch.complex128,
     'UntypedStorage': torch.uint8,
@@ -91,7 +96,9 @@ class Allowed:
 
     __slots__ = ('name', 'call', 'new')
 
-    def __init__(self, name: str, call: Optional[Callable] = None,
+    def __init__(self,
+                 name: str,
+                 call: Optional[Callable] = None,
                  new: Optional[Callable] = None) -> None:
         self.name = name
         self.call = call
@@ -225,7 +232,9 @@ class DataUnpickler(pickle._Unpickler):
 
     dispatch = dict(pickle._Unpickler.dispatch)
 
-    def __init__(self, file, persistent_load: Callable[[Any], Any],
+    def __init__(self,
+                 file,
+                 persistent_load: Callable[[Any], Any],
                  torchscript: bool = False) -> None:
         super().__init__(file, encoding='utf-8')
         self._persistent = persistent_load
@@ -491,18 +500,20 @@ def _getattr(unpickler: DataUnpickler, obj: Any, name: Any) -> Any:
 
 def _build_history_buffer(buf: Any, state: Any) -> None:
     hb = _history_buffer()
-    allowed = {'max_length', '_max_length', '_log_history', '_count_history',
-               'statistics_methods'}
+    allowed = {
+        'max_length', '_max_length', '_log_history', '_count_history',
+        'statistics_methods'
+    }
     if type(state) is not dict or not set(state) <= allowed:
         raise _refuse(f'HistoryBuffer state {_show(state)}')
     methods = state.get('statistics_methods', {})
     if type(methods) is not dict or any(
             key not in HISTORY_BUFFER_STATISTICS
-            or value is not getattr(hb, key) for key, value in
-            methods.items()):
+            or value is not getattr(hb, key)
+            for key, value in methods.items()):
         raise _refuse('HistoryBuffer statistics_methods other than '
-                      'HistoryBuffer.<' + '|'.join(HISTORY_BUFFER_STATISTICS)
-                      + '>')
+                      'HistoryBuffer.<' + '|'.join(HISTORY_BUFFER_STATISTICS) +
+                      '>')
     for key in ('_log_history', '_count_history'):
         if key in state and (type(state[key]) is not np.ndarray
                              or state[key].ndim != 1):
@@ -510,12 +521,15 @@ def _build_history_buffer(buf: Any, state: Any) -> None:
     for key in ('max_length', '_max_length'):
         if key in state and type(state[key]) is not int:
             raise _malformed(f'HistoryBuffer.{key} must be an int')
-    buf.__dict__.update(
-        {k: v
-         for k, v in state.items() if k != 'statistics_methods'})
+    buf.__dict__.update({
+        k: v
+        for k, v in state.items() if k != 'statistics_methods'
+    })
 
 
-def _np_dtype(unpickler: DataUnpickler, code: Any, align: Any = False,
+def _np_dtype(unpickler: DataUnpickler,
+              code: Any,
+              align: Any = False,
               copy: Any = False) -> np.dtype:
     if type(code) is not str or code not in _NUMPY_DTYPES:
         raise _refuse(f'numpy dtype {_show(code)}: only the builtin numeric '
@@ -576,7 +590,8 @@ def _np_scalar(unpickler: DataUnpickler, dtype: Any, raw: Any = None) -> Any:
     return np.frombuffer(raw, dtype=dtype)[0].copy()
 
 
-def _codecs_encode(unpickler: DataUnpickler, text: Any,
+def _codecs_encode(unpickler: DataUnpickler,
+                   text: Any,
                    encoding: Any = 'utf-8') -> bytes:
     # pickle protocol 2 writes bytes as _codecs.encode(str, 'latin1')
     if type(text) is not str or encoding not in ('latin1', 'latin-1'):
@@ -628,9 +643,14 @@ def _torch_size(unpickler: DataUnpickler, dims: Any = ()) -> torch.Size:
     return torch.Size(_ints(dims, 'torch.Size'))
 
 
-def _rebuild_tensor(unpickler: DataUnpickler, storage: Any, offset: Any,
-                    size: Any, stride: Any, requires_grad: Any = False,
-                    hooks: Any = None, metadata: Any = None) -> Tensor:
+def _rebuild_tensor(unpickler: DataUnpickler,
+                    storage: Any,
+                    offset: Any,
+                    size: Any,
+                    stride: Any,
+                    requires_grad: Any = False,
+                    hooks: Any = None,
+                    metadata: Any = None) -> Tensor:
     """``torch._utils._rebuild_tensor(_v2)``: a checked view of a storage."""
     if not isinstance(storage, StorageRecord):
         raise _malformed('tensor without a storage record')
@@ -645,8 +665,10 @@ def _rebuild_tensor(unpickler: DataUnpickler, storage: Any, offset: Any,
     return tensor
 
 
-def _rebuild_parameter(unpickler: DataUnpickler, data: Any,
-                       requires_grad: Any = True, hooks: Any = None,
+def _rebuild_parameter(unpickler: DataUnpickler,
+                       data: Any,
+                       requires_grad: Any = True,
+                       hooks: Any = None,
                        state: Any = None) -> Tensor:
     if not isinstance(data, Tensor) or type(requires_grad) is not bool:
         raise _malformed('parameter record')
@@ -654,8 +676,8 @@ def _rebuild_parameter(unpickler: DataUnpickler, data: Any,
         _check_hooks(hooks)
     if state not in (None, {}):
         raise _refuse(f'parameter state {_show(state)}')
-    return torch.nn.Parameter(data, requires_grad=requires_grad
-                              and data.is_floating_point())
+    return torch.nn.Parameter(
+        data, requires_grad=requires_grad and data.is_floating_point())
 
 
 def _same(unpickler: DataUnpickler, value: Any, *unused: Any) -> Any:
@@ -702,25 +724,39 @@ _HISTORY_BUFFER = Allowed(
 
 #: Globals a checkpoint may name -> validated stand-ins.
 CHECKPOINT_GLOBALS: Dict[str, Allowed] = _table({
-    'collections.OrderedDict': _container(collections.OrderedDict),
-    'collections.Counter': _container(collections.Counter),
-    'builtins.set|__builtin__.set': _container(set),
-    'builtins.frozenset|__builtin__.frozenset': _container(frozenset),
-    'builtins.bytes|__builtin__.bytes': _bytes,
-    'builtins.bytearray|__builtin__.bytearray': _bytearray,
-    'builtins.getattr|__builtin__.getattr': _getattr,
-    '_codecs.encode': _codecs_encode,
-    'mmengine.logging.history_buffer.HistoryBuffer': _HISTORY_BUFFER,
-    'numpy.dtype': _np_dtype,
-    'numpy.ndarray': _NDARRAY,
+    'collections.OrderedDict':
+    _container(collections.OrderedDict),
+    'collections.Counter':
+    _container(collections.Counter),
+    'builtins.set|__builtin__.set':
+    _container(set),
+    'builtins.frozenset|__builtin__.frozenset':
+    _container(frozenset),
+    'builtins.bytes|__builtin__.bytes':
+    _bytes,
+    'builtins.bytearray|__builtin__.bytearray':
+    _bytearray,
+    'builtins.getattr|__builtin__.getattr':
+    _getattr,
+    '_codecs.encode':
+    _codecs_encode,
+    'mmengine.logging.history_buffer.HistoryBuffer':
+    _HISTORY_BUFFER,
+    'numpy.dtype':
+    _np_dtype,
+    'numpy.ndarray':
+    _NDARRAY,
     'numpy._core.multiarray._reconstruct|numpy.core.multiarray._reconstruct':
     _np_reconstruct,
-    'numpy._core.multiarray.scalar|numpy.core.multiarray.scalar': _np_scalar,
-    'torch.Size': _torch_size,
+    'numpy._core.multiarray.scalar|numpy.core.multiarray.scalar':
+    _np_scalar,
+    'torch.Size':
+    _torch_size,
     'torch._utils._rebuild_tensor|torch._utils._rebuild_tensor_v2':
     _rebuild_tensor,
     'torch._utils._rebuild_parameter|'
-    'torch._utils._rebuild_parameter_with_state': _rebuild_parameter,
+    'torch._utils._rebuild_parameter_with_state':
+    _rebuild_parameter,
     **{
         f'torch.{name}|torch.storage.{name}': StorageType(
             f'torch.{name}', dtype)
@@ -731,11 +767,16 @@ CHECKPOINT_GLOBALS: Dict[str, Allowed] = _table({
 #: Extra globals of TorchScript archives (``__torch__.*`` module records
 #: are accepted as :class:`ScriptRecord` besides these).
 TORCHSCRIPT_GLOBALS: Dict[str, Allowed] = _table({
-    'torch.jit._pickle.restore_type_tag': _same,
-    'torch.jit._pickle.build_intlist': _typed_list((int, )),
-    'torch.jit._pickle.build_doublelist': _typed_list((float, )),
-    'torch.jit._pickle.build_boollist': _typed_list((bool, )),
-    'torch.jit._pickle.build_tensorlist': _typed_list((Tensor, )),
+    'torch.jit._pickle.restore_type_tag':
+    _same,
+    'torch.jit._pickle.build_intlist':
+    _typed_list((int, )),
+    'torch.jit._pickle.build_doublelist':
+    _typed_list((float, )),
+    'torch.jit._pickle.build_boollist':
+    _typed_list((bool, )),
+    'torch.jit._pickle.build_tensorlist':
+    _typed_list((Tensor, )),
 })
 
 if sys.version_info < (3, 8):  # pragma: no cover

@@ -7,9 +7,9 @@ from .transforms import (CLIP_MEAN, CLIP_STD, CLIPTokenize, LetterboxAffine,
                          LoadRefImage, LoadRefMask, PackRISInputs, tokenize)
 
 __all__ = [
-    'RefCOCODataset', 'GRefCOCODataset', 'RISEpochSampler', 'SampleKey', 'load_grefs', 'gref_paths',
-    'OFFICIAL_SPLIT_SIZES', 'REFER_DATASETS',
-    'load_refs', 'load_instances', 'refer_paths', 'LoadRefImage', 'LoadRefMask',
-    'LetterboxAffine', 'CLIPTokenize', 'PackRISInputs', 'tokenize',
-    'CLIP_MEAN', 'CLIP_STD'
+    'RefCOCODataset', 'GRefCOCODataset', 'RISEpochSampler', 'SampleKey',
+    'load_grefs', 'gref_paths', 'OFFICIAL_SPLIT_SIZES', 'REFER_DATASETS',
+    'load_refs', 'load_instances', 'refer_paths', 'LoadRefImage',
+    'LoadRefMask', 'LetterboxAffine', 'CLIPTokenize', 'PackRISInputs',
+    'tokenize', 'CLIP_MEAN', 'CLIP_STD'
 ]

@@ -25,8 +25,8 @@ from typing import Any, Dict, List, Tuple
 
 from mmseg.registry import DATASETS
 
-from .refcoco import (GREF_REQUIRED, LAYOUT_HINT, RefCOCODataset,
-                      check_ref, check_same_image, load_instances)
+from .refcoco import (GREF_REQUIRED, LAYOUT_HINT, RefCOCODataset, check_ref,
+                      check_same_image, load_instances)
 from .refer_io import AnnotationFileError, load_json, load_refer_pickle
 
 #: Keys every gRefCOCO ref must have (checked at load time).
@@ -35,7 +35,8 @@ GREF_KEYS = GREF_REQUIRED
 NO_TARGET_ID = -1
 
 
-def gref_paths(data_root: str, dataset: str = 'grefcoco',
+def gref_paths(data_root: str,
+               dataset: str = 'grefcoco',
                split_by: str = 'unc') -> Tuple[str, str]:
     """Paths of the gRefCOCO refs file and its ``instances.json``.
 
@@ -282,7 +283,8 @@ class GRefCOCODataset(RefCOCODataset):
                 continue
             crowd = [a for a in ann_ids if anns[a].get('iscrowd')]
             used = ann_ids if self.include_crowd else [
-                a for a in ann_ids if a not in crowd]
+                a for a in ann_ids if a not in crowd
+            ]
             if not self.include_crowd:
                 degenerate.extend(
                     f'ref_id {ref_id} ann_id {a}: a crowd region (iscrowd) '

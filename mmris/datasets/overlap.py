@@ -78,8 +78,8 @@ def _stamp(path: str) -> Tuple[str, int, int]:
 
 
 @lru_cache(maxsize=16)
-def _read_splits(refs_stamp: Tuple[str, int, int],
-                 instances_stamp: Tuple[str, int, int],
+def _read_splits(refs_stamp: Tuple[str, int,
+                                   int], instances_stamp: Tuple[str, int, int],
                  generalized: bool) -> Dict[str, SplitContents]:
     refs_file, instances_file = refs_stamp[0], instances_stamp[0]
     refs = load_grefs(refs_file) if generalized else load_refs(refs_file)
@@ -89,8 +89,8 @@ def _read_splits(refs_stamp: Tuple[str, int, int],
         image_of_ann = {k: a['image_id'] for k, a in anns.items()}
     grouped: Dict[str, List[Tuple[int, FrozenSet[int], int]]] = {}
     for ref in refs:
-        ann_ids = (target_ann_ids(ref, refs_file) if generalized else
-                   [ref['ann_id']])
+        ann_ids = (
+            target_ann_ids(ref, refs_file) if generalized else [ref['ann_id']])
         image_id = ref.get('image_id')
         if image_id is None:
             image_id = image_of_ann.get(ref['ann_id'])
@@ -102,7 +102,8 @@ def _read_splits(refs_stamp: Tuple[str, int, int],
         grouped.setdefault(ref['split'], []).append(
             (image_id, frozenset(ann_ids), len(ref.get('sentences', []))))
     return {
-        split: SplitContents(
+        split:
+        SplitContents(
             images=frozenset(r[0] for r in items),
             objects=frozenset(a for r in items for a in r[1]),
             refs=tuple(items))
@@ -133,8 +134,9 @@ def read_splits(data_root: str, name: str) -> Dict[str, SplitContents]:
     refs_file, instances_file = annotation_files(data_root, name)
     if not osp.isfile(refs_file):
         raise FileNotFoundError(f'{name}: refs file not found: {refs_file}')
-    instances = (_stamp(instances_file) if osp.isfile(instances_file) else
-                 (osp.abspath(instances_file), 0, 0))
+    instances = (
+        _stamp(instances_file) if osp.isfile(instances_file) else
+        (osp.abspath(instances_file), 0, 0))
     return _read_splits(_stamp(refs_file), instances, name == 'grefcoco')
 
 
@@ -162,17 +164,19 @@ def overlap_counts(train: SplitContents,
         eval_sentences=evaluation.num_sentences,
         shared_images=len(shared_images),
         shared_objects=len(shared_objects),
-        train_sentences_on_shared_objects=sum(
-            n for _, anns, n in train.refs if anns & evaluation.objects),
-        eval_sentences_on_shared_objects=sum(
-            n for _, anns, n in evaluation.refs if anns & train.objects),
-        eval_sentences_on_shared_images=sum(
-            n for image, _, n in evaluation.refs if image in train.images),
+        train_sentences_on_shared_objects=sum(n for _, anns, n in train.refs
+                                              if anns & evaluation.objects),
+        eval_sentences_on_shared_objects=sum(n
+                                             for _, anns, n in evaluation.refs
+                                             if anns & train.objects),
+        eval_sentences_on_shared_images=sum(n
+                                            for image, _, n in evaluation.refs
+                                            if image in train.images),
     )
 
 
-def parse_exclusions(specs: Union[str, Sequence[str]]
-                     ) -> List[Tuple[str, str]]:
+def parse_exclusions(
+        specs: Union[str, Sequence[str]]) -> List[Tuple[str, str]]:
     """``(benchmark, split)`` pairs of an ``exclude_images_of`` value.
 
     Each entry is ``'all'`` (every evaluation split of every benchmark),

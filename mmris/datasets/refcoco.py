@@ -38,8 +38,7 @@ against their ``height`` / ``width`` (``LoadRefImage``).
 """
 import os.path as osp
 import warnings
-from typing import (Any, Dict, FrozenSet, List, Optional, Sequence, Tuple,
-                    Union)
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mmengine.dataset import BaseDataset
@@ -121,7 +120,9 @@ def is_id(value: Any) -> bool:
             and -INT_LIMIT < value < INT_LIMIT)
 
 
-def check_ref(ref: Any, k: int, refs_file: str,
+def check_ref(ref: Any,
+              k: int,
+              refs_file: str,
               generalized: bool = False) -> None:
     """Check the types of one ref (the fields mmris reads).
 
@@ -160,8 +161,8 @@ def check_ref(ref: Any, k: int, refs_file: str,
             f'({value!r:.40}); expected {expected}')
 
     def ids(value: Any) -> bool:
-        return is_id(value) or generalized and isinstance(
-            value, list) and all(is_id(v) for v in value)
+        return is_id(value) or generalized and isinstance(value, list) and all(
+            is_id(v) for v in value)
 
     if not is_id(ref['ref_id']):
         fail('ref_id', ref['ref_id'], 'an integer id')
@@ -312,8 +313,8 @@ def _item_problem(field: str, item: dict) -> Optional[str]:
             ('segmentation', lambda v: isinstance(v, (list, dict)),
              'polygons (a list) or an RLE (a dict)'),
             ('category_id', is_id, 'an integer id'),
-            ('iscrowd', lambda v: v in (0, 1) and not isinstance(v, float),
-             '0 or 1'),
+            ('iscrowd', lambda v: v in
+             (0, 1) and not isinstance(v, float), '0 or 1'),
             ('bbox', lambda v: isinstance(v, list) and len(v) <= 4 and all(
                 isinstance(x, (int, float)) and not isinstance(x, bool)
                 for x in v), '[x, y, w, h]'),
@@ -432,27 +433,27 @@ class RefCOCODataset(BaseDataset):
     METAINFO = dict(
         classes=('background', 'object'), palette=[[0, 0, 0], [255, 0, 0]])
 
-    def __init__(self,
-                 data_root: str,
-                 dataset: str = 'refcoco',
-                 split_by: str = 'unc',
-                 split: str = 'train',
-                 mode: str = 'train',
-                 img_prefix: str = 'images/train2014',
-                 skip_missing_ann: bool = False,
-                 skip_empty_masks: Optional[bool] = None,
-                 img_size: Optional[int] = None,
-                 word_len: Optional[int] = None,
-                 pipeline: Sequence = (),
-                 test_mode: Optional[bool] = None,
-                 metainfo: Optional[dict] = None,
-                 lazy_init: bool = False,
-                 serialize_data: bool = True,
-                 max_refetch: int = 1000,
-                 indices: Optional[Union[int, Sequence[int]]] = None,
-                 sentence_field: str = 'sent',
-                 exclude_images_of: Union[None, str, Sequence[str]] = None
-                 ) -> None:
+    def __init__(
+            self,
+            data_root: str,
+            dataset: str = 'refcoco',
+            split_by: str = 'unc',
+            split: str = 'train',
+            mode: str = 'train',
+            img_prefix: str = 'images/train2014',
+            skip_missing_ann: bool = False,
+            skip_empty_masks: Optional[bool] = None,
+            img_size: Optional[int] = None,
+            word_len: Optional[int] = None,
+            pipeline: Sequence = (),
+            test_mode: Optional[bool] = None,
+            metainfo: Optional[dict] = None,
+            lazy_init: bool = False,
+            serialize_data: bool = True,
+            max_refetch: int = 1000,
+            indices: Optional[Union[int, Sequence[int]]] = None,
+            sentence_field: str = 'sent',
+            exclude_images_of: Union[None, str, Sequence[str]] = None) -> None:
         if split_by not in SPLIT_BYS:
             raise ValueError(f'split_by must be one of {SPLIT_BYS}, '
                              f'got {split_by!r}')
@@ -470,8 +471,9 @@ class RefCOCODataset(BaseDataset):
             parse_exclusions(exclude_images_of)  # fail early on a typo
         self.exclude_images_of = exclude_images_of
         self.excluded = dict(refs=0, sentences=0, images=0)
-        self.skip_empty_masks = (mode == 'train' if skip_empty_masks is None
-                                 else bool(skip_empty_masks))
+        self.skip_empty_masks = (
+            mode == 'train'
+            if skip_empty_masks is None else bool(skip_empty_masks))
         self.img_size = img_size
         self.word_len = word_len
         if sentence_field not in SENTENCE_FIELDS:

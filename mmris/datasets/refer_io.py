@@ -91,7 +91,8 @@ class _NestingError(Exception):
     """Raised inside the walks below; turned into AnnotationFileError."""
 
 
-def expanded_size(obj: Any, limit: Optional[int] = None,
+def expanded_size(obj: Any,
+                  limit: Optional[int] = None,
                   max_depth: int = MAX_DEPTH) -> int:
     """Number of objects ``obj`` would hold with every shared reference
     copied: 1 per container or scalar, plus its elements (dict keys and
@@ -126,8 +127,9 @@ def expanded_size(obj: Any, limit: Optional[int] = None,
         total = 1
         for item in items:
             for part in (item if isinstance(value, dict) else (item, )):
-                total += (size(part, depth + 1)
-                          if isinstance(part, _CONTAINERS) else 1)
+                total += (
+                    size(part, depth +
+                         1) if isinstance(part, _CONTAINERS) else 1)
             if total > cap:
                 break
         sizes[id(value)] = total
@@ -141,12 +143,11 @@ def expanded_size(obj: Any, limit: Optional[int] = None,
         raise ValueError(str(err)) from None
 
 
-def decode_byte_strings(
-        obj: Any,
-        on_fallback: Optional[Callable[[Tuple[str, ...], bytes],
-                                       None]] = None,
-        id_keys: Sequence[str] = ID_KEYS,
-        max_depth: int = MAX_DEPTH) -> Any:
+def decode_byte_strings(obj: Any,
+                        on_fallback: Optional[Callable[
+                            [Tuple[str, ...], bytes], None]] = None,
+                        id_keys: Sequence[str] = ID_KEYS,
+                        max_depth: int = MAX_DEPTH) -> Any:
     """Decode every ``bytes`` in a nested structure (keys too) as UTF-8.
 
     A byte string that is not valid UTF-8 is decoded as latin-1 (which never
@@ -249,8 +250,8 @@ def _unpickle(data: bytes, path: str, encoding: str) -> Any:
         raise AnnotationFileError(_describe_corrupt(path, data[:64],
                                                     err)) from err
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError,
-            IndexError, KeyError, AttributeError, OverflowError,
-            MemoryError, RecursionError) as err:
+            IndexError, KeyError, AttributeError, OverflowError, MemoryError,
+            RecursionError) as err:
         raise AnnotationFileError(_describe_corrupt(path, data[:64],
                                                     err)) from err
 

@@ -118,7 +118,7 @@ class RISEpochSampler(DefaultSampler):
             if self.round_up and order:
                 # every rank gets as many samples (no DDP hang)
                 per_rank = -(-len(order) // self.world_size)
-                order = (order * (per_rank * self.world_size // len(order) +
-                                  1))[:per_rank * self.world_size]
+                order = (order * (per_rank * self.world_size // len(order) + 1)
+                         )[:per_rank * self.world_size]
         mine = order[self.rank::self.world_size]
         return iter(SampleKey(i, self.seed, self.epoch) for i in mine)

@@ -62,5 +62,5 @@ class AtomicLocalBackend(LocalBackend):
         self.put(obj.encode(encoding), filepath)
 
 
-register_backend(ATOMIC_LOCAL_BACKEND_ARGS['backend'], AtomicLocalBackend,
-                 force=True)
+register_backend(
+    ATOMIC_LOCAL_BACKEND_ARGS['backend'], AtomicLocalBackend, force=True)

@@ -7,14 +7,12 @@ import torch
 __all__ = ['all_finite', 'nonfinite_names', 'floating_items']
 
 
-def floating_items(
-        state: Dict[str, object]) -> List[Tuple[str, torch.Tensor]]:
+def floating_items(state: Dict[str, object]) -> List[Tuple[str, torch.Tensor]]:
     """The ``(name, tensor)`` pairs of the floating-point tensors of a
     state dict (integer buffers such as ``num_batches_tracked`` are always
     finite)."""
-    return [(k, v) for k, v in state.items()
-            if isinstance(v, torch.Tensor) and v.is_floating_point()
-            and v.numel() > 0]
+    return [(k, v) for k, v in state.items() if isinstance(v, torch.Tensor)
+            and v.is_floating_point() and v.numel() > 0]
 
 
 def all_finite(tensors: Sequence[torch.Tensor]) -> bool:
@@ -40,8 +38,7 @@ def all_finite(tensors: Sequence[torch.Tensor]) -> bool:
     return not nonfinite_names((str(i), t) for i, t in enumerate(tensors))
 
 
-def nonfinite_names(
-        named: Iterable[Tuple[str, torch.Tensor]]) -> List[str]:
+def nonfinite_names(named: Iterable[Tuple[str, torch.Tensor]]) -> List[str]:
     """The names of the tensors holding a NaN or an infinity (exact, one
     check per tensor; for the error path)."""
     return [

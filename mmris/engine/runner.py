@@ -116,7 +116,8 @@ class RISRunner(Runner):
         """Whether checkpoints must match the model exactly."""
         return bool(self.cfg.get('strict_load', True))
 
-    def _take_checkpoint(self, filename: str,
+    def _take_checkpoint(self,
+                         filename: str,
                          map_location: Union[str, Callable] = 'cpu') -> dict:
         """The content of ``filename``: the copy already read to check it
         (once), else read now."""

@@ -24,7 +24,8 @@ zip headers, :func:`mutate_json` edits a JSON document's values and types).
 The suite runs a short fixed-seed campaign (``tests/test_testing/
 test_fuzz_loaders.py``); long campaigns run with::
 
-    python tools/misc/fuzz_loaders.py --targets all --count 100000 --out work_dirs/fuzz
+    python tools/misc/fuzz_loaders.py --targets all --count 100000 \
+        --out work_dirs/fuzz
 """
 import importlib
 import io
@@ -186,23 +187,29 @@ def mutate_bytes(data: bytes, rng: random.Random,
 
 #: Names a pickle mutation may put into GLOBAL opcodes: allowed ones in
 #: odd places, and refused ones.
-GLOBAL_NAMES = (
-    ('numpy', 'dtype'), ('numpy._core.multiarray', '_reconstruct'),
-    ('numpy._core.multiarray', 'scalar'), ('numpy', 'ndarray'),
-    ('torch._utils', '_rebuild_tensor_v2'), ('torch', 'FloatStorage'),
-    ('torch', 'HalfStorage'), ('collections', 'OrderedDict'),
-    ('collections', 'Counter'), ('__builtin__', 'getattr'),
-    ('_codecs', 'encode'), ('__builtin__', 'set'),
-    ('mmengine.logging.history_buffer', 'HistoryBuffer'),
-    ('builtins', 'eval'), ('os', 'system'), ('numpy', 'frombuffer'),
-    ('torch', 'load'), ('__torch__', 'Evil'), ('torch.jit._pickle',
-                                                 'build_intlist'))
+GLOBAL_NAMES = (('numpy', 'dtype'), ('numpy._core.multiarray', '_reconstruct'),
+                ('numpy._core.multiarray',
+                 'scalar'), ('numpy', 'ndarray'), ('torch._utils',
+                                                   '_rebuild_tensor_v2'),
+                ('torch', 'FloatStorage'), ('torch', 'HalfStorage'),
+                ('collections', 'OrderedDict'), ('collections', 'Counter'),
+                ('__builtin__', 'getattr'), ('_codecs',
+                                             'encode'), ('__builtin__', 'set'),
+                ('mmengine.logging.history_buffer',
+                 'HistoryBuffer'), ('builtins', 'eval'), ('os', 'system'),
+                ('numpy', 'frombuffer'), ('torch', 'load'),
+                ('__torch__', 'Evil'), ('torch.jit._pickle', 'build_intlist'))
 STRINGS = ('O8', 'V8', 'f8', '<f4', 'U8', 'b', 'storage', 'cpu', 'cuda:9',
            'mean', '__init__', '__class__', '0', '1', '', 'x' * 300)
-_INT_OPS = {'BININT1': ('K', '<B'), 'BININT2': ('M', '<H'),
-            'BININT': ('J', '<i'), 'BINPUT': ('q', '<B'),
-            'BINGET': ('h', '<B'), 'LONG_BINPUT': ('r', '<I'),
-            'LONG_BINGET': ('j', '<I')}
+_INT_OPS = {
+    'BININT1': ('K', '<B'),
+    'BININT2': ('M', '<H'),
+    'BININT': ('J', '<i'),
+    'BINPUT': ('q', '<B'),
+    'BINGET': ('h', '<B'),
+    'LONG_BINPUT': ('r', '<I'),
+    'LONG_BINGET': ('j', '<I')
+}
 
 
 def _encode_int(value: int) -> bytes:
@@ -213,8 +220,7 @@ def _encode_int(value: int) -> bytes:
         return b'M' + struct.pack('<H', value)
     if -2**31 <= value < 2**31:
         return b'J' + struct.pack('<i', value)
-    raw = value.to_bytes((value.bit_length() + 8) // 8, 'little',
-                         signed=True)
+    raw = value.to_bytes((value.bit_length() + 8) // 8, 'little', signed=True)
     return b'\x8a' + bytes([len(raw)]) + raw
 
 
@@ -227,9 +233,8 @@ def _encode_str(text: str) -> bytes:
 
 #: Opcodes a pickle mutation may insert.
 INSERT_OPS = (b'0', b'2', b'(', b')', b'}', b']', b'N', b'R', b'b', b'\x81',
-              b's', b'u', b'a', b'e', b't', b'\x85', b'\x86', b'\x87',
-              b'Q', b'\x88', b'\x89', b'1', b'\x94', b'\x8f', b'\x90',
-              b'\x91')
+              b's', b'u', b'a', b'e', b't', b'\x85', b'\x86', b'\x87', b'Q',
+              b'\x88', b'\x89', b'1', b'\x94', b'\x8f', b'\x90', b'\x91')
 
 
 def mutate_pickle(data: bytes, rng: random.Random) -> bytes:
@@ -238,8 +243,8 @@ def mutate_pickle(data: bytes, rng: random.Random) -> bytes:
     duplicate, move or insert an opcode. Falls back to a byte edit when
     ``data`` does not parse."""
     try:
-        ops = [(pos, op.name, arg) for op, arg, pos in
-               pickletools.genops(data)]
+        ops = [(pos, op.name, arg)
+               for op, arg, pos in pickletools.genops(data)]
     except Exception:
         return mutate_bytes(data, rng)
     if not ops:
@@ -282,7 +287,8 @@ def _rezip(records: List[Tuple[zipfile.ZipInfo, bytes]]) -> bytes:
     return out.getvalue()
 
 
-def mutate_zip_member(data: bytes, rng: random.Random,
+def mutate_zip_member(data: bytes,
+                      rng: random.Random,
                       inner: Optional[Mutator] = None) -> bytes:
     """Re-pack a zip with one record edited (``inner`` for ``data.pkl``
     records, a byte edit otherwise), dropped or duplicated, CRCs
@@ -294,8 +300,9 @@ def mutate_zip_member(data: bytes, rng: random.Random,
         return mutate_bytes(data, rng)
     if not records:
         return mutate_bytes(data, rng)
-    pickles = [k for k, (i, _) in enumerate(records)
-               if i.filename.endswith('.pkl')]
+    pickles = [
+        k for k, (i, _) in enumerate(records) if i.filename.endswith('.pkl')
+    ]
     k = rng.choice(pickles) if pickles and rng.random() < 0.6 else \
         rng.randrange(len(records))
     info, body = records[k]
@@ -362,7 +369,9 @@ def mutate_json(data: bytes, rng: random.Random) -> bytes:
     key = rng.choice(list(node)) if isinstance(node, dict) else \
         rng.randrange(len(node))
     replacements = ('x', '', -1, 0, 2**63, 1e308, None, True, [], {}, [[]],
-                    ['a', 1], {'a': 1}, 'x' * 1000)
+                    ['a', 1], {
+                        'a': 1
+                    }, 'x' * 1000)
     op = rng.randrange(5)
     if op == 0:
         node[key] = rng.choice(replacements)
@@ -406,8 +415,9 @@ def make_input(target: FuzzTarget, seeds: Sequence[bytes], seed: int,
 def _cap_memory(extra_mb: int) -> None:
     import resource
     with open('/proc/self/status') as f:
-        vm = next(int(line.split()[1]) * 1024 for line in f
-                  if line.startswith('VmSize:'))
+        vm = next(
+            int(line.split()[1]) * 1024 for line in f
+            if line.startswith('VmSize:'))
     limit = vm + extra_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
@@ -418,8 +428,9 @@ def _worker(args: Sequence[str]) -> None:
     name, seed, start, stop, memory_mb, folder = args
     target = get_target(name)
     load = _resolve(target.load)
-    errors = tuple(_resolve(e.rsplit('.', 1)[0] + ':' + e.rsplit('.', 1)[1])
-                   for e in target.errors)
+    errors = tuple(
+        _resolve(e.rsplit('.', 1)[0] + ':' + e.rsplit('.', 1)[1])
+        for e in target.errors)
     seeds = _resolve(target.seeds)(folder)
     out = sys.stdout
     _cap_memory(int(memory_mb))
@@ -436,31 +447,37 @@ def _worker(args: Sequence[str]) -> None:
         except errors as err:
             message = str(err)
             if target.name_in_message and path not in message:
-                result = dict(index=index, outcome='unnamed',
-                              error=type(err).__name__,
-                              message=message[:500])
+                result = dict(
+                    index=index,
+                    outcome='unnamed',
+                    error=type(err).__name__,
+                    message=message[:500])
             else:
                 result = dict(index=index, outcome='refused')
         except MemoryError:
             result = dict(index=index, outcome='memory')
         except BaseException as err:  # noqa: B902 - anything else is a bug
-            result = dict(index=index, outcome='error',
-                          error=type(err).__name__,
-                          message=str(err)[:500],
-                          trace=traceback.format_exc()[-2000:])
+            result = dict(
+                index=index,
+                outcome='error',
+                error=type(err).__name__,
+                message=str(err)[:500],
+                trace=traceback.format_exc()[-2000:])
         out.write(json.dumps(result) + '\n')
         out.flush()
 
 
-def run_fuzz(name: str,
-             count: int,
-             seed: int = 0,
-             start: int = 0,
-             time_limit: float = 20.0,
-             memory_limit_mb: int = 1024,
-             save_dir: Optional[str] = None,
-             log: Optional[Callable[[str], None]] = None,
-             python_path: Sequence[str] = ()) -> FuzzReport:
+def run_fuzz(
+    name: str,
+    count: int,
+    seed: int = 0,
+    start: int = 0,
+    time_limit: float = 20.0,
+    memory_limit_mb: int = 1024,
+    save_dir: Optional[str] = None,
+    log: Optional[Callable[[str], None]] = None,
+    python_path: Sequence[str] = ()
+) -> FuzzReport:
     """Run inputs ``start .. start + count - 1`` of target ``name``.
 
     Args:
@@ -483,12 +500,15 @@ def run_fuzz(name: str,
     report = FuzzReport(target.name)
     t0 = time.time()
     stop = start + count
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES='',
-               PYTHONPATH=os.pathsep.join(
-                   [osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-                       __file__))))] + list(python_path) +
-                   [p for p in os.environ.get('PYTHONPATH', '').split(
-                       os.pathsep) if p]))
+    env = dict(
+        os.environ,
+        CUDA_VISIBLE_DEVICES='',
+        PYTHONPATH=os.pathsep.join(
+            [osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))] +
+            list(python_path) + [
+                p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep)
+                if p
+            ]))
     next_index = start
     last_log = time.time()
     with tempfile.TemporaryDirectory(prefix='fuzz-') as folder:
@@ -498,11 +518,17 @@ def run_fuzz(name: str,
             # input, and a pipe nobody reads would fill up (64 KiB) and block
             # the worker, which then looked like a hang
             errors_file = tempfile.TemporaryFile(dir=folder)
-            proc = subprocess.Popen(
-                [sys.executable, osp.abspath(__file__), '--worker', name,
-                 str(seed), str(next_index), str(stop),
-                 str(memory_limit_mb), folder],
-                stdout=subprocess.PIPE, stderr=errors_file, env=env)
+            proc = subprocess.Popen([
+                sys.executable,
+                osp.abspath(__file__), '--worker', name,
+                str(seed),
+                str(next_index),
+                str(stop),
+                str(memory_limit_mb), folder
+            ],
+                                    stdout=subprocess.PIPE,
+                                    stderr=errors_file,
+                                    env=env)
 
             def stderr_tail() -> str:
                 errors_file.seek(max(0, errors_file.seek(0, 2) - 2000))
@@ -516,8 +542,8 @@ def run_fuzz(name: str,
                 wait = time_limit if current is not None else max(
                     120.0, time_limit)
                 ready, _, _ = select.select([proc.stdout], [], [],
-                                            max(0.0, started + wait -
-                                                time.time()))
+                                            max(0.0,
+                                                started + wait - time.time()))
                 if not ready:
                     proc.kill()
                     proc.wait()
@@ -532,13 +558,13 @@ def run_fuzz(name: str,
                     proc.wait()
                     if current is not None:
                         failure = dict(
-                            index=current, kind='crash',
+                            index=current,
+                            kind='crash',
                             returncode=proc.returncode,
                             stderr=stderr_tail())
                     elif proc.returncode != 0 and next_index < stop:
-                        raise RuntimeError(
-                            f'fuzz worker for {name} failed: '
-                            f'{stderr_tail()}')
+                        raise RuntimeError(f'fuzz worker for {name} failed: '
+                                           f'{stderr_tail()}')
                     break
                 buffer += chunk
                 while b'\n' in buffer:

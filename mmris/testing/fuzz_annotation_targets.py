@@ -62,21 +62,31 @@ def _add_rle_and_crowd(root: str) -> None:
     counts = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
     ids = [a['id'] for a in inst['annotations']]
     inst['annotations'] += [
-        dict(id=max(ids) + 1, image_id=img['id'], category_id=1, iscrowd=0,
-             segmentation=dict(size=[h, w],
-                               counts=rle['counts'].decode('ascii')),
-             area=float(block.sum()), bbox=[w // 4, h // 4, w // 4, h // 4]),
-        dict(id=max(ids) + 2, image_id=img['id'], category_id=1, iscrowd=1,
-             segmentation=dict(size=[h, w], counts=counts),
-             area=float(block.sum()), bbox=[w // 4, h // 4, w // 4, h // 4]),
+        dict(
+            id=max(ids) + 1,
+            image_id=img['id'],
+            category_id=1,
+            iscrowd=0,
+            segmentation=dict(
+                size=[h, w], counts=rle['counts'].decode('ascii')),
+            area=float(block.sum()),
+            bbox=[w // 4, h // 4, w // 4, h // 4]),
+        dict(
+            id=max(ids) + 2,
+            image_id=img['id'],
+            category_id=1,
+            iscrowd=1,
+            segmentation=dict(size=[h, w], counts=counts),
+            area=float(block.sum()),
+            bbox=[w // 4, h // 4, w // 4, h // 4]),
     ]
     with open(path, 'w') as f:
         json.dump(inst, f)
     refs_path = osp.join(root, 'grefcoco', 'grefs(unc).json')
     with open(refs_path) as f:
         refs = json.load(f)
-    multi = next(r for r in refs if r['image_id'] == img['id']
-                 and len(r['ann_id']) > 1)
+    multi = next(r for r in refs
+                 if r['image_id'] == img['id'] and len(r['ann_id']) > 1)
     multi['ann_id'] += [max(ids) + 1, max(ids) + 2]
     multi['category_id'] += [1, 1]
     with open(refs_path, 'w') as f:
@@ -104,8 +114,11 @@ def refer_seeds(folder: str) -> List[bytes]:
     refs = pickle.loads(raw)
     py2 = _python2(refs)
     py2[0][b'sentences'][0][b'sent'] = b'the gar\xe7on'
-    return [raw, python2_pickle_dumps(_python2(refs), 0),
-            python2_pickle_dumps(py2, 2)]
+    return [
+        raw,
+        python2_pickle_dumps(_python2(refs), 0),
+        python2_pickle_dumps(py2, 2)
+    ]
 
 
 def grefs_seeds(folder: str) -> List[bytes]:
@@ -136,8 +149,12 @@ def load_refer(path: str) -> None:
     from mmris.datasets import RefCOCODataset
     root = osp.join(osp.dirname(path), ROOT)
     for split in SPLITS:
-        dataset = RefCOCODataset(root, split=split, mode='test',
-                                 lazy_init=True, serialize_data=False)
+        dataset = RefCOCODataset(
+            root,
+            split=split,
+            mode='test',
+            lazy_init=True,
+            serialize_data=False)
         dataset.ann_file = path
         try:
             dataset.full_init()
@@ -153,8 +170,12 @@ def load_grefs(path: str) -> None:
     from mmris.datasets import GRefCOCODataset
     root = osp.join(osp.dirname(path), ROOT)
     for split in SPLITS:
-        dataset = GRefCOCODataset(root, split=split, mode='test',
-                                  lazy_init=True, serialize_data=False)
+        dataset = GRefCOCODataset(
+            root,
+            split=split,
+            mode='test',
+            lazy_init=True,
+            serialize_data=False)
         dataset.ann_file = path
         try:
             dataset.full_init()
@@ -177,8 +198,8 @@ def load_instances(path: str) -> None:
 
     root = osp.join(osp.dirname(path), ROOT)
     for split in SPLITS:
-        _decode_all(Dataset(root, split=split, mode='test',
-                            serialize_data=False))
+        _decode_all(
+            Dataset(root, split=split, mode='test', serialize_data=False))
 
 
 _ERRORS = ('mmris.datasets.refer_io.AnnotationFileError',

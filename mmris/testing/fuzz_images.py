@@ -51,16 +51,17 @@ def image_seeds(folder: str) -> List[bytes]:
     cv2.circle(img, (20, 18), 9, (30, 40, 220), -1)
     seeds = []
     for arr, params in (
-            (img, [cv2.IMWRITE_PNG_COMPRESSION, 9]),
-            (img[..., 0], []),
-            (np.dstack([img, img[..., :1]]), []),
-            (img.astype(np.uint16) * 257, []),
+        (img, [cv2.IMWRITE_PNG_COMPRESSION, 9]),
+        (img[..., 0], []),
+        (np.dstack([img, img[..., :1]]), []),
+        (img.astype(np.uint16) * 257, []),
     ):
         seeds.append(cv2.imencode('.png', arr, params)[1].tobytes())
-    for params in ([cv2.IMWRITE_JPEG_QUALITY, 90],
-                   [cv2.IMWRITE_JPEG_PROGRESSIVE, 1],
-                   [cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
-                    cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]):
+    for params in ([cv2.IMWRITE_JPEG_QUALITY,
+                    90], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1], [
+                        cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+                        cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444
+                    ]):
         seeds.append(cv2.imencode('.jpg', img, params)[1].tobytes())
     seeds.append(_interlaced_png(img[:9, :11]))
     seeds.append(_with_exif_orientation(seeds[4], 6))
@@ -78,8 +79,7 @@ def _interlaced_png(img: np.ndarray) -> bytes:
         if sub.size:
             raw += b''.join(b'\x00' + row.tobytes() for row in sub)
     ihdr = struct.pack('>IIBBBBB', w, h, 8, 2, 0, 0, 1)
-    return png_from_chunks([(b'IHDR', ihdr),
-                            (b'IDAT', zlib.compress(raw, 9)),
+    return png_from_chunks([(b'IHDR', ihdr), (b'IDAT', zlib.compress(raw, 9)),
                             (b'IEND', b'')])
 
 
@@ -125,8 +125,8 @@ def _edit_idat(payload: bytes, rng: random.Random) -> bytes:
         elif op == 1:  # rows cut short
             del raw[pos:]
         elif op == 2:  # extra data after the rows
-            raw += bytes(rng.randrange(256)
-                         for _ in range(rng.randint(1, 4096)))
+            raw += bytes(
+                rng.randrange(256) for _ in range(rng.randint(1, 4096)))
         else:  # a span repeated (misaligned rows)
             raw[pos:pos] = raw[pos:pos + rng.randint(1, 512)]
         return zlib.compress(bytes(raw), rng.choice((0, 1, 9)))
@@ -181,22 +181,24 @@ def mutate_png(data: bytes, rng: random.Random) -> bytes:
                                (b'IDAT', payload[cut:])]
         else:
             extra = rng.choice((
-                (b'PLTE', bytes(rng.randrange(256) for _ in range(
-                    3 * rng.randint(0, 300)))),
-                (b'tRNS', bytes(rng.randrange(256) for _ in range(
-                    rng.randint(0, 300)))),
+                (b'PLTE',
+                 bytes(
+                     rng.randrange(256)
+                     for _ in range(3 * rng.randint(0, 300)))),
+                (b'tRNS',
+                 bytes(rng.randrange(256)
+                       for _ in range(rng.randint(0, 300)))),
                 (b'gAMA', struct.pack('>I', rng.choice(SIZES))),
-                (b'iCCP', b'icc\0\0' + zlib.compress(b'x' * rng.randint(
-                    0, 1 << 16))),
-                (b'zTXt', b'k\0\0' + zlib.compress(b'\0' * rng.randint(
-                    0, 1 << 20))),
+                (b'iCCP',
+                 b'icc\0\0' + zlib.compress(b'x' * rng.randint(0, 1 << 16))),
+                (b'zTXt',
+                 b'k\0\0' + zlib.compress(b'\0' * rng.randint(0, 1 << 20))),
                 (b'eXIf', b'MM\0*\0\0\0\x08' + bytes(8)),
             ))
             chunks.insert(rng.randint(1, len(chunks)), extra)
     else:  # change a chunk's type
-        chunks[i] = (rng.choice((b'IHDR', b'IDAT', b'IEND', b'PLTE',
-                                 b'tRNS', b'acTL', b'fcTL', b'xxxx')),
-                     payload)
+        chunks[i] = (rng.choice((b'IHDR', b'IDAT', b'IEND', b'PLTE', b'tRNS',
+                                 b'acTL', b'fcTL', b'xxxx')), payload)
     return png_from_chunks(chunks)
 
 
@@ -236,15 +238,17 @@ def mutate_jpeg(data: bytes, rng: random.Random) -> bytes:
         return _flip(data, rng)
     buf = bytearray(data)
     op = rng.randrange(6)
-    sof = [s for s in segments if 0xc0 <= s[0] <= 0xcf
-           and s[0] not in (0xc4, 0xc8, 0xcc)]
+    sof = [
+        s for s in segments
+        if 0xc0 <= s[0] <= 0xcf and s[0] not in (0xc4, 0xc8, 0xcc)
+    ]
     if op == 0 and sof:  # frame size, precision, components, sampling
         _, start, end = sof[0]
         field = rng.randrange(4)
         if field == 0 and end >= start + 9:
-            buf[start + 5:start + 9] = struct.pack(
-                '>HH', rng.choice(SIZES) & 0xffff,
-                rng.choice(SIZES) & 0xffff)
+            buf[start + 5:start + 9] = struct.pack('>HH',
+                                                   rng.choice(SIZES) & 0xffff,
+                                                   rng.choice(SIZES) & 0xffff)
         elif field == 1 and end > start + 4:
             buf[start + 4] = rng.choice((0, 1, 8, 12, 16, 255))
         elif field == 2 and end > start + 9:
@@ -272,8 +276,8 @@ def mutate_jpeg(data: bytes, rng: random.Random) -> bytes:
     elif op == 4:  # a marker inserted in the scan (restart, EOI, SOF)
         scan = segments[-1][2]
         pos = rng.randint(min(scan, len(buf)), len(buf))
-        buf[pos:pos] = bytes([0xff, rng.choice((0xd0, 0xd7, 0xd9, 0xc0,
-                                                0xda, 0x00))])
+        buf[pos:pos] = bytes(
+            [0xff, rng.choice((0xd0, 0xd7, 0xd9, 0xc0, 0xda, 0x00))])
     else:  # a segment dropped or duplicated
         _, start, end = rng.choice(segments)
         piece = bytes(buf[start:end])

@@ -30,7 +30,10 @@ def _mmengine_checkpoint() -> dict:
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[1, 3])
     return dict(
         meta=dict(
-            epoch=1, iter=2, seed=0, cfg='model = dict(type="X")',
+            epoch=1,
+            iter=2,
+            seed=0,
+            cfg='model = dict(type="X")',
             mmengine_version='0.10.7',
             rng_state=dict(
                 numpy=np.random.RandomState(0).get_state(),
@@ -41,8 +44,8 @@ def _mmengine_checkpoint() -> dict:
         param_schedulers=[sched.state_dict()],
         message_hub=dict(
             log_scalars=OrderedDict(loss=HistoryBuffer([1.0, 2.5], [1, 1])),
-            runtime_info=OrderedDict(epoch=1, eta=np.float64(2.0),
-                                     keep=np.arange(3)),
+            runtime_info=OrderedDict(
+                epoch=1, eta=np.float64(2.0), keep=np.arange(3)),
             resumed_keys=OrderedDict(epoch=True)))
 
 
@@ -67,9 +70,17 @@ def _official_checkpoint() -> dict:
     param.sum().backward()
     opt.step()
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[35])
-    return dict(epoch=3, cur_iou=0.51, best_iou=0.6,
-                prec={'Pr@50': 0.5, 'Pr@90': 0.1}, state_dict=state,
-                optimizer=opt.state_dict(), scheduler=sched.state_dict())
+    return dict(
+        epoch=3,
+        cur_iou=0.51,
+        best_iou=0.6,
+        prec={
+            'Pr@50': 0.5,
+            'Pr@90': 0.1
+        },
+        state_dict=state,
+        optimizer=opt.state_dict(),
+        scheduler=sched.state_dict())
 
 
 def checkpoint_seeds(folder: str) -> List[bytes]:
@@ -77,8 +88,8 @@ def checkpoint_seeds(folder: str) -> List[bytes]:
     checkpoints (zip) and a legacy (pre-zip) file."""
     import torch
     seeds = []
-    for obj, legacy in ((_mmengine_checkpoint(), False),
-                        (_official_checkpoint(), False),
+    for obj, legacy in ((_mmengine_checkpoint(),
+                         False), (_official_checkpoint(), False),
                         (_official_checkpoint(), True)):
         buf = io.BytesIO()
         torch.save(obj, buf, _use_new_zipfile_serialization=not legacy)
@@ -131,8 +142,7 @@ def torchscript_seeds(folder: str) -> List[bytes]:
     path = osp.join(folder, 'seed_ts.pt')
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        torch.jit.save(torch.jit.trace(holder, torch.zeros(1, 3, 8, 8)),
-                       path)
+        torch.jit.save(torch.jit.trace(holder, torch.zeros(1, 3, 8, 8)), path)
     with open(path, 'rb') as f:
         archive = f.read()
     buf = io.BytesIO()

@@ -9,7 +9,8 @@ from typing import Iterable, List, Tuple
 def png_chunk(kind: bytes, payload: bytes) -> bytes:
     """One PNG chunk: length, type, payload and CRC-32 of type + payload."""
     return (struct.pack('>I', len(payload)) + kind + payload +
-            struct.pack('>I', zlib.crc32(kind + payload) & 0xffffffff))
+            struct.pack('>I',
+                        zlib.crc32(kind + payload) & 0xffffffff))
 
 
 def png_chunks(data: bytes) -> List[Tuple[bytes, bytes]]:

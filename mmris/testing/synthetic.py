@@ -217,23 +217,24 @@ def python2_pickle_dumps(obj: Any, protocol: int = 2) -> bytes:
         if value is None:
             out.append(b'N')
         elif isinstance(value, bool):
-            out.append((b'\x88' if value else b'\x89') if protocol else
-                       (b'I01\n' if value else b'I00\n'))
+            out.append((b'\x88' if value else b'\x89') if protocol else (
+                b'I01\n' if value else b'I00\n'))
         elif isinstance(value, int):
             if protocol == 0:
-                out.append(b'I%d\n' % value if -2**31 <= value < 2**31 else
-                           b'L%dL\n' % value)
+                out.append(b'I%d\n' %
+                           value if -2**31 <= value < 2**31 else b'L%dL\n' %
+                           value)
             elif 0 <= value < 256:
                 out.append(b'K' + bytes([value]))
             elif -2**31 <= value < 2**31:
                 out.append(b'J' + struct.pack('<i', value))
             else:
-                raw = value.to_bytes((value.bit_length() + 8) // 8, 'little',
-                                     signed=True)
+                raw = value.to_bytes(
+                    (value.bit_length() + 8) // 8, 'little', signed=True)
                 out.append(b'\x8a' + bytes([len(raw)]) + raw)
         elif isinstance(value, float):
-            out.append(b'G' + struct.pack('>d', value) if protocol else
-                       b'F' + repr(value).encode('ascii') + b'\n')
+            out.append(b'G' + struct.pack('>d', value) if protocol else b'F' +
+                       repr(value).encode('ascii') + b'\n')
         elif isinstance(value, bytes):
             if protocol == 0:
                 out.append(b'S' + repr(value)[1:].encode('ascii') + b'\n')
@@ -243,10 +244,9 @@ def python2_pickle_dumps(obj: Any, protocol: int = 2) -> bytes:
                 out.append(b'T' + struct.pack('<i', len(value)) + value)
         elif isinstance(value, str):
             if protocol == 0:
-                escaped = value.replace('\\', '\\u005c').replace(
-                    '\n', '\\u000a')
-                out.append(b'V' + escaped.encode('raw-unicode-escape') +
-                           b'\n')
+                escaped = value.replace('\\',
+                                        '\\u005c').replace('\n', '\\u000a')
+                out.append(b'V' + escaped.encode('raw-unicode-escape') + b'\n')
             else:
                 raw = value.encode('utf-8')
                 out.append(b'X' + struct.pack('<I', len(raw)) + raw)
@@ -258,8 +258,8 @@ def python2_pickle_dumps(obj: Any, protocol: int = 2) -> bytes:
                 out.append(b't')
                 return
             is_dict = isinstance(value, dict)
-            out.append((b'}' if is_dict else b']') if protocol else
-                       (b'(d' if is_dict else b'(l'))
+            out.append((b'}' if is_dict else b']') if protocol else (
+                b'(d' if is_dict else b'(l'))
             for item in (value.items() if is_dict else value):
                 for part in (item if is_dict else (item, )):
                     put(part)
@@ -274,9 +274,9 @@ def python2_pickle_dumps(obj: Any, protocol: int = 2) -> bytes:
     return b''.join(out)
 
 
-def _write_scene(img_dir: str, seed: int, index: int, lo: int,
-                 hi: int) -> Tuple[np.random.Generator, dict, List[dict],
-                                   List[dict]]:
+def _write_scene(
+        img_dir: str, seed: int, index: int, lo: int,
+        hi: int) -> Tuple[np.random.Generator, dict, List[dict], List[dict]]:
     """Render scene ``index``, write its JPEG and build its COCO entries.
 
     Returns:
@@ -317,8 +317,10 @@ def _write_scene(img_dir: str, seed: int, index: int, lo: int,
     return rng, image, anns, objs
 
 
-def _pick_sentences(rng: np.random.Generator, cands: List[str],
-                    first_id: int, most: int = 3) -> List[dict]:
+def _pick_sentences(rng: np.random.Generator,
+                    cands: List[str],
+                    first_id: int,
+                    most: int = 3) -> List[dict]:
     """2..``most`` of ``cands`` as REFER sentence dicts (ids from
     ``first_id``)."""
     n_sent = min(len(cands), int(rng.integers(2, most + 1)))
@@ -327,8 +329,8 @@ def _pick_sentences(rng: np.random.Generator, cands: List[str],
     for k, sent in enumerate(chosen):
         raw = sent[0].upper() + sent[1:] + ('.' if rng.random() < 0.5 else '')
         sentences.append(
-            dict(tokens=sent.split(), raw=raw, sent_id=first_id + k,
-                 sent=sent))
+            dict(
+                tokens=sent.split(), raw=raw, sent_id=first_id + k, sent=sent))
     return sentences
 
 
@@ -504,8 +506,9 @@ def _multi_sentences(objs: List[dict]) -> List[Tuple[List[int], List[str]]]:
         idx = tuple(k for k, o in enumerate(objs) if o['shape'] == shape)
         if len(idx) >= 2:
             num = _COUNT_WORDS[len(idx)]
-            cands = [f'the {num} {shape}s', f'all the {shape}s',
-                     f'every {shape}']
+            cands = [
+                f'the {num} {shape}s', f'all the {shape}s', f'every {shape}'
+            ]
             if len(idx) == 2:
                 cands.append(f'both {shape}s')
             groups.setdefault(idx, []).extend(cands)
@@ -538,11 +541,9 @@ def _no_target_sentences(objs: List[dict]) -> List[str]:
             cands.append(f'the {colour} one')
     for shape in SHAPES:
         if shape not in shapes:
-            cands += [f'the {shape}', f'the big {shape}',
-                      f'the small {shape}']
+            cands += [f'the {shape}', f'the big {shape}', f'the small {shape}']
     for o in objs:
-        cands += [f'the {o["colour"]} {s}' for s in SHAPES
-                  if s != o['shape']]
+        cands += [f'the {o["colour"]} {s}' for s in SHAPES if s != o['shape']]
     return cands
 
 
@@ -748,17 +749,19 @@ def make_planted_overlap_root(root: str,
                     area=16.0,
                     bbox=[x, 2, 4, 4])
             sentences = [
-                dict(sent=f'object {s}', raw=f'Object {s}.',
-                     tokens=['object', str(s)], sent_id=s)
-                for s in range(sent_id, sent_id + n_sents)
+                dict(
+                    sent=f'object {s}',
+                    raw=f'Object {s}.',
+                    tokens=['object', str(s)],
+                    sent_id=s) for s in range(sent_id, sent_id + n_sents)
             ]
             sent_id += n_sents
             ann = ann_ids if name == 'grefcoco' else ann_ids[0]
             out.append(
-                _ref_dict(ref_id, ann, [1 if a != -1 else -1
-                                        for a in ann_ids]
-                          if name == 'grefcoco' else 1, image_id, split,
-                          sentences))
+                _ref_dict(ref_id, ann,
+                          [1 if a != -1 else -1
+                           for a in ann_ids] if name == 'grefcoco' else 1,
+                          image_id, split, sentences))
             ref_id += 1
         os.makedirs(osp.join(root, folder), exist_ok=True)
         path = osp.join(root, folder, filename)

@@ -26,16 +26,24 @@ from torch.utils.flop_counter import FlopCounterMode
 aten = torch.ops.aten
 
 
-def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args,
-                   out_shape=None, **kwargs) -> int:
+def _cpu_sdpa_flop(query_shape,
+                   key_shape,
+                   value_shape,
+                   *args,
+                   out_shape=None,
+                   **kwargs) -> int:
     return _fc.sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-def _cpu_sdpa_backward_flop(grad_out_shape, query_shape, key_shape,
-                            value_shape, *args, out_shape=None,
+def _cpu_sdpa_backward_flop(grad_out_shape,
+                            query_shape,
+                            key_shape,
+                            value_shape,
+                            *args,
+                            out_shape=None,
                             **kwargs) -> int:
-    return _fc.sdpa_backward_flop_count(grad_out_shape, query_shape,
-                                        key_shape, value_shape)
+    return _fc.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape,
+                                        value_shape)
 
 
 #: Formulas PyTorch's FLOP table lacks: the CPU flash-attention kernel that

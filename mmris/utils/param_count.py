@@ -42,13 +42,13 @@ def count_parameters(model: nn.Module) -> Dict[str, dict]:
         for name, child in backbone.named_children():
             if name in ('visual', 'text'):
                 # modules attached through the block hooks (adapters, flows)
-                hooks = (child.hook_modules()
-                         if hasattr(child, 'hook_modules') else [])
+                hooks = (
+                    child.hook_modules()
+                    if hasattr(child, 'hook_modules') else [])
                 hook_ids = {id(p) for m in hooks for p in m.parameters()}
                 own_t = sum(p.numel() for p in child.parameters()
                             if p.requires_grad and id(p) not in hook_ids)
-                hook_t = sum(p.numel() for m in hooks
-                             for p in m.parameters())
+                hook_t = sum(p.numel() for m in hooks for p in m.parameters())
                 frozen = _numel(child, False)
                 rows[f'backbone.{name}'] = dict(trainable=own_t, frozen=frozen)
                 if hooks:

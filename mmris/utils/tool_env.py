@@ -89,9 +89,12 @@ def ensure_environment(tool_file: str,
         osp.dirname(osp.dirname(venv)))
     if venv is not None and not inside and not os.environ.get(_REEXEC_FLAG):
         rel = osp.relpath(venv)
-        print(f'[{name}] {", ".join(missing)} not found for {sys.executable}'
-              f'; running with {rel} (activate it with `source '
-              f'{osp.dirname(rel)}/activate`)', file=sys.stderr, flush=True)
+        print(
+            f'[{name}] {", ".join(missing)} not found for {sys.executable}'
+            f'; running with {rel} (activate it with `source '
+            f'{osp.dirname(rel)}/activate`)',
+            file=sys.stderr,
+            flush=True)
         os.environ[_REEXEC_FLAG] = '1'
         os.execv(venv, [venv, osp.abspath(tool_file)] + sys.argv[1:])
     raise SystemExit(
@@ -276,8 +279,8 @@ def check_checkpoint_path(path: Optional[str], tool: str) -> None:
         return
     if osp.isdir(path):
         offer = newest_checkpoint(path)
-        hint = (f'did you mean {offer}?' if offer else
-                'it holds no *.pth checkpoint')
+        hint = (f'did you mean {offer}?'
+                if offer else 'it holds no *.pth checkpoint')
         raise SystemExit(f'{tool}: checkpoint {path} is a directory, not a '
                          f'checkpoint file: {hint}')
     raise SystemExit(f'{tool}: checkpoint file not found: {path}')

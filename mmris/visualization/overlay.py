@@ -234,7 +234,8 @@ def render_overlay(image: np.ndarray,
     mask = as_bool_mask(mask, (h, w)).astype(np.uint8)
     big, _ = upscale_to(image, min_size)
     if big.shape[:2] != (h, w):
-        mask = cv2.resize(mask, (big.shape[1], big.shape[0]),
-                          interpolation=cv2.INTER_NEAREST)
+        mask = cv2.resize(
+            mask, (big.shape[1], big.shape[0]),
+            interpolation=cv2.INTER_NEAREST)
     return draw_referring_mask(
         big, mask, color, alpha, text=text, caption_lines=caption_lines)

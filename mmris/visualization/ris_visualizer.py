@@ -129,8 +129,7 @@ class RISLocalVisualizer(SegLocalVisualizer):
             label = 'pred (no target)' if pred_nt else 'pred'
             caption = f'{label}: {text}' if iou is None else \
                 f'{label} (IoU {iou * 100:.1f}): {text}'
-            panels.append((data_sample.pred_sem_seg, self.pred_color,
-                           caption))
+            panels.append((data_sample.pred_sem_seg, self.pred_color, caption))
         if not panels:
             return image
         h, w = image.shape[:2]

@@ -51,8 +51,10 @@ def test_inference_pipeline_follows_config(model):
     assert out['data_samples'].text_ids.shape == (17, )
     assert out['data_samples'].ori_shape == (90, 130)
     cfg = model.cfg.copy()
-    cfg.merge_from_dict({'test_dataloader.dataset.word_len': 22,
-                         'test_dataloader.dataset.img_size': 48})
+    cfg.merge_from_dict({
+        'test_dataloader.dataset.word_len': 22,
+        'test_dataloader.dataset.img_size': 48
+    })
     out = build_inference_pipeline(cfg)(dict(img=_image(), text='a'))
     assert out['inputs'].shape == (3, 48, 48)
     assert out['data_samples'].text_ids.shape == (22, )
@@ -69,22 +71,21 @@ def test_inference_model_single_and_batched(model, tmp_path):
     assert single.seg_logits.data.shape == (1, 90, 130)
     assert single.metainfo['text'] == 'the red circle'
     prob = single.seg_logits.data
-    assert torch.equal(single.pred_sem_seg.data,
-                       (prob > 0.35).to(torch.uint8))
+    assert torch.equal(single.pred_sem_seg.data, (prob > 0.35).to(torch.uint8))
 
     texts = ['the red circle', 'the background', 'the object on the left']
     many = inference_model(model, img, texts, batch_size=2)
     assert [m.metainfo['text'] for m in many] == texts
-    torch.testing.assert_close(many[0].seg_logits.data, prob, atol=1e-5,
-                               rtol=0)
+    torch.testing.assert_close(
+        many[0].seg_logits.data, prob, atol=1e-5, rtol=0)
     # a path gives the same as the RGB array (PNG is lossless)
     path = str(tmp_path / 'img.png')
     cv2.imwrite(path, cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     from_path = inference_model(model, path, texts[:1])
-    torch.testing.assert_close(from_path[0].seg_logits.data, prob,
-                               atol=1e-5, rtol=0)
-    bgr = inference_model(model, img[..., ::-1].copy(), 'the red circle',
-                          channel_order='bgr')
+    torch.testing.assert_close(
+        from_path[0].seg_logits.data, prob, atol=1e-5, rtol=0)
+    bgr = inference_model(
+        model, img[..., ::-1].copy(), 'the red circle', channel_order='bgr')
     torch.testing.assert_close(bgr.seg_logits.data, prob, atol=1e-5, rtol=0)
     # threshold override
     thr = float(prob.median())
@@ -237,7 +238,8 @@ def test_demo_refuses_checkpoint_of_another_width(width_configs, tmp_path,
     out = tmp_path / 'overlay.png'
     with pytest.raises(CheckpointMismatchError, match='tiny_w32.pth'):
         run_tool_inprocess(
-            osp.join(ROOT, 'tools', 'demo.py'),
-            [image, 'the red circle', '--config', config, '--checkpoint',
-             ckpt, '--out', out], monkeypatch)
+            osp.join(ROOT, 'tools', 'demo.py'), [
+                image, 'the red circle', '--config', config, '--checkpoint',
+                ckpt, '--out', out
+            ], monkeypatch)
     assert not out.exists()

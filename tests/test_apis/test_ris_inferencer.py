@@ -44,8 +44,11 @@ def _reference(model, img, text):
 
     from mmris.apis import build_inference_pipeline
     sample = build_inference_pipeline(model.cfg)(
-        dict(img=img, text=text, ori_shape=img.shape[:2],
-             img_shape=img.shape[:2]))
+        dict(
+            img=img,
+            text=text,
+            ori_shape=img.shape[:2],
+            img_shape=img.shape[:2]))
     with torch.no_grad():
         out = model.test_step(pseudo_collate([sample]))[0]
     return out.seg_logits.data[0].numpy()
@@ -71,13 +74,11 @@ def test_images_times_sentences_batched(inferencer, tmp_path):
             assert pred['no_target_score'] is None
             ref = _reference(inferencer.model, img, text)
             np.testing.assert_allclose(pred['prob'], ref, atol=1e-5)
-            np.testing.assert_array_equal(pred['mask'],
-                                          (pred['prob'] > 0.35))
+            np.testing.assert_array_equal(pred['mask'], (pred['prob'] > 0.35))
     # one at a time gives the same as batched across images
     one = inferencer(img0, TEXTS[1], batch_size=1)['predictions']
     assert len(one) == 1
-    np.testing.assert_allclose(one[0]['prob'], preds[0][1]['prob'],
-                               atol=1e-5)
+    np.testing.assert_allclose(one[0]['prob'], preds[0][1]['prob'], atol=1e-5)
     # one list of sentences per image
     own = inferencer([img0, path], [['the red circle'], TEXTS])
     assert [len(p) for p in own['predictions']] == [1, 2]
@@ -94,18 +95,21 @@ def test_visualization_threshold_and_files(inferencer, tmp_path):
     img = _image()
     prob = inferencer(img, TEXTS[0])['predictions'][0]['prob']
     thr = float(np.median(prob))
-    out = inferencer(
-        [img, DEMO], TEXTS, threshold=thr, return_vis=True,
-        out_dir=str(tmp_path / 'vis'))
+    out = inferencer([img, DEMO],
+                     TEXTS,
+                     threshold=thr,
+                     return_vis=True,
+                     out_dir=str(tmp_path / 'vis'))
     first = out['predictions'][0][0]
     np.testing.assert_array_equal(first['mask'], prob > thr)
     assert 0.3 < first['mask'].mean() < 0.7
     overlay = out['visualization'][0][0]
-    np.testing.assert_array_equal(
-        overlay, render_overlay(img, first['mask'], TEXTS[0]))
+    np.testing.assert_array_equal(overlay,
+                                  render_overlay(img, first['mask'], TEXTS[0]))
     files = sorted(p.name for p in (tmp_path / 'vis').iterdir())
-    assert files == ['demo_0.png', 'demo_1.png', 'image_0_0.png',
-                     'image_0_1.png']
+    assert files == [
+        'demo_0.png', 'demo_1.png', 'image_0_0.png', 'image_0_1.png'
+    ]
     written = cv2.imread(str(tmp_path / 'vis' / 'demo_1.png'))
     np.testing.assert_array_equal(
         cv2.cvtColor(written, cv2.COLOR_BGR2RGB), out['visualization'][1][1])
@@ -123,8 +127,8 @@ def test_model_names_datasamples_and_limits(inferencer, tiny_ckpt):
         osp.join('configs', 'etris', 'etris_vit-b16_refcoco.py'))
     with pytest.raises(ValueError, match="Unknown model 'no-such-model'"):
         find_config('no-such-model')
-    by_name = RISInferencer('etris-tiny_synthetic', weights=tiny_ckpt,
-                            device='cpu')
+    by_name = RISInferencer(
+        'etris-tiny_synthetic', weights=tiny_ckpt, device='cpu')
     img = _image()
     a = by_name(img, TEXTS)['predictions']
     b = inferencer(img, TEXTS)['predictions']

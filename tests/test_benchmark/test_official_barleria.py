@@ -52,12 +52,8 @@ def test_conv2d_is_torch_conv_then_norm_then_activation(barleria):
     assert set(plain.state_dict()) == {'weight', 'bias'}
     torch.testing.assert_close(plain(x), ref(x), rtol=0, atol=0)
     norm = nn.GroupNorm(2, 4)
-    full = barleria.Conv2d(6,
-                           4,
-                           3,
-                           padding=1,
-                           norm=norm,
-                           activation=torch.relu)
+    full = barleria.Conv2d(
+        6, 4, 3, padding=1, norm=norm, activation=torch.relu)
     full.weight.data.copy_(ref.weight)
     full.bias.data.copy_(ref.bias)
     torch.testing.assert_close(full(x), torch.relu(norm(ref(x))))
@@ -108,13 +104,14 @@ def test_registry(barleria):
 
     assert reg.register(other) is other
     assert reg.get('Side') is Side and 'other' in reg
-    with pytest.raises(KeyError,
-                       match="'Side' was already registered in "
-                       "'SIDE_ADAPTER'"):
+    with pytest.raises(
+            KeyError, match="'Side' was already registered in "
+            "'SIDE_ADAPTER'"):
         reg.register(Side)
-    with pytest.raises(KeyError,
-                       match="No object named 'Nope' found in "
-                       "'SIDE_ADAPTER' registry"):
+    with pytest.raises(
+            KeyError,
+            match="No object named 'Nope' found in "
+            "'SIDE_ADAPTER' registry"):
         reg.get('Nope')
 
 
@@ -139,9 +136,10 @@ def test_shape_spec_and_cnn_block_base(barleria):
     block = barleria.CNNBlockBase(768, 144, 1)
     assert (block.in_channels, block.out_channels, block.stride) == (768, 144,
                                                                      1)
-    with pytest.raises(NotImplementedError,
-                       match=r'official/barleria\.py: detectron2 '
-                       r'CNNBlockBase\.freeze is not stood in for'):
+    with pytest.raises(
+            NotImplementedError,
+            match=r'official/barleria\.py: detectron2 '
+            r'CNNBlockBase\.freeze is not stood in for'):
         block.freeze()
 
 
@@ -150,11 +148,12 @@ def test_uncalled_stand_ins_raise(barleria):
         barleria.turtle_forward(10)
     layers = barleria.STUBS['detectron2.layers']()
     assert layers.Conv2d is barleria.Conv2d
-    with pytest.raises(AttributeError,
-                       match=r"detectron2\.layers\.get_norm is not stood in "
-                       r"for by mmris/benchmark/official/barleria\.py "
-                       r"\(it provides only \['CNNBlockBase', 'Conv2d', "
-                       r"'ShapeSpec'\]\)"):
+    with pytest.raises(
+            AttributeError,
+            match=r"detectron2\.layers\.get_norm is not stood in "
+            r"for by mmris/benchmark/official/barleria\.py "
+            r"\(it provides only \['CNNBlockBase', 'Conv2d', "
+            r"'ShapeSpec'\]\)"):
         layers.get_norm  # noqa: B018
 
 
@@ -241,19 +240,19 @@ def test_timm06_create_model_calls_the_entry_point_as_timm_06(
 
     monkeypatch.setattr(timm.models, 'is_model', lambda n: n == 'absvit')
     monkeypatch.setattr(timm.models, 'model_entrypoint', lambda n: absvit_like)
-    model = barleria.timm06_create_model('absvit',
-                                         False,
-                                         img_size=416,
-                                         num_classes=0,
-                                         drop_rate=0,
-                                         drop_path_rate=0.0,
-                                         global_pool=None)
+    model = barleria.timm06_create_model(
+        'absvit',
+        False,
+        img_size=416,
+        num_classes=0,
+        drop_rate=0,
+        drop_path_rate=0.0,
+        global_pool=None)
     assert isinstance(model, nn.Identity)
-    assert calls == [(False, None,
-                      dict(img_size=416,
-                           num_classes=0,
-                           drop_rate=0,
-                           drop_path_rate=0.0))]
+    assert calls == [
+        (False, None,
+         dict(img_size=416, num_classes=0, drop_rate=0, drop_path_rate=0.0))
+    ]
     with pytest.raises(ValueError, match='PRETRAINED False'):
         barleria.timm06_create_model('absvit', True)
     with pytest.raises(RuntimeError, match="Unknown timm model 'nope'"):

@@ -13,8 +13,7 @@ from mmris.benchmark.official import common, etris
 def test_official_imports_are_isolated(tmp_path):
     pkg = tmp_path / 'model'
     pkg.mkdir()
-    (pkg / '__init__.py').write_text(
-        'from loguru import logger\nVALUE = 41\n')
+    (pkg / '__init__.py').write_text('from loguru import logger\nVALUE = 41\n')
     had_loguru = 'loguru' in sys.modules
     with common.official_imports(str(tmp_path)):
         import model  # noqa: F401  (the fake official package)

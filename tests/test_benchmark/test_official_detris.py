@@ -11,7 +11,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-
 # The official DINOv2 switch, as model/dinov2/layers/attention.py uses it.
 XFORMERS_SWITCH = '''import os
 XFORMERS_ENABLED = os.environ.get("XFORMERS_DISABLED") is None
@@ -56,8 +55,9 @@ def test_unused_module_raises_a_clear_error_when_called(detris):
         module.__path__
 
 
-@pytest.mark.skipif(importlib.util.find_spec('fvcore') is not None,
-                    reason='the real fvcore is installed and used')
+@pytest.mark.skipif(
+    importlib.util.find_spec('fvcore') is not None,
+    reason='the real fvcore is installed and used')
 def test_fvcore_import_is_stood_in_only_inside(detris, tmp_path):
     common = importlib.import_module('mmris.benchmark.official.common')
     _write(
@@ -95,9 +95,9 @@ def test_xformers_switch_selects_the_plain_path(detris, tmp_path, monkeypatch,
         enabled = importlib.import_module('model.attention')
     if before is None:  # the fake xFormers is found and used
         assert enabled.XFORMERS_AVAILABLE is True
-        with pytest.raises(RuntimeError,
-                           match=r"\['model.attention'\] "
-                           'use xFormers'):
+        with pytest.raises(
+                RuntimeError, match=r"\['model.attention'\] "
+                'use xFormers'):
             detris.check_plain_pytorch([enabled])
     with common.official_imports(str(tmp_path)), detris.xformers_disabled():
         plain = importlib.import_module('model.attention')
@@ -119,8 +119,8 @@ def test_pretrained_files_answers_only_the_configured_paths(detris):
         'pretrain/dinov2.pth': ('torch.load', state),
     }
     with detris.pretrained_files(answers):  # the files do not exist
-        assert torch.jit.load('pretrain/ViT-B-16.pt',
-                              map_location='cpu') is archive
+        assert torch.jit.load(
+            'pretrain/ViT-B-16.pt', map_location='cpu') is archive
         assert torch.load('pretrain/dinov2.pth') is state
         with pytest.raises(RuntimeError) as err:
             torch.load('pretrain/ViT-B-16.pt')
@@ -166,16 +166,17 @@ def test_random_dinov2_state_builds_the_checkpoint_shape(detris):
 
         return make
 
-    vits = types.SimpleNamespace(vit_base=arch('vit_base'),
-                                 vit_large=arch('vit_large'))
+    vits = types.SimpleNamespace(
+        vit_base=arch('vit_base'), vit_large=arch('vit_large'))
     state = detris.random_dinov2_state(vits, 'dino-base')
     assert set(state) == {'weight', 'bias'}
     detris.random_dinov2_state(vits, 'dinov2-large')
-    checkpoint = dict(patch_size=14,
-                      num_register_tokens=4,
-                      img_size=518,
-                      init_values=1.0,
-                      block_chunks=0)
+    checkpoint = dict(
+        patch_size=14,
+        num_register_tokens=4,
+        img_size=518,
+        init_values=1.0,
+        block_chunks=0)
     assert calls == [('vit_base', checkpoint), ('vit_large', checkpoint)]
     with pytest.raises(KeyError, match="unknown dino_name 'dino-giant'"):
         detris.random_dinov2_state(vits, 'dino-giant')
@@ -195,6 +196,6 @@ class _Official(nn.Module):
 def test_logits_and_loss_follow_the_official_forward(detris):
     img, word, mask = torch.ones(1, 3, 4,
                                  4), torch.ones(1, 5), torch.zeros(1, 1, 2, 2)
-    assert torch.equal(detris.logits(_Official(), img, word),
-                       torch.full((1, 1, 2, 2), 2.))
+    assert torch.equal(
+        detris.logits(_Official(), img, word), torch.full((1, 1, 2, 2), 2.))
     assert detris.loss(_Official(), img, word, mask).item() == 2.

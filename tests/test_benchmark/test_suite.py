@@ -10,16 +10,17 @@ def test_clone_lookup(tmp_path):
     (tmp_path / 'barleria').mkdir()
     (tmp_path / 'Kkakkkka' / 'ETRIS').mkdir(parents=True)
     (tmp_path / 'detris').write_text('a file, not a clone')
-    assert find_clone(str(tmp_path), 'barleria') == str(tmp_path /
-                                                        'barleria')
-    assert find_clone(str(tmp_path), 'etris') == str(tmp_path / 'Kkakkkka' /
-                                                     'ETRIS')
+    assert find_clone(str(tmp_path), 'barleria') == str(tmp_path / 'barleria')
+    assert find_clone(str(tmp_path),
+                      'etris') == str(tmp_path / 'Kkakkkka' / 'ETRIS')
     assert find_clone(str(tmp_path), 'detris') is None
     lines = []
     found = official_clones(
         str(tmp_path), ['etris', 'detris', 'etris'], lines.append)
-    assert found == {'ETRIS': str(tmp_path / 'Kkakkkka' / 'ETRIS'),
-                     'DETRIS': None}
+    assert found == {
+        'ETRIS': str(tmp_path / 'Kkakkkka' / 'ETRIS'),
+        'DETRIS': None
+    }
     assert lines[0] == f'official ETRIS: found {tmp_path}/Kkakkkka/ETRIS'
     assert lines[1].startswith('official DETRIS: MISSING (no folder DETRIS '
                                f'or jiaqihuang01/DETRIS in {tmp_path}')
@@ -27,8 +28,14 @@ def test_clone_lookup(tmp_path):
 
 
 def _run(side, status='ok', ms=None, peak=None, batch=2):
-    return dict(model='m', side=side, mode='train', batch=batch,
-                status=status, ms_per_step=ms, peak_gib=peak)
+    return dict(
+        model='m',
+        side=side,
+        mode='train',
+        batch=batch,
+        status=status,
+        ms_per_step=ms,
+        peak_gib=peak)
 
 
 def test_comparisons_from_the_measured_numbers():

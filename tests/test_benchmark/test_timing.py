@@ -21,7 +21,7 @@ def test_time_steps_warms_up_then_times_each_call(monkeypatch):
     calls, clock = [], iter([0, 2, 10, 15])
     monkeypatch.setattr(timing.time, 'perf_counter',
                         lambda: next(clock) / 1000)
-    times = timing.time_steps(lambda: calls.append(1), iters=2, warmup=3,
-                              device=torch.device('cpu'))
+    times = timing.time_steps(
+        lambda: calls.append(1), iters=2, warmup=3, device=torch.device('cpu'))
     assert len(calls) == 5  # 3 untimed + 2 timed
     assert times == pytest.approx([2.0, 5.0])

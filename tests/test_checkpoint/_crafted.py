@@ -53,16 +53,18 @@ class FakeArray:
 
 def object_pointer_array() -> FakeArray:
     """An object array whose 'pointers' are 0x4141414141414141."""
-    dtype = FakeDType('O8', (3, '|', None, None, None, -1, -1,
-                             OBJECT_FLAGS & ~NPY_LIST_PICKLE))
+    dtype = FakeDType(
+        'O8',
+        (3, '|', None, None, None, -1, -1, OBJECT_FLAGS & ~NPY_LIST_PICKLE))
     return FakeArray(dtype, (1, ), b'A' * 8)
 
 
 def out_of_range_field_array() -> FakeArray:
     """A structured array whose field 'a' starts 1 MiB past its 8-byte
     item."""
-    dtype = FakeDType('V8', (3, '|', None, ('a', ),
-                             {'a': (np.dtype('f8'), 1 << 20)}, 8, 1, 16))
+    dtype = FakeDType('V8', (3, '|', None, ('a', ), {
+        'a': (np.dtype('f8'), 1 << 20)
+    }, 8, 1, 16))
     return FakeArray(dtype, (4, ), b'\0' * 32)
 
 
@@ -75,17 +77,17 @@ class StridedTensor:
         self.stride = stride
 
     def __reduce__(self):
-        return (torch._utils._rebuild_tensor_v2,
-                (self.storage, 0, self.size, self.stride, False,
-                 OrderedDict()))
+        return (torch._utils._rebuild_tensor_v2, (self.storage, 0, self.size,
+                                                  self.stride, False,
+                                                  OrderedDict()))
 
 
 def stride_zero_tensor(numel: int = 2**31) -> StridedTensor:
     """``numel`` fp16 elements over a 1-element storage (stride 0)."""
     storage = torch.zeros(1, dtype=torch.float16).untyped_storage()
     return StridedTensor(
-        torch.storage.TypedStorage(wrap_storage=storage,
-                                   dtype=torch.float16, _internal=True),
+        torch.storage.TypedStorage(
+            wrap_storage=storage, dtype=torch.float16, _internal=True),
         (numel, ), (0, ))
 
 
@@ -94,7 +96,8 @@ def _dos_time() -> tuple:
     return (0, 33)  # 1980-01-01 00:00
 
 
-def write_zip(path: str, records: Dict[str, bytes],
+def write_zip(path: str,
+              records: Dict[str, bytes],
               raw: Optional[Dict[str, tuple]] = None) -> None:
     """Write a zip file. ``records`` are stored as they are; ``raw`` maps a
     name to ``(method, payload, crc, uncompressed_size)`` written verbatim
@@ -108,19 +111,22 @@ def write_zip(path: str, records: Dict[str, bytes],
         offset = out.tell()
         fname = name.encode()
         t, d = _dos_time()
-        out.write(struct.pack('<4s5H3L2H', b'PK\x03\x04', 20, 0, method, t,
-                              d, crc, len(payload), size, len(fname), 0))
+        out.write(
+            struct.pack('<4s5H3L2H', b'PK\x03\x04', 20, 0, method, t, d, crc,
+                        len(payload), size, len(fname), 0))
         out.write(fname)
         out.write(payload)
         central.append(
-            struct.pack('<4s6H3L5H2L', b'PK\x01\x02', 20, 20, 0, method, t,
-                        d, crc, len(payload), size, len(fname), 0, 0, 0, 0,
-                        0, offset) + fname)
+            struct.pack('<4s6H3L5H2L', b'PK\x01\x02',
+                        20, 20, 0, method, t, d, crc, len(payload), size,
+                        len(fname), 0, 0, 0, 0, 0, offset) + fname)
     start = out.tell()
     for entry in central:
         out.write(entry)
-    out.write(struct.pack('<4s4H2LH', b'PK\x05\x06', 0, 0, len(central),
-                          len(central), out.tell() - start, start, 0))
+    out.write(
+        struct.pack('<4s4H2LH', b'PK\x05\x06', 0, 0, len(central),
+                    len(central),
+                    out.tell() - start, start, 0))
     with open(path, 'wb') as f:
         f.write(out.getvalue())
 
@@ -148,7 +154,9 @@ class FakeStorage:
     """A storage that exists only as a persistent id: ``('storage',
     torch.<dtype_name>, key, 'cpu', numel)``."""
 
-    def __init__(self, key: str, numel: int,
+    def __init__(self,
+                 key: str,
+                 numel: int,
                  dtype_name: str = 'FloatStorage') -> None:
         self.key = key
         self.numel = numel
@@ -183,17 +191,27 @@ def crafted_pickle(obj) -> bytes:
     return out.getvalue()
 
 
-def crafted_checkpoint(path: str, obj, records: Dict[str, bytes] = None,
+def crafted_checkpoint(path: str,
+                       obj,
+                       records: Dict[str, bytes] = None,
                        raw: Optional[Dict[str, tuple]] = None,
                        prefix: str = 'archive') -> None:
     """A zip checkpoint: ``obj`` as data.pkl plus tensor ``records``
     (``{key: bytes}`` under ``<prefix>/data/``) and ``raw`` ones."""
-    files = {f'{prefix}/data.pkl': crafted_pickle(obj),
-             f'{prefix}/byteorder': b'little', f'{prefix}/version': b'3\n'}
+    files = {
+        f'{prefix}/data.pkl': crafted_pickle(obj),
+        f'{prefix}/byteorder': b'little',
+        f'{prefix}/version': b'3\n'
+    }
     for key, data in (records or {}).items():
         files[f'{prefix}/data/{key}'] = data
-    write_zip(path, files, raw={f'{prefix}/data/{k}': v
-                                for k, v in (raw or {}).items()})
+    write_zip(
+        path,
+        files,
+        raw={
+            f'{prefix}/data/{k}': v
+            for k, v in (raw or {}).items()
+        })
 
 
 def deflate_bomb(path: str, nbytes: int, torchscript: bool = False) -> None:
@@ -205,13 +223,19 @@ def deflate_bomb(path: str, nbytes: int, torchscript: bool = False) -> None:
     payload, crc = deflated_zeros(nbytes)
     if torchscript:
         obj = _ScriptModule(dict(weight=tensor))
-        files = {'m/data.pkl': crafted_pickle(obj),
-                 'm/constants.pkl': pickle.dumps((), protocol=2),
-                 'm/version': b'3\n', 'm/code/__torch__.py': b''}
+        files = {
+            'm/data.pkl': crafted_pickle(obj),
+            'm/constants.pkl': pickle.dumps((), protocol=2),
+            'm/version': b'3\n',
+            'm/code/__torch__.py': b''
+        }
         write_zip(path, files, raw={'m/data/0': (8, payload, crc, nbytes)})
     else:
-        crafted_checkpoint(path, {'state_dict': {'weight': tensor}},
-                           raw={'0': (8, payload, crc, nbytes)})
+        crafted_checkpoint(
+            path, {'state_dict': {
+                'weight': tensor
+            }},
+            raw={'0': (8, payload, crc, nbytes)})
 
 
 class _ScriptModule:
@@ -246,13 +270,17 @@ def nested_torchscript(path: str, depth: int) -> None:
     for _ in range(depth):
         body.write(pickle.SETITEM + pickle.BUILD)
     body.write(pickle.STOP)
-    write_zip(path, {'m/data.pkl': body.getvalue(),
-                     'm/constants.pkl': pickle.dumps((), protocol=2),
-                     'm/version': b'3\n', 'm/code/__torch__.py': b''})
+    write_zip(
+        path, {
+            'm/data.pkl': body.getvalue(),
+            'm/constants.pkl': pickle.dumps((), protocol=2),
+            'm/version': b'3\n',
+            'm/code/__torch__.py': b''
+        })
 
 
 def replace_records(path: str, src: str, changes: Dict[str, bytes],
-                    drop: Iterable[str] = ()) -> None:
+                    drop: Iterable[str] = ()) -> None:  # yapf: disable
     """Copy zip ``src`` with some records replaced (CRCs recomputed)."""
     records = records_of(src)
     for name in drop:

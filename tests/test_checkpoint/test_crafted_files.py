@@ -30,7 +30,6 @@ TESTS = osp.join(ROOT, 'tests')
 #: loader needed gigabytes for the bombs below.
 CAP_MB = 1536
 
-
 _CHILD = textwrap.dedent('''
     import json, os, resource, sys
     import mmris
@@ -81,15 +80,23 @@ def _load_in_subprocess(*jobs) -> list:
     Returns one report per job: ``error`` (class name), ``message``,
     ``peak_mb`` (peak RSS growth during the load) and ``returncode``.
     """
-    env = dict(os.environ, PYTHONPATH=ROOT, CUDA_VISIBLE_DEVICES='',
-               OMP_NUM_THREADS='1')
-    proc = subprocess.run(
-        [sys.executable, '-c', _CHILD],
-        input=''.join(json.dumps(list(job)) + '\n' for job in jobs),
-        capture_output=True, text=True, env=env, timeout=600)
+    env = dict(
+        os.environ,
+        PYTHONPATH=ROOT,
+        CUDA_VISIBLE_DEVICES='',
+        OMP_NUM_THREADS='1')
+    proc = subprocess.run([sys.executable, '-c', _CHILD],
+                          input=''.join(
+                              json.dumps(list(job)) + '\n' for job in jobs),
+                          capture_output=True,
+                          text=True,
+                          env=env,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    reports = [json.loads(line) for line in proc.stdout.splitlines()
-               if line.startswith('{')]
+    reports = [
+        json.loads(line) for line in proc.stdout.splitlines()
+        if line.startswith('{')
+    ]
     assert len(reports) == len(jobs), proc.stderr[-3000:]
     for report in reports:
         assert report['returncode'] == 0, (
@@ -101,8 +108,8 @@ def _crafted_files(folder: str) -> dict:
     """name -> (path, loader) of every file that must be loaded in a
     separate process."""
     jobs = {}
-    for payload, where in (('object_pointer_array', 'state_dict'),
-                           ('object_pointer_array', 'meta'),
+    for payload, where in (('object_pointer_array',
+                            'state_dict'), ('object_pointer_array', 'meta'),
                            ('out_of_range_field_array', 'meta')):
         path = osp.join(folder, f'{payload}_{where}.pth')
         torch.manual_seed(0)
@@ -122,13 +129,12 @@ def _crafted_files(folder: str) -> dict:
         path = osp.join(folder, 'bomb.pt' if torchscript else 'bomb.pth')
         _crafted.deflate_bomb(path, 1 << 30, torchscript=torchscript)
         assert os.path.getsize(path) < 2 << 20
-        jobs[f'deflate-{torchscript}'] = (
-            path, 'load_clip_state_dict' if torchscript else
-            'safe_torch_load')
+        jobs[f'deflate-{torchscript}'] = (path, 'load_clip_state_dict' if
+                                          torchscript else 'safe_torch_load')
     import pickle
-    body = (pickle.PROTO + b'\x02' + pickle.EMPTY_DICT + pickle.NONE +
-            pickle.TUPLE1 * 100000 + pickle.NONE + pickle.SETITEM +
-            pickle.STOP)
+    body = (
+        pickle.PROTO + b'\x02' + pickle.EMPTY_DICT + pickle.NONE +
+        pickle.TUPLE1 * 100000 + pickle.NONE + pickle.SETITEM + pickle.STOP)
     path = osp.join(folder, 'keys.pth')
     _crafted.write_zip(path, {'archive/data.pkl': body})
     jobs['nested-tuple-key'] = (path, 'safe_torch_load')
@@ -141,8 +147,10 @@ def isolated(tmp_path_factory):
     folder = str(tmp_path_factory.mktemp('crafted'))
     jobs = _crafted_files(folder)
     reports = _load_in_subprocess(*jobs.values())
-    return {name: dict(report, path=jobs[name][0])
-            for name, report in zip(jobs, reports)}
+    return {
+        name: dict(report, path=jobs[name][0])
+        for name, report in zip(jobs, reports)
+    }
 
 
 def _tiny_state():
@@ -168,20 +176,23 @@ def test_dtype_state_cannot_change_a_builtin_dtype(tmp_path):
     # flags: numpy's __setstate__ would alter the process-wide float64
     path = str(tmp_path / 'f8.pth')
     dtype = _crafted.FakeDType('f8', (3, '>', None, None, None, -1, -1, 63))
-    torch.save(dict(meta=dict(a=_crafted.FakeArray(dtype, (1, ),
-                                                   b'\0' * 8))), path)
-    with pytest.raises(UnsafeCheckpointError, match="numpy dtype <f8 with "
-                       "state"):
+    torch.save(
+        dict(meta=dict(a=_crafted.FakeArray(dtype, (1, ), b'\0' * 8))), path)
+    with pytest.raises(
+            UnsafeCheckpointError, match="numpy dtype <f8 with "
+            "state"):
         safe_torch_load(path)
     assert np.dtype('f8').byteorder == '=' and np.dtype('f8').flags == 0
 
 
 def test_plain_numpy_values_still_load(tmp_path):
     path = str(tmp_path / 'np.pth')
-    values = dict(arr=np.arange(6, dtype=np.int32).reshape(2, 3),
-                  f=np.asfortranarray(np.ones((2, 3), np.float16)),
-                  scalar=np.float64(2.5), flag=np.bool_(True),
-                  empty=np.zeros((0, 4)))
+    values = dict(
+        arr=np.arange(6, dtype=np.int32).reshape(2, 3),
+        f=np.asfortranarray(np.ones((2, 3), np.float16)),
+        scalar=np.float64(2.5),
+        flag=np.bool_(True),
+        empty=np.zeros((0, 4)))
     torch.save(dict(meta=values), path)
     loaded = safe_torch_load(path)['meta']
     for key, value in values.items():
@@ -219,8 +230,11 @@ def test_import_mmris_leaves_torch_weights_only_untouched(tmp_path):
             callers=callers)))
     ''')
     env = dict(os.environ, PYTHONPATH=ROOT)
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
-                         text=True, env=env, timeout=300)
+    out = subprocess.run([sys.executable, '-c', code],
+                         capture_output=True,
+                         text=True,
+                         env=env,
+                         timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     # plain torch refuses the numpy file exactly as before
@@ -228,9 +242,11 @@ def test_import_mmris_leaves_torch_weights_only_untouched(tmp_path):
     # nothing of mmris widened the allow-list (torch.distributed, imported
     # by the OpenMMLab stack, registers its own DTensor classes)
     assert not [c for c in result['callers'] if '/mmris/' in c]
-    assert not [g for g in result['added']
-                if any(w in g for w in ('numpy', 'mmengine', 'getattr',
-                                        'builtins', 'collections'))]
+    assert not [
+        g for g in result['added'] if any(
+            w in g for w in ('numpy', 'mmengine', 'getattr', 'builtins',
+                             'collections'))
+    ]
 
 
 # -- tiny files that allocate gigabytes --------------------------------------
@@ -260,8 +276,8 @@ def test_views_covering_storage_many_times_are_refused(tmp_path):
     path = str(tmp_path / 'views.pth')
     base = torch.zeros(1 << 18)
     torch.save({f'k{i}': base.view(-1) for i in range(64)}, path)
-    with pytest.raises(CorruptCheckpointError,
-                       match='tensors view .* bytes of storage'):
+    with pytest.raises(
+            CorruptCheckpointError, match='tensors view .* bytes of storage'):
         safe_torch_load(path)
     # tied weights (each storage viewed twice) are fine
     torch.save({'a': base, 'b': base}, path)
@@ -274,8 +290,8 @@ def test_record_size_must_match_its_tensor(numel, nbytes, tmp_path):
     path = str(tmp_path / 'sizes.pth')
     tensor = _crafted.StridedTensor(
         _crafted.FakeStorage('0', numel), (16, ), (1, ))
-    _crafted.crafted_checkpoint(path, {'w': tensor},
-                                records={'0': b'\0' * nbytes})
+    _crafted.crafted_checkpoint(
+        path, {'w': tensor}, records={'0': b'\0' * nbytes})
     with pytest.raises(CorruptCheckpointError) as info:
         safe_torch_load(path)
     assert (f'Checkpoint "{path}" is damaged: tensor record '
@@ -287,10 +303,11 @@ def test_tensor_reading_past_its_storage_is_refused(tmp_path):
     path = str(tmp_path / 'past.pth')
     tensor = _crafted.StridedTensor(
         _crafted.FakeStorage('0', 4), (4, 4), (4, 1))
-    _crafted.crafted_checkpoint(path, {'w': tensor},
-                                records={'0': b'\0' * 16})
-    with pytest.raises(CorruptCheckpointError, match='reads element 15 of '
-                       'a storage of 4 elements'):
+    _crafted.crafted_checkpoint(path, {'w': tensor}, records={'0': b'\0' * 16})
+    with pytest.raises(
+            CorruptCheckpointError,
+            match='reads element 15 of '
+            'a storage of 4 elements'):
         safe_torch_load(path)
 
 
@@ -353,8 +370,10 @@ def test_nested_tuple_keys_are_refused_before_hashing(isolated):
 def test_legacy_file_loads_with_a_warning_that_damage_goes_unseen(tmp_path):
     path = str(tmp_path / 'legacy.pth')
     state = dict(w=torch.arange(8.0), h=torch.ones(3).half())
-    torch.save(dict(state_dict=state, epoch=2), path,
-               _use_new_zipfile_serialization=False)
+    torch.save(
+        dict(state_dict=state, epoch=2),
+        path,
+        _use_new_zipfile_serialization=False)
     with pytest.warns(LegacyCheckpointWarning) as record:
         loaded = safe_torch_load(path)
     assert torch.equal(loaded['state_dict']['w'], state['w'])
@@ -371,19 +390,21 @@ def test_legacy_file_loads_with_a_warning_that_damage_goes_unseen(tmp_path):
     # (legacy storages are written in the order of their memory addresses,
     # so which tensor holds the byte is not fixed): exactly one element of
     # one tensor changed, and nothing said so but the warning
-    diffs = [int((changed[k].float() != state[k].float()).sum())
-             for k in ('w', 'h')]
+    diffs = [
+        int((changed[k].float() != state[k].float()).sum()) for k in ('w', 'h')
+    ]
     assert sorted(diffs) == [0, 1]
 
 
 def test_legacy_file_declaring_more_storage_than_it_holds(tmp_path):
     path = str(tmp_path / 'legacy.pth')
-    torch.save(dict(w=torch.zeros(1000)), path,
-               _use_new_zipfile_serialization=False)
+    torch.save(
+        dict(w=torch.zeros(1000)), path, _use_new_zipfile_serialization=False)
     raw = open(path, 'rb').read()
     open(path, 'wb').write(raw[:-2000])
-    with pytest.raises(CorruptCheckpointError,
-                       match=f'"{path}" is damaged: its tensors declare'):
+    with pytest.raises(
+            CorruptCheckpointError,
+            match=f'"{path}" is damaged: its tensors declare'):
         safe_torch_load(path)
 
 
@@ -408,17 +429,20 @@ def test_resume_with_another_optimizer_fails_before_training(
     from test_reliability._helpers import (TINY_CONFIG, TRAIN,
                                            run_tool_inprocess, small_options)
     work = tmp_path / 'work'
-    run_tool_inprocess(
-        TRAIN, [TINY_CONFIG, '--work-dir', work] +
-        small_options(synthetic_root, batch_size=32), monkeypatch)
+    run_tool_inprocess(TRAIN, [TINY_CONFIG, '--work-dir', work] +
+                       small_options(synthetic_root, batch_size=32),
+                       monkeypatch)
     assert (work / 'epoch_1.pth').exists()
-    sgd = ['optim_wrapper.optimizer.type=SGD',
-           'optim_wrapper.optimizer.momentum=0.9']
+    sgd = [
+        'optim_wrapper.optimizer.type=SGD',
+        'optim_wrapper.optimizer.momentum=0.9'
+    ]
     with pytest.raises(OptimizerMismatchError) as info:
         run_tool_inprocess(
-            TRAIN, [TINY_CONFIG, '--work-dir', work, '--resume'] +
-            small_options(synthetic_root, batch_size=32, max_epochs=2,
-                          extra=sgd), monkeypatch)
+            TRAIN,
+            [TINY_CONFIG, '--work-dir', work, '--resume'] + small_options(
+                synthetic_root, batch_size=32, max_epochs=2, extra=sgd),
+            monkeypatch)
     assert 'epoch_1.pth' in str(info.value)
     assert 'Adam' in str(info.value) and 'SGD' in str(info.value)
     assert not (work / 'epoch_2.pth').exists()
@@ -434,14 +458,19 @@ def test_test_tool_refuses_crafted_dtype_without_crashing(
     path = str(tmp_path / 'crafted_meta.pth')
     torch.manual_seed(0)
     state = init_model(TINY_CONFIG).state_dict()
-    torch.save(dict(state_dict=state,
-                    meta=dict(x=_crafted.object_pointer_array())), path)
+    torch.save(
+        dict(state_dict=state, meta=dict(x=_crafted.object_pointer_array())),
+        path)
     env = dict(os.environ, PYTHONPATH=ROOT, CUDA_VISIBLE_DEVICES='')
     proc = subprocess.run(
-        [sys.executable, TEST, TINY_CONFIG, path, '--work-dir',
-         str(tmp_path / 'w')] + small_options(synthetic_root),
-        capture_output=True, text=True, env=env, timeout=600)
+        [
+            sys.executable, TEST, TINY_CONFIG, path, '--work-dir',
+            str(tmp_path / 'w')
+        ] + small_options(synthetic_root),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600)
     assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])
     assert 'UnsafeCheckpointError' in proc.stderr
     assert "numpy dtype 'O8'" in proc.stderr and path in proc.stderr
-

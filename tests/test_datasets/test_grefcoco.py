@@ -15,8 +15,8 @@ import mmris  # noqa: F401
 from mmris.datasets import GRefCOCODataset, load_grefs
 from mmris.datasets.grefcoco import union_segmentation
 from mmris.datasets.refer_io import AnnotationFileError, RefusedGlobalError
-from mmris.testing.synthetic import make_synthetic_grefcoco
 from mmris.datasets.transforms import LoadRefMask, PackRISInputs
+from mmris.testing.synthetic import make_synthetic_grefcoco
 
 init_default_scope('mmseg')
 SPLITS = ('train', 'val', 'testA', 'testB')
@@ -31,8 +31,7 @@ def groot(tmp_path_factory):
 
 def _copy(groot, tmp_path):
     root = str(tmp_path / 'root')
-    shutil.copytree(osp.join(groot[0], 'grefcoco'),
-                    osp.join(root, 'grefcoco'))
+    shutil.copytree(osp.join(groot[0], 'grefcoco'), osp.join(root, 'grefcoco'))
     os.symlink(osp.join(groot[0], 'images'), osp.join(root, 'images'))
     return root
 
@@ -65,9 +64,9 @@ def test_counts_per_split_and_modes(groot):
                    for i in tinfos) == stat['multi_target_refs']
     # every sentence exactly once in test mode
     test = GRefCOCODataset(root, split='val', mode='test')
-    seen = sorted((test.get_data_info(i)['ref_id'],
-                   test.get_data_info(i)['sent_id'])
-                  for i in range(len(test)))
+    seen = sorted(
+        (test.get_data_info(i)['ref_id'], test.get_data_info(i)['sent_id'])
+        for i in range(len(test)))
     assert seen == sorted((r['ref_id'], s['sent_id']) for r in refs
                           if r['split'] == 'val' for s in r['sentences'])
 
@@ -100,8 +99,10 @@ def test_multi_target_union_pixel_exact(groot):
 def test_no_target_samples_have_empty_masks(groot):
     root, _ = groot
     ds = GRefCOCODataset(root, split='val', mode='test')
-    nt = [ds.get_data_info(i) for i in range(len(ds))
-          if ds.get_data_info(i)['no_target']]
+    nt = [
+        ds.get_data_info(i) for i in range(len(ds))
+        if ds.get_data_info(i)['no_target']
+    ]
     assert nt
     for info in nt:
         assert info['ann_id'] == [] and info['category_id'] == []
@@ -142,18 +143,20 @@ def test_pickle_variant_and_keyed_draw(groot, tmp_path):
     a = GRefCOCODataset(root, split='train', mode='test')
     b = GRefCOCODataset(proot, split='train', mode='test')
     strip = ('img_path', 'sample_idx')
-    assert [{k: v for k, v in a.get_data_info(i).items() if k not in strip}
-            for i in range(len(a))] == [{
-                k: v
-                for k, v in b.get_data_info(i).items() if k not in strip
-            } for i in range(len(b))]
+    assert [{
+        k: v
+        for k, v in a.get_data_info(i).items() if k not in strip
+    } for i in range(len(a))] == [{
+        k: v
+        for k, v in b.get_data_info(i).items() if k not in strip
+    } for i in range(len(b))]
     # training sentence draw keyed by (seed, epoch, idx), as RefCOCO
     train = GRefCOCODataset(root, split='train', mode='train')
     draws = []
     for _ in range(2):
         train.set_sentence_epoch(3, seed=7)
-        draws.append([train.get_data_info(i)['sent_id']
-                      for i in range(len(train))])
+        draws.append(
+            [train.get_data_info(i)['sent_id'] for i in range(len(train))])
     assert draws[0] == draws[1]
     train.set_sentence_epoch(4, seed=7)
     assert [train.get_data_info(i)['sent_id']
@@ -171,8 +174,7 @@ def test_same_images_as_refcoco_writer(groot, tmp_path):
             assert f1.read() == f2.read()
     # deterministic by seed
     again = make_synthetic_grefcoco(str(tmp_path / 'g'), seed=0, small=True)
-    assert open(again['refs_file']).read() == open(
-        summary['refs_file']).read()
+    assert open(again['refs_file']).read() == open(summary['refs_file']).read()
 
 
 def test_union_with_rle(groot):
@@ -186,8 +188,7 @@ def test_union_with_rle(groot):
     seg = union_segmentation([rle, poly], h, w)
     got = LoadRefMask()(dict(segmentation=seg, height=h,
                              width=w))['gt_seg_map']
-    b = LoadRefMask()(dict(segmentation=poly, height=h,
-                           width=w))['gt_seg_map']
+    b = LoadRefMask()(dict(segmentation=poly, height=h, width=w))['gt_seg_map']
     np.testing.assert_array_equal(got, a | b)
 
 
@@ -224,8 +225,8 @@ def test_bad_files_name_the_file(groot, tmp_path, case, message):
         elif case == 'bad_split':
             refs = [dict(r, split='train') for r in refs]
         json.dump(refs, open(path, 'w'))
-    with pytest.raises((FileNotFoundError, AnnotationFileError, KeyError,
-                        ValueError)) as err:
+    errors = (FileNotFoundError, AnnotationFileError, KeyError, ValueError)
+    with pytest.raises(errors) as err:
         GRefCOCODataset(root, split='val', mode='test')
     assert message in str(err.value)
     assert 'grefcoco' in str(err.value)
@@ -238,8 +239,16 @@ def test_malicious_pickle_refused(groot, tmp_path):
     marker = tmp_path / 'pwned'
     path = osp.join(root, 'grefcoco', 'grefs(unc).p')
     with open(path, 'wb') as f:
-        pickle.dump([dict(ref_id=0, image_id=0, ann_id=[-1], split='val',
-                          sentences=[OpenFile(str(marker))])], f, protocol=2)
+        pickle.dump([
+            dict(
+                ref_id=0,
+                image_id=0,
+                ann_id=[-1],
+                split='val',
+                sentences=[OpenFile(str(marker))])
+        ],
+                    f,
+                    protocol=2)
     with pytest.raises(RefusedGlobalError) as err:
         GRefCOCODataset(root, split='val', mode='test')
     assert not marker.exists()
@@ -265,8 +274,10 @@ def test_tools_write_and_check_a_grefcoco_root(tmp_path, capsys):
     assert check.main([root, '--datasets', 'grefcoco']) == 0
     out = capsys.readouterr().out
     val = summary['splits']['val']
-    row = [line.split() for line in out.splitlines()
-           if line.strip().startswith('val ')][0]
+    row = [
+        line.split() for line in out.splitlines()
+        if line.strip().startswith('val ')
+    ][0]
     assert row[:3] == ['val', str(val['refs']), str(val['sentences'])]
     assert row[3] == f'{100 * val["no_target_refs"] / val["refs"]:.1f}%'
     assert row[6] == f'{100 * val["multi_target_refs"] / val["refs"]:.1f}%'
@@ -294,15 +305,14 @@ def test_grefcoco_full_concatenates_grefcoco_and_refcoco(groot, tmp_path):
     cfg = Config.fromfile(
         osp.join(repo, 'configs', '_base_', 'datasets', 'grefcoco_full.py'))
     ds_cfg = cfg.train_dataloader.dataset
-    assert [d['type'] for d in ds_cfg.datasets] == [
-        'GRefCOCODataset', 'RefCOCODataset'
-    ]
+    assert [d['type']
+            for d in ds_cfg.datasets] == ['GRefCOCODataset', 'RefCOCODataset']
     for d in ds_cfg.datasets:
         d['data_root'] = root
         d['pipeline'] = []
     ds = DATASETS.build(ds_cfg)
-    assert len(ds) == (gsum['splits']['train']['refs'] +
-                       rsum['splits']['train']['refs'])
+    assert len(ds) == (
+        gsum['splits']['train']['refs'] + rsum['splits']['train']['refs'])
     gref, ref = ds.datasets
     assert gref.get_data_info(0)['img_path'] == ref.get_data_info(0)[
         'img_path']  # the same images
@@ -330,9 +340,9 @@ def _pycoco_mask(seg, h, w):
     from pycocotools import mask as mask_utils
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', DeprecationWarning)
-        rles = (mask_utils.frPyObjects(seg, h, w)
-                if isinstance(seg, list) else [dict(seg, counts=seg[
-                    'counts'].encode('ascii'))])
+        rles = (
+            mask_utils.frPyObjects(seg, h, w) if isinstance(seg, list) else
+            [dict(seg, counts=seg['counts'].encode('ascii'))])
         return mask_utils.decode(rles).max(axis=2).astype(np.uint8)
 
 
@@ -341,13 +351,27 @@ def _pycoco_mask(seg, h, w):
 #: multi-target ref, a ref listing only a crowd region, raw != sent.
 H, W = 20, 30
 ANNS = [
-    dict(id=11, image_id=1, category_id=1, iscrowd=0,
-         segmentation=_rect(2, 2, 10, 8), bbox=[2, 2, 8, 6]),
-    dict(id=12, image_id=1, category_id=1, iscrowd=0,
-         segmentation=_rect(20, 10, 28, 18), bbox=[20, 10, 8, 8]),
-    dict(id=13, image_id=1, category_id=1, iscrowd=1,
-         segmentation=_block_rle(H, W, slice(0, 20), slice(12, 19)),
-         bbox=[12, 0, 7, 20]),
+    dict(
+        id=11,
+        image_id=1,
+        category_id=1,
+        iscrowd=0,
+        segmentation=_rect(2, 2, 10, 8),
+        bbox=[2, 2, 8, 6]),
+    dict(
+        id=12,
+        image_id=1,
+        category_id=1,
+        iscrowd=0,
+        segmentation=_rect(20, 10, 28, 18),
+        bbox=[20, 10, 8, 8]),
+    dict(
+        id=13,
+        image_id=1,
+        category_id=1,
+        iscrowd=1,
+        segmentation=_block_rle(H, W, slice(0, 20), slice(12, 19)),
+        bbox=[12, 0, 7, 20]),
 ]
 
 
@@ -356,17 +380,40 @@ def _sentence(sent_id, raw, sent):
 
 
 GREFS = [
-    dict(ref_id=0, image_id=1, ann_id=[11, 13], category_id=[1, 1],
-         split='val', sentences=[
-             _sentence(0, 'The LEFT box, and the people!',
-                       'the left box and the people')]),
-    dict(ref_id=1, image_id=1, ann_id=[13], category_id=[1], split='val',
-         sentences=[_sentence(1, 'crowd of people in the middle  ',
-                              'crowd people middle')]),
-    dict(ref_id=2, image_id=1, ann_id=[-1], category_id=[-1], split='val',
-         sentences=[_sentence(2, 'The dog.', 'the dog')]),
-    dict(ref_id=3, image_id=1, ann_id=[11, 12], category_id=[1, 1],
-         split='val', sentences=[_sentence(3, 'Both boxes', 'both boxes')]),
+    dict(
+        ref_id=0,
+        image_id=1,
+        ann_id=[11, 13],
+        category_id=[1, 1],
+        split='val',
+        sentences=[
+            _sentence(0, 'The LEFT box, and the people!',
+                      'the left box and the people')
+        ]),
+    dict(
+        ref_id=1,
+        image_id=1,
+        ann_id=[13],
+        category_id=[1],
+        split='val',
+        sentences=[
+            _sentence(1, 'crowd of people in the middle  ',
+                      'crowd people middle')
+        ]),
+    dict(
+        ref_id=2,
+        image_id=1,
+        ann_id=[-1],
+        category_id=[-1],
+        split='val',
+        sentences=[_sentence(2, 'The dog.', 'the dog')]),
+    dict(
+        ref_id=3,
+        image_id=1,
+        ann_id=[11, 12],
+        category_id=[1, 1],
+        split='val',
+        sentences=[_sentence(3, 'Both boxes', 'both boxes')]),
 ]
 
 
@@ -374,9 +421,11 @@ def _write_rela_root(tmp_path, refs=GREFS, anns=ANNS):
     root = tmp_path / 'rela'
     (root / 'grefcoco').mkdir(parents=True)
     with open(root / 'grefcoco' / 'instances.json', 'w') as f:
-        json.dump(dict(images=[dict(id=1, file_name='a.jpg', height=H,
-                                    width=W)], annotations=anns,
-                       categories=[dict(id=1, name='box')]), f)
+        json.dump(
+            dict(
+                images=[dict(id=1, file_name='a.jpg', height=H, width=W)],
+                annotations=anns,
+                categories=[dict(id=1, name='box')]), f)
     with open(root / 'grefcoco' / 'grefs(unc).json', 'w') as f:
         json.dump(refs, f)
     return str(root)
@@ -386,16 +435,19 @@ def test_crowd_regions_are_left_out_as_rela(tmp_path):
     root = _write_rela_root(tmp_path)
     box, other, crowd = (_pycoco_mask(a['segmentation'], H, W) for a in ANNS)
     assert (box.sum(), other.sum(), crowd.sum()) == (48, 64, 140)
-    with pytest.warns(UserWarning, match='ref_id 1 ann_id 13: a crowd '
-                      'region .iscrowd. left out of the target'):
+    with pytest.warns(
+            UserWarning,
+            match='ref_id 1 ann_id 13: a crowd '
+            'region .iscrowd. left out of the target'):
         ds = GRefCOCODataset(root, split='val', mode='test')
-    infos = {ds.get_data_info(i)['ref_id']: ds.get_data_info(i)
-             for i in range(len(ds))}
+    infos = {
+        ds.get_data_info(i)['ref_id']: ds.get_data_info(i)
+        for i in range(len(ds))
+    }
     gt = {k: LoadRefMask()(dict(v))['gt_seg_map'] for k, v in infos.items()}
     np.testing.assert_array_equal(gt[0], box)  # not box | crowd (188 px)
     assert gt[1].sum() == 0 and not infos[1]['no_target']
-    assert infos[0]['crowd_ann_ids'] == [13] and infos[0]['ann_id'] == [
-        11, 13]
+    assert infos[0]['crowd_ann_ids'] == [13] and infos[0]['ann_id'] == [11, 13]
     np.testing.assert_array_equal(gt[3], box | other)
     # training never learns an empty target: the crowd-only ref is skipped
     with pytest.warns(UserWarning):
@@ -405,10 +457,11 @@ def test_crowd_regions_are_left_out_as_rela(tmp_path):
     # the switch keeps mmris's earlier union
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        union = GRefCOCODataset(root, split='val', mode='test',
-                                include_crowd=True)
-    info = next(union.get_data_info(i) for i in range(len(union))
-                if union.get_data_info(i)['ref_id'] == 0)
+        union = GRefCOCODataset(
+            root, split='val', mode='test', include_crowd=True)
+    info = next(
+        union.get_data_info(i) for i in range(len(union))
+        if union.get_data_info(i)['ref_id'] == 0)
     np.testing.assert_array_equal(LoadRefMask()(info)['gt_seg_map'],
                                   box | crowd)
 
@@ -420,8 +473,8 @@ def test_sentence_field_raw_for_grefcoco(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         ds = GRefCOCODataset(root, split='val', mode='test')
-        sent = GRefCOCODataset(root, split='val', mode='test',
-                               sentence_field='sent')
+        sent = GRefCOCODataset(
+            root, split='val', mode='test', sentence_field='sent')
     texts = [ds.get_data_info(i)['text'] for i in range(len(ds))]
     assert texts == [r['sentences'][0]['raw'].strip() for r in GREFS]
     assert [sent.get_data_info(i)['text'] for i in range(len(sent))
@@ -429,8 +482,9 @@ def test_sentence_field_raw_for_grefcoco(tmp_path):
     refs = json.loads(json.dumps(GREFS))
     del refs[2]['sentences'][0]['raw']
     root = _write_rela_root(tmp_path / 'b', refs=refs)
-    with pytest.raises(AnnotationFileError,
-                       match="ref_id 2: sentence 0 .sent_id 2. has no 'raw'"):
+    with pytest.raises(
+            AnnotationFileError,
+            match="ref_id 2: sentence 0 .sent_id 2. has no 'raw'"):
         GRefCOCODataset(root, split='val', mode='test')
 
 

@@ -82,8 +82,9 @@ def test_read_image_size_from_headers(tmp_path):
         assert read_image_size(buf.tobytes(), 'x' + ext) == (47, 31), ext
     assert read_image_size(bomb_png(40000, 26000)[:100]) == (40000, 26000)
     for bad in (b'', b'<html>not an image</html>', b'\x89PNG\r\n\x1a\n'):
-        with pytest.raises(ImageHeaderError, match='Cannot decode image '
-                           'file notes.png'):
+        with pytest.raises(
+                ImageHeaderError, match='Cannot decode image '
+                'file notes.png'):
             read_image_size(bad, 'notes.png')
     # above Pillow's own ceiling: PNG and JPEG sizes are still read ...
     huge = bomb_png(100000, 100000)[:100]
@@ -98,9 +99,10 @@ def test_read_image_size_from_headers(tmp_path):
     # ... other formats are refused as over that ceiling
     bmp = b'BM' + struct.pack('<IHHI', 54, 0, 0, 54) + struct.pack(
         '<IiiHHIIiiII', 40, 20000, 20000, 1, 24, 0, 0, 2835, 2835, 0, 0)
-    with pytest.raises(ImageTooLargeError,
-                       match='huge.bmp: the image header declares more '
-                       'than'):
+    with pytest.raises(
+            ImageTooLargeError,
+            match='huge.bmp: the image header declares more '
+            'than'):
         check_image_pixels(bmp, 'huge.bmp')
 
 
@@ -109,9 +111,10 @@ def test_limit_is_configurable(tmp_path, monkeypatch):
     cv2.imwrite(str(path), np.full((20, 30, 3), 7, np.uint8))
     data = path.read_bytes()
     assert check_image_pixels(data, 'small.png', max_pixels=600) == (30, 20)
-    with pytest.raises(ImageTooLargeError,
-                       match=r'small.png is 30x20 pixels \(600\), over the '
-                       'limit of 599 pixels'):
+    with pytest.raises(
+            ImageTooLargeError,
+            match=r'small.png is 30x20 pixels \(600\), over the '
+            'limit of 599 pixels'):
         check_image_pixels(data, 'small.png', max_pixels=599)
     transform = LoadRefImage(max_pixels=599)
     with pytest.raises(ImageTooLargeError, match='small.png'):

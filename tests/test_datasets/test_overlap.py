@@ -16,8 +16,11 @@ init_default_scope('mmseg')
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 #: Images of the evaluation splits of PLANTED_OVERLAP (by hand).
 EVAL_IMAGES = {
-    'refcoco': {4, 5, 6}, 'refcoco+': {1, 8, 9}, 'refcocog_umd': {11, 2},
-    'refcocog_google': {12}, 'grefcoco': {4, 5, 14}
+    'refcoco': {4, 5, 6},
+    'refcoco+': {1, 8, 9},
+    'refcocog_umd': {11, 2},
+    'refcocog_google': {12},
+    'grefcoco': {4, 5, 14}
 }
 
 
@@ -31,8 +34,10 @@ def planted(tmp_path_factory):
 def test_parse_and_image_sets(planted):
     assert parse_exclusions('refcocog_umd') == [('refcocog_umd', 'val'),
                                                 ('refcocog_umd', 'test')]
-    assert parse_exclusions(['refcoco/testB', 'refcoco']) == [
-        ('refcoco', 'testB'), ('refcoco', 'val'), ('refcoco', 'testA')]
+    assert parse_exclusions(['refcoco/testB',
+                             'refcoco']) == [('refcoco', 'testB'),
+                                             ('refcoco', 'val'),
+                                             ('refcoco', 'testA')]
     assert len(parse_exclusions('all')) == 12
     for bad, match in (('refcocog', 'unknown dataset'),
                        ('refcoco/test', 'no evaluation split'),
@@ -41,8 +46,8 @@ def test_parse_and_image_sets(planted):
             parse_exclusions(bad)
     for name, images in EVAL_IMAGES.items():
         assert excluded_images(planted, name) == images
-    assert excluded_images(planted, 'all') == set().union(
-        *EVAL_IMAGES.values())
+    assert excluded_images(planted,
+                           'all') == set().union(*EVAL_IMAGES.values())
     assert excluded_images(planted, 'refcoco+/testA') == {8}
 
 
@@ -71,7 +76,8 @@ def test_clean_mixed_config_has_no_evaluation_image(planted):
     assert [d.excluded for d in mixed.datasets] == [
         dict(refs=3, sentences=6, images=2),
         dict(refs=2, sentences=4, images=1),
-        dict(refs=1, sentences=2, images=1)]
+        dict(refs=1, sentences=2, images=1)
+    ]
     # the strict variant also leaves out google / gRefCOCO evaluation
     # images: none more here
     strict = _mixed('detris/detris-l_refcoco_mixed_strict.py', planted)
@@ -89,16 +95,19 @@ def test_official_recipe_keeps_them(planted):
 def test_dataset_option_logs_and_grefcoco(planted, capsys):
     from mmengine.logging import MMLogger
     MMLogger.get_instance('overlap_test')
-    ds = RefCOCODataset(planted, dataset='refcoco+', split='train',
-                        exclude_images_of=['refcoco/val'])
+    ds = RefCOCODataset(
+        planted,
+        dataset='refcoco+',
+        split='train',
+        exclude_images_of=['refcoco/val'])
     assert _images(ds) == {7}
     out = capsys.readouterr().out
     assert ("RefCOCODataset refcoco+ (unc) train: left out 2 refs (4 "
             "sentences) on 1 images that are in the evaluation splits "
             "refcoco/val (exclude_images_of); 1 samples remain") in out
-    g = GRefCOCODataset(planted, split='train', mode='test',
-                        exclude_images_of='refcoco+')
-    assert _images(g) == {13} and g.excluded == dict(refs=1, sentences=1,
-                                                     images=1)
+    g = GRefCOCODataset(
+        planted, split='train', mode='test', exclude_images_of='refcoco+')
+    assert _images(g) == {13} and g.excluded == dict(
+        refs=1, sentences=1, images=1)
     with pytest.raises(ValueError, match='unknown dataset'):
         RefCOCODataset(planted, split='train', exclude_images_of='coco')

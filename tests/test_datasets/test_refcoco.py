@@ -12,8 +12,8 @@ from mmengine.registry import init_default_scope
 
 import mmris  # noqa: F401
 from mmris.datasets import OFFICIAL_SPLIT_SIZES, RefCOCODataset, load_refs
-from mmris.testing.synthetic import DEFAULT_SPLITS
 from mmris.evaluation import RISMetric
+from mmris.testing.synthetic import DEFAULT_SPLITS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -148,11 +148,13 @@ def test_python2_pickle_latin1(synthetic_root, tmp_path):
     with pytest.raises(UnicodeDecodeError):
         pickle.loads(raw)
     root = _copy_root_with_refs(synthetic_root, tmp_path, raw=raw)
-    ref = next(r for r in refs if r['split'] == 'val'
-               and r['sentences'][0]['sent'] == sent)
+    ref = next(r for r in refs
+               if r['split'] == 'val' and r['sentences'][0]['sent'] == sent)
     # not valid UTF-8: decoded as latin-1, with a warning naming the ref
-    with pytest.warns(UserWarning, match=f"ref_id={ref['ref_id']}.*sent_id="
-                      f"{ref['sentences'][0]['sent_id']} key 'sent'"):
+    with pytest.warns(
+            UserWarning,
+            match=f"ref_id={ref['ref_id']}.*sent_id="
+            f"{ref['sentences'][0]['sent_id']} key 'sent'"):
         ds = RefCOCODataset(root, split='val', mode='val_first')
     texts = [ds.get_data_info(i)['text'] for i in range(len(ds))]
     assert sent + ' café' in texts
@@ -172,8 +174,7 @@ def _copy_root_with_instances(src_root, dst, edit):
     return str(dst)
 
 
-def test_degenerate_annotations_warn_and_skip_empty(synthetic_root,
-                                                    tmp_path):
+def test_degenerate_annotations_warn_and_skip_empty(synthetic_root, tmp_path):
     refs = [r for r in _refs(synthetic_root) if r['split'] == 'val']
     square = [2.0, 2.0, 20.0, 2.0, 20.0, 20.0, 2.0, 20.0]
     bad = {
@@ -227,9 +228,10 @@ def test_malformed_segmentation_names_ann(synthetic_root, tmp_path):
         ann['segmentation'] = dict(size=[3, 3], counts='abc')  # wrong size
 
     root = _copy_root_with_instances(synthetic_root, tmp_path, edit)
-    with pytest.raises(ValueError,
-                       match=f"ann_id {ref['ann_id']} .ref_id "
-                       f"{ref['ref_id']}.*RLE size \\[3, 3\\] differs"):
+    with pytest.raises(
+            ValueError,
+            match=f"ann_id {ref['ann_id']} .ref_id "
+            f"{ref['ref_id']}.*RLE size \\[3, 3\\] differs"):
         RefCOCODataset(root, split='val')
 
 
@@ -311,19 +313,18 @@ def test_dataset_indices_subset(synthetic_root):
     part = RefCOCODataset(
         data_root=synthetic_root, split='val', mode='test', indices=3)
     assert len(full) > 3 and len(part) == 3
-    assert [part.get_data_info(i)['sent_id'] for i in range(3)] == [
-        full.get_data_info(i)['sent_id'] for i in range(3)
-    ]
+    assert [part.get_data_info(i)['sent_id'] for i in range(3)
+            ] == [full.get_data_info(i)['sent_id'] for i in range(3)]
     picked = RefCOCODataset(
         data_root=synthetic_root, split='val', mode='test', indices=[4, 1])
-    assert [picked.get_data_info(i)['sent_id'] for i in range(2)] == [
-        full.get_data_info(i)['sent_id'] for i in (4, 1)
-    ]
+    assert [picked.get_data_info(i)['sent_id'] for i in range(2)
+            ] == [full.get_data_info(i)['sent_id'] for i in (4, 1)]
 
 
 def _rle_of_rows(rows, w):
     """pycocotools' compressed RLE of a ``rows`` x ``w`` all-ones mask."""
     import warnings
+
     from pycocotools import mask as mask_utils
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', DeprecationWarning)
@@ -335,16 +336,16 @@ def _rle_of_rows(rows, w):
 #: -> (segmentation, sum of its counts). pycocotools decodes the short ones
 #: into uninitialised memory and refuses the long ones only at decode time.
 BAD_RLE = {
-    'short list': lambda h, w: (dict(size=[h, w], counts=[5, h * w - 10]),
-                                h * w - 5),
-    'long list': lambda h, w: (dict(size=[h, w], counts=[5, h * w]),
-                               h * w + 5),
-    'short string': lambda h, w: (dict(size=[h, w],
-                                       counts=_rle_of_rows(h - 1, w)),
-                                  (h - 1) * w),
-    'long string': lambda h, w: (dict(size=[h, w],
-                                      counts=_rle_of_rows(h + 1, w)),
-                                 (h + 1) * w),
+    'short list':
+    lambda h, w: (dict(size=[h, w], counts=[5, h * w - 10]), h * w - 5),
+    'long list':
+    lambda h, w: (dict(size=[h, w], counts=[5, h * w]), h * w + 5),
+    'short string':
+    lambda h, w: (dict(size=[h, w], counts=_rle_of_rows(h - 1, w)),
+                  (h - 1) * w),
+    'long string':
+    lambda h, w: (dict(size=[h, w], counts=_rle_of_rows(h + 1, w)),
+                  (h + 1) * w),
 }
 
 
@@ -371,8 +372,8 @@ def test_rle_counts_must_cover_the_image(synthetic_root, tmp_path, kind):
 
 
 @pytest.mark.parametrize('value', ['NaN', 'Infinity', '1e300', '1e8'])
-def test_polygon_coordinates_far_outside_are_refused(synthetic_root,
-                                                     tmp_path, value):
+def test_polygon_coordinates_far_outside_are_refused(synthetic_root, tmp_path,
+                                                     value):
     """pycocotools rasterises NaN / infinite / huge coordinates with
     undefined behaviour (a segfault; 1e7 already takes 1.2 GB): refused at
     load, in a subprocess so that the old behaviour cannot kill the suite."""
@@ -395,7 +396,9 @@ def test_polygon_coordinates_far_outside_are_refused(synthetic_root,
             'try:\n    RefCOCODataset(sys.argv[1], split="val")\n'
             'except ValueError as err:\n    print("REFUSED", err)\n')
     proc = subprocess.run([sys.executable, '-c', code, root],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True,
+                          text=True,
+                          timeout=120)
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
     out = proc.stdout
     assert 'REFUSED' in out and path in out
@@ -409,8 +412,9 @@ def test_polygon_coordinates_far_outside_are_refused(synthetic_root,
 def test_decode_refuses_inconsistent_rle():
     from mmris.datasets.transforms.loading import decode_segmentation
     seg, _ = BAD_RLE['short string'](6, 5)
-    with pytest.raises(ValueError, match='RLE counts sum to 25, not height '
-                       'x width = 30'):
+    with pytest.raises(
+            ValueError, match='RLE counts sum to 25, not height '
+            'x width = 30'):
         decode_segmentation(seg, 6, 5)
     good = dict(size=[6, 5], counts=_rle_of_rows(6, 5))
     assert decode_segmentation(good, 6, 5).sum() == 30

@@ -15,8 +15,9 @@ from mmris.datasets.refer_io import (AnnotationFileError, RefusedGlobalError,
 from mmris.testing.synthetic import python2_pickle_dumps
 from test_reliability._malicious_refer import REFUSED, malicious_refs
 
-TEXTS = ['caf\xe9 on the left', '\u5de6\u8fb9\u7684\u7537\u4eba',
-         'plain ascii man']
+TEXTS = [
+    'caf\xe9 on the left', '\u5de6\u8fb9\u7684\u7537\u4eba', 'plain ascii man'
+]
 
 
 def _py2_refs(unicode_sentences=False):
@@ -26,11 +27,16 @@ def _py2_refs(unicode_sentences=False):
     for k, text in enumerate(TEXTS):
         sent = text if unicode_sentences and k == 0 else text.encode('utf-8')
         refs.append({
-            b'ref_id': k,
-            b'ann_id': 10 + k,
-            b'image_id': 100,
-            b'split': b'val',
-            b'category_id': 1,
+            b'ref_id':
+            k,
+            b'ann_id':
+            10 + k,
+            b'image_id':
+            100,
+            b'split':
+            b'val',
+            b'category_id':
+            1,
             b'sent_ids': [20 + k],
             b'sentences': [{
                 b'tokens': [w.encode('utf-8') for w in text.split()],
@@ -79,8 +85,11 @@ def test_invalid_utf8_falls_back_to_latin1_with_warning(tmp_path, protocol):
 def test_decode_byte_strings_keys_and_containers():
     seen = []
     out = decode_byte_strings(
-        {b'id': 3, b'a': (b'x', [b'\xff']), b'b': {b'\xc3\xa9'}},
-        lambda where, raw: seen.append((where, raw)))
+        {
+            b'id': 3,
+            b'a': (b'x', [b'\xff']),
+            b'b': {b'\xc3\xa9'}
+        }, lambda where, raw: seen.append((where, raw)))
     assert out == {'id': 3, 'a': ('x', ['\xff']), 'b': {'\xe9'}}
     assert seen == [(('id=3', "key 'a'"), b'\xff')]
 
@@ -105,8 +114,8 @@ def test_malicious_refs_are_refused(tmp_path, kind):
 CORRUPT = {
     'empty': (b'', 'is empty'),
     'truncated': (None, 'truncated'),
-    'html': (b'<!DOCTYPE html>\n<html><body>404 Not Found</body></html>',
-             'HTML'),
+    'html':
+    (b'<!DOCTYPE html>\n<html><body>404 Not Found</body></html>', 'HTML'),
     'garbage': (b'\x00\x01\x02 not a pickle', 'not a readable pickle'),
 }
 
@@ -124,7 +133,9 @@ def test_corrupt_refs_name_the_file(tmp_path, kind):
 
 
 @pytest.mark.parametrize('obj,expected', [
-    ({'a': 1}, 'should hold a list of refs, got dict'),
+    ({
+        'a': 1
+    }, 'should hold a list of refs, got dict'),
     ([dict(ref_id=1, ann_id=2, split='val'), 'x'], 'ref 1 is a str'),
     ([dict(ref_id=1, split='val')], "ref 0 has no 'ann_id'"),
 ])
@@ -139,8 +150,9 @@ def test_refs_structure_is_checked(tmp_path, obj, expected):
 def _instances():
     return dict(
         images=[dict(id=1, file_name='a.jpg', height=4, width=5)],
-        annotations=[dict(id=7, image_id=1, segmentation=[[0, 0, 4, 0, 4,
-                                                           3]])],
+        annotations=[
+            dict(id=7, image_id=1, segmentation=[[0, 0, 4, 0, 4, 3]])
+        ],
         categories=[dict(id=1, name='x')])
 
 
@@ -188,11 +200,15 @@ def _laughs(fanout, depth, leaf=b'caf\xe9'):
     ``i - 1``."""
     out = [b'\x80\x02', b'U' + bytes([len(leaf)]) + leaf, b'q\x00', b'0']
     for level in range(1, depth + 1):
-        out += [b']', b'q' + bytes([level]), b'(',
-                (b'h' + bytes([level - 1])) * fanout, b'e', b'0']
-    out += [b']', b'(', b'}', b'(', b'U\x06ref_idK\x00', b'U\x06ann_idK\x00',
-            b'U\x05splitU\x03val', b'U\tsentences', b'h' + bytes([depth]),
-            b'u', b'e', b'.']
+        out += [
+            b']', b'q' + bytes([level]), b'(',
+            (b'h' + bytes([level - 1])) * fanout, b'e', b'0'
+        ]
+    out += [
+        b']', b'(', b'}', b'(', b'U\x06ref_idK\x00', b'U\x06ann_idK\x00',
+        b'U\x05splitU\x03val', b'U\tsentences', b'h' + bytes([depth]), b'u',
+        b'e', b'.'
+    ]
     return b''.join(out)
 
 
@@ -210,8 +226,11 @@ def test_billion_laughs_pickle_is_refused_quickly(tmp_path):
             'from mmris.datasets.refer_io import AnnotationFileError\n'
             'try:\n    load_refs(sys.argv[1])\n'
             'except AnnotationFileError as err:\n    print("REFUSED", err)\n')
-    proc = subprocess.run([sys.executable, '-c', code, str(path)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, '-c', code, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'REFUSED' in proc.stdout and str(path) in proc.stdout
     assert 'shared' in proc.stdout and str(len(raw)) in proc.stdout
@@ -254,9 +273,15 @@ def test_integers_beyond_64_bits_are_refused_before_unpickling(tmp_path):
         load_refer_pickle(str(path))
     assert str(path) in str(info.value)
     # a genuine file with big byte values inside strings still loads
-    refs = [dict(ref_id=1, ann_id=2, split='val',
-                 sentences=[dict(sent='\u0100\u0111 I12345678901234567890',
-                                 sent_id=1)])]
+    refs = [
+        dict(
+            ref_id=1,
+            ann_id=2,
+            split='val',
+            sentences=[
+                dict(sent='\u0100\u0111 I12345678901234567890', sent_id=1)
+            ])
+    ]
     path.write_bytes(pickle.dumps(refs, protocol=2))
     assert load_refs(str(path)) == refs
 

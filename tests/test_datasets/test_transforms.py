@@ -271,11 +271,13 @@ def test_rle_counts_decodes_coco_strings_like_pycocotools():
     """The run lengths read from COCO's compressed string rebuild exactly
     the mask pycocotools decodes (random masks, runs up to 2**16)."""
     import warnings
+
     from pycocotools import mask as mask_utils
+
     from mmris.datasets.transforms.loading import rle_counts
     rng = np.random.default_rng(0)
-    for h, w, p in [(1, 1, 0.5), (7, 3, 0.5), (40, 50, 0.02), (300, 400,
-                                                                0.9999)]:
+    for h, w, p in [(1, 1, 0.5), (7, 3, 0.5), (40, 50, 0.02),
+                    (300, 400, 0.9999)]:
         mask = (rng.random((h, w)) < p).astype(np.uint8)
         if h > 100:  # long runs: a filled block in an empty image
             mask[:] = 0
@@ -296,10 +298,9 @@ def test_rle_counts_decodes_coco_strings_like_pycocotools():
 
 def test_long_polygon_outline_is_refused():
     from mmris.datasets.transforms.loading import (POLYGON_OUTLINE_FACTOR,
-                                                    check_segmentation)
+                                                   check_segmentation)
     h, w = 20, 30
-    zigzag = [v for k in range(POLYGON_OUTLINE_FACTOR) for v in (0, 0, 30,
-                                                                  19)]
+    zigzag = [v for k in range(POLYGON_OUTLINE_FACTOR) for v in (0, 0, 30, 19)]
     # 400 edges of max(|dx|, |dy|) = 30: 12000 > 200 x (20 + 30)
     check_segmentation([zigzag[:40]], h, w)  # 20 edges: fine
     with pytest.raises(ValueError, match='outline is 12000 pixels long'):

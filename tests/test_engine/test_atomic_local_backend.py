@@ -41,6 +41,7 @@ def test_checkpoint_hook_selects_it_for_local_folders_only(
         tmp_path, monkeypatch):
     from mmengine.hooks import CheckpointHook
     resolved = []
+
     # MMEngine's part (resolving out_dir, building the file backend) is
     # recorded instead of run: no remote storage is reached
     def resolve(self, runner):

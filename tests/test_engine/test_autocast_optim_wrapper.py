@@ -2,10 +2,10 @@
 import torch
 import torch.nn as nn
 from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
 
 import mmris  # noqa: F401
 import mmris.engine.optimizers  # noqa: F401
-from mmengine.registry import init_default_scope
 
 init_default_scope("mmseg")
 
@@ -14,8 +14,10 @@ def test_bf16_forward_and_fp32_step():
     model = nn.Linear(4, 3)
     wrapper = build_optim_wrapper(
         model,
-        dict(type='AutocastOptimWrapper', dtype='bfloat16',
-             optimizer=dict(type='SGD', lr=0.1)))
+        dict(
+            type='AutocastOptimWrapper',
+            dtype='bfloat16',
+            optimizer=dict(type='SGD', lr=0.1)))
     before = model.weight.detach().clone()
     with wrapper.optim_context(model):
         out = model(torch.randn(2, 4))

@@ -30,8 +30,10 @@ def _worker(rank, init_file, out_dir, hook_point):
         runner = types.SimpleNamespace(model=_model(rank))
         getattr(BroadcastBuffersHook(), hook_point)(runner)
         state = runner.model.state_dict()
-        torch.save({k: v.clone() for k, v in state.items()},
-                   osp.join(out_dir, f'{hook_point}_{rank}.pt'))
+        torch.save({
+            k: v.clone()
+            for k, v in state.items()
+        }, osp.join(out_dir, f'{hook_point}_{rank}.pt'))
     finally:
         dist.destroy_process_group()
 

@@ -81,14 +81,18 @@ def test_draw_in_persistent_workers_is_keyed():
     draws = {}
     for workers in (0, 2):
         sampler = RISEpochSampler(data, seed=0)
-        loader = DataLoader(data, batch_size=4, sampler=sampler,
-                            num_workers=workers,
-                            persistent_workers=workers > 0)
+        loader = DataLoader(
+            data,
+            batch_size=4,
+            sampler=sampler,
+            num_workers=workers,
+            persistent_workers=workers > 0)
         for epoch in (0, 1):
             sampler.set_epoch(epoch)
             batches = [b for b in loader]
             draws[workers, epoch] = dict(
-                zip(torch.cat([b[0] for b in batches]).tolist(),
+                zip(
+                    torch.cat([b[0] for b in batches]).tolist(),
                     torch.cat([b[1] for b in batches]).tolist()))
     assert draws[0, 0] == draws[2, 0] and draws[0, 1] == draws[2, 1]
     assert draws[0, 0] != draws[0, 1]

@@ -23,8 +23,9 @@ class _Toy(BaseModel):
 
 def _history(tmp_path, hook):
     torch.manual_seed(0)
-    data = [dict(inputs=torch.randn(2), labels=torch.randn(1))
-            for _ in range(10)]
+    data = [
+        dict(inputs=torch.randn(2), labels=torch.randn(1)) for _ in range(10)
+    ]
     runner = Runner(
         model=_Toy(),
         work_dir=str(tmp_path),

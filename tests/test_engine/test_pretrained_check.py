@@ -53,12 +53,18 @@ def test_set_missing_and_opt_outs(tmp_path):
     cfg.merge_from_dict({TXT: str(present)})
     check_required_pretrained(cfg)  # both files there
     cfg.merge_from_dict({TXT: None})
-    for opt_out in ({'allow_random_encoders': True}, {'load_from': 'a.pth'},
-                    {'resume': True}):
+    for opt_out in ({
+            'allow_random_encoders': True
+    }, {
+            'load_from': 'a.pth'
+    }, {
+            'resume': True
+    }):
         check_required_pretrained(Config(dict(cfg.to_dict(), **opt_out)))
     # configs without the declaration (quick start) are not concerned
-    check_required_pretrained(Config.fromfile(
-        osp.join(ROOT, 'configs/quickstart/etris-tiny_synthetic.py')))
+    check_required_pretrained(
+        Config.fromfile(
+            osp.join(ROOT, 'configs/quickstart/etris-tiny_synthetic.py')))
 
 
 def test_train_tool_refuses_before_training(synthetic_root, tmp_path,
@@ -69,8 +75,9 @@ def test_train_tool_refuses_before_training(synthetic_root, tmp_path,
         for v in (f'dataset.data_root={synthetic_root}', 'num_workers=0',
                   'persistent_workers=False')
     ]
-    monkeypatch.setattr(
-        sys, 'argv', [TRAIN, config, '--work-dir', str(tmp_path)] + opts)
+    monkeypatch.setattr(sys, 'argv',
+                        [TRAIN, config, '--work-dir',
+                         str(tmp_path)] + opts)
     with pytest.raises(RandomEncoderError, match=VIS.replace('.', r'\.')):
         runpy.run_path(TRAIN, run_name='__main__')
     assert not list(tmp_path.glob('*.pth'))  # nothing trained

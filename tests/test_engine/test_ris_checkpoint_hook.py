@@ -49,7 +49,10 @@ def _last(folder):
 def test_outdated_and_best_removed_only_after_the_new_file(tmp_path):
     runner = _FakeRunner(tmp_path)
     hook = RISCheckpointHook(
-        interval=1, by_epoch=True, max_keep_ckpts=1, save_best='mIoU',
+        interval=1,
+        by_epoch=True,
+        max_keep_ckpts=1,
+        save_best='mIoU',
         rule='greater')
     hook.before_train(runner)
 
@@ -70,7 +73,10 @@ def test_outdated_and_best_removed_only_after_the_new_file(tmp_path):
 
     # killed while writing the new best: the previous best stays
     hook = RISCheckpointHook(
-        interval=1, by_epoch=True, max_keep_ckpts=1, save_best='mIoU',
+        interval=1,
+        by_epoch=True,
+        max_keep_ckpts=1,
+        save_best='mIoU',
         rule='greater')
     hook.before_train(runner)  # the restarted run
     runner.die_on = None

@@ -67,7 +67,11 @@ class _StopBefore(Hook):
 _RUNS = itertools.count()
 
 
-def _runner(work_dir, seen, batch_size=3, resume=False, stop_before=0,
+def _runner(work_dir,
+            seen,
+            batch_size=3,
+            resume=False,
+            stop_before=0,
             sampler='DefaultSampler'):
     hooks = [dict(type='RISTrainStateHook')]
     if stop_before:
@@ -97,8 +101,7 @@ def _runner(work_dir, seen, batch_size=3, resume=False, stop_before=0,
 
 
 def test_dataloader_config_gets_keyed_sampler_and_own_generator():
-    cfg = dict(sampler=dict(type='DefaultSampler', shuffle=True),
-               batch_size=2)
+    cfg = dict(sampler=dict(type='DefaultSampler', shuffle=True), batch_size=2)
     out = reproducible_train_loader(cfg, seed=5)
     assert out['sampler'] == dict(type=RISEpochSampler, shuffle=True)
     assert cfg['sampler']['type'] == 'DefaultSampler'  # not in place
@@ -129,8 +132,7 @@ def test_mid_epoch_resume_continues_exactly(tmp_path):
     assert isinstance(runner.train_loop.dataloader.sampler, RISEpochSampler)
     with pytest.raises(_Stop):
         runner.train()
-    ckpt = torch.load(str(tmp_path / 'run' / 'iter_2.pth'),
-                      weights_only=False)
+    ckpt = torch.load(str(tmp_path / 'run' / 'iter_2.pth'), weights_only=False)
     assert ckpt['meta']['train_progress'] == dict(
         batch_size=3, world_size=1, global_batch_size=3, epoch_samples=6)
     assert set(ckpt['meta']['rng_state']) == {'numpy', 'torch', 'python'}
@@ -150,30 +152,40 @@ def test_resume_positions(tmp_path):
     progress = dict(batch_size=2, world_size=1, global_batch_size=2)
     # same batch size: where it stopped
     assert loop.resume_position(
-        dict(epoch=1, iter=8, train_progress=dict(
-            progress, global_batch_size=3, epoch_samples=6))) == (6, 8)
+        dict(
+            epoch=1,
+            iter=8,
+            train_progress=dict(
+                progress, global_batch_size=3, epoch_samples=6))) == (6, 8)
     # batch 2 -> 3: 8 samples trained, iteration counter recounted
     assert loop.resume_position(
         dict(epoch=1, iter=10,
              train_progress=dict(progress, epoch_samples=8))) == (8, 6 + 2)
     # no train_progress (MMEngine's checkpoint): same batch size assumed
     assert loop.resume_position(dict(epoch=1, iter=8)) == (6, 8)
-    with pytest.raises(ValueError, match='it was saved at iteration 13, '
-                       'epoch 1, and records no batch size'):
+    with pytest.raises(
+            ValueError,
+            match='it was saved at iteration 13, '
+            'epoch 1, and records no batch size'):
         loop.resume_position(dict(epoch=1, iter=13))
 
     plain = _runner(tmp_path / 'plain', [], sampler='InfiniteSampler')
-    with pytest.raises(ValueError, match='8 samples of epoch 2 were trained, '
-                       'not a whole number of the current batches of 3'):
+    with pytest.raises(
+            ValueError,
+            match='8 samples of epoch 2 were trained, '
+            'not a whole number of the current batches of 3'):
         plain.train_loop.resume_position(
-            dict(epoch=1, iter=10,
-                 train_progress=dict(progress, epoch_samples=8)))
+            dict(
+                epoch=1,
+                iter=10,
+                train_progress=dict(progress, epoch_samples=8)))
 
 
 def test_every_training_config_selects_the_loop_and_the_hooks():
     configs = [
-        p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'),
-                             recursive=True) if '_base_' not in p
+        p for p in glob.glob(
+            osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
+        if '_base_' not in p
     ]
     assert len(configs) > 20
     for path in configs:
@@ -182,6 +194,8 @@ def test_every_training_config_selects_the_loop_and_the_hooks():
             continue
         assert cfg.train_cfg.type == 'RISEpochBasedTrainLoop', path
         hooks = {h['type'] for h in cfg.default_hooks.values() if h}
-        assert {'RISTrainStateHook', 'RISCheckpointHook',
-                'BroadcastBuffersHook', 'PretrainedCheckHook'} <= hooks, path
+        assert {
+            'RISTrainStateHook', 'RISCheckpointHook', 'BroadcastBuffersHook',
+            'PretrainedCheckHook'
+        } <= hooks, path
         assert cfg.runner_type == 'RISRunner', path

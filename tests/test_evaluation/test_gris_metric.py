@@ -74,8 +74,12 @@ def _samples(indices=None):
         s = SegDataSample()
         s.gt_sem_seg = PixelData(data=torch.from_numpy(_mask(gt)[None]))
         s.pred_sem_seg = PixelData(data=torch.from_numpy(_mask(pred)[None]))
-        meta = dict(ref_id=k, sent_id=k, dataset='grefcoco', split='val',
-                    no_target=gt_nt)
+        meta = dict(
+            ref_id=k,
+            sent_id=k,
+            dataset='grefcoco',
+            split='val',
+            no_target=gt_nt)
         if pred_nt is not None:
             meta['pred_no_target'] = pred_nt
         s.set_metainfo(meta)
@@ -100,8 +104,7 @@ def test_matches_hand_computation(tmp_path):
     assert raw['protocol'] == ('original image size; no-target union: '
                                'prediction (ReLA)')
     assert [r['pred_no_target'] for r in raw['sentences']] == [
-        True if c[3] is None and not list(c[1]) else bool(c[3])
-        for c in CASES
+        True if c[3] is None and not list(c[1]) else bool(c[3]) for c in CASES
     ]
 
 
@@ -152,8 +155,8 @@ def _worker(rank, world_size, port, out_file, collect_dir):
         'gloo', rank=rank, world_size=world_size, init_method='env://')
     try:
         from mmengine.dataset import DefaultSampler
-        sampler = DefaultSampler(list(range(len(CASES) - 1)), shuffle=False,
-                                 round_up=True)
+        sampler = DefaultSampler(
+            list(range(len(CASES) - 1)), shuffle=False, round_up=True)
         indices = list(iter(sampler))  # 9 samples: one padded duplicate
         metric = GRISMetric(collect_dir=collect_dir)
         for start in range(0, len(indices), 2):
@@ -188,8 +191,14 @@ def _sample(gt, pred, gt_nt, pred_nt=None, kept=None, h=H, w=W, **meta):
     s.pred_sem_seg = PixelData(data=torch.from_numpy(pred[None]))
     if kept is not None:
         s.target_pred_sem_seg = PixelData(data=torch.from_numpy(kept[None]))
-    info = dict(ref_id=0, sent_id=0, dataset='grefcoco', split='val',
-                no_target=gt_nt, ori_shape=(h, w), **meta)
+    info = dict(
+        ref_id=0,
+        sent_id=0,
+        dataset='grefcoco',
+        split='val',
+        no_target=gt_nt,
+        ori_shape=(h, w),
+        **meta)
     if pred_nt is not None:
         info['pred_no_target'] = pred_nt
     s.set_metainfo(info)
@@ -205,8 +214,8 @@ def test_no_target_union_counts_the_prediction_as_rela():
     samples = [
         # target, head fires; the mask before the decision: 4 px, 2 on gt
         #   ReLA: I 0, U |{0..5}| = 6 ; the emptied mask: U 4
-        _sample(_mask(range(4)), _mask([]), False, True,
-                kept=_mask([2, 3, 4, 5])),
+        _sample(
+            _mask(range(4)), _mask([]), False, True, kept=_mask([2, 3, 4, 5])),
         # target, 7 of 10:                      I 7, U 10
         _sample(_mask(range(10)), _mask(range(7)), False, False),
         # no target, head fires (mask kept):    U 0 (correct: IoU 1)
@@ -231,12 +240,13 @@ def test_no_target_union_counts_the_prediction_as_rela():
 def _pil_nearest(mask, size):
     """detectron2's ResizeTransform on a segmentation: PIL NEAREST."""
     from PIL import Image
-    return np.asarray(Image.fromarray(mask).resize((size, size),
-                                                   Image.NEAREST))
+    return np.asarray(
+        Image.fromarray(mask).resize((size, size), Image.NEAREST))
 
 
 def _pycoco_poly(polys, h, w):
     import warnings
+
     from pycocotools import mask as mask_utils
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', DeprecationWarning)
@@ -257,8 +267,10 @@ def test_rela_resolution_scores_at_the_resized_input(capsys):
     gt = _pycoco_poly(poly, h, w)
     pred = np.zeros((h, w), np.uint8)
     pred[4:18, 5:36] = 1  # overlaps the box, spills below and right
-    scaled = [[v * (size / w) if k % 2 == 0 else v * (size / h)
-               for k, v in enumerate(poly[0])]]
+    scaled = [[
+        v * (size / w) if k % 2 == 0 else v * (size / h)
+        for k, v in enumerate(poly[0])
+    ]]
     gt_s = _pycoco_poly(scaled, size, size)
     pred_s = _pil_nearest(pred, size)
     expected = {}
@@ -269,8 +281,8 @@ def test_rela_resolution_scores_at_the_resized_input(capsys):
     assert abs(expected['original'] - expected['rela']) > 1  # they differ
     for resolution in ('original', 'rela'):
         metric = GRISMetric(resolution=resolution, rela_size=size)
-        metric.process({}, [_sample(gt, pred, False, False, h=h, w=w,
-                                    segmentation=poly)])
+        metric.process(
+            {}, [_sample(gt, pred, False, False, h=h, w=w, segmentation=poly)])
         res = metric.evaluate(1)
         assert res['gIoU'] == pytest.approx(expected[resolution])
         assert res['cIoU'] == pytest.approx(expected[resolution])
@@ -292,5 +304,5 @@ def test_resize_nearest_equals_pil():
     for h, w, size in [(384, 500, 480), (427, 640, 480), (640, 480, 480),
                        (24, 40, 16), (1, 7, 37), (97, 3, 480)]:
         mask = (rng.random((h, w)) < 0.5).astype(np.uint8)
-        np.testing.assert_array_equal(resize_nearest(mask, size),
-                                      _pil_nearest(mask, size))
+        np.testing.assert_array_equal(
+            resize_nearest(mask, size), _pil_nearest(mask, size))

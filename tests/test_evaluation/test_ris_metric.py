@@ -84,8 +84,8 @@ def test_iou_just_above_official_threshold_counts(inter, union, name):
     assert metrics[name] == 100.0
     iou = torch.tensor([inter / (union + 1e-6)], dtype=torch.float64)
     official = {
-        f'Pr@{int(round(float(t) * 100))}': float((iou > t).float().mean()) *
-        100
+        f'Pr@{int(round(float(t) * 100))}': float(
+            (iou > t).float().mean()) * 100
         for t in torch.arange(0.5, 1.0, 0.1)
     }
     assert {k: metrics[k] for k in PR_NAMES} == official
@@ -173,9 +173,14 @@ def test_out_file_and_split_names(tmp_path):
         pred = torch.zeros_like(gt)
         gt.view(-1)[:u] = 1  # u pixels of GT, the first i predicted
         pred.view(-1)[:i] = 1
-        ds = SegDataSample(metainfo=dict(
-            ref_id=k, sent_id=7 + k, text=f's{k}', img_path=f'i{k}.jpg',
-            split='testA', dataset='refcoco'))
+        ds = SegDataSample(
+            metainfo=dict(
+                ref_id=k,
+                sent_id=7 + k,
+                text=f's{k}',
+                img_path=f'i{k}.jpg',
+                split='testA',
+                dataset='refcoco'))
         ds.pred_sem_seg = PixelData(data=pred)
         ds.gt_sem_seg = PixelData(data=gt)
         samples.append(ds)
@@ -188,7 +193,7 @@ def test_out_file_and_split_names(tmp_path):
     assert raw['sentences'][1]['split'] == 'testA'
     assert raw['metrics']['mIoU'] == pytest.approx(metrics['mIoU'])
     assert metrics['mIoU'] == pytest.approx(37.5, abs=1e-4)
-    assert RISMetric.describe_splits(
-        [r for r in raw['sentences']]) == 'refcoco testA'
+    assert RISMetric.describe_splits([r for r in raw['sentences']
+                                      ]) == 'refcoco testA'
     with pytest.raises(ValueError, match='json'):
         RISMetric(out_file='x.pkl')

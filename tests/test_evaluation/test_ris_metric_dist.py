@@ -51,8 +51,9 @@ def _worker(rank, world_size, port, out_file, collect_dir):
     dist.init_process_group(
         'gloo', rank=rank, world_size=world_size, init_method='env://')
     try:
-        import mmris  # noqa: F401
         from mmengine.dataset import DefaultSampler
+
+        import mmris  # noqa: F401
         from mmris.evaluation import RISMetric
         data = _make_dataset()
         sampler = DefaultSampler(data, shuffle=False, round_up=True)

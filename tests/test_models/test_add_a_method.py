@@ -45,20 +45,26 @@ class GatedPrefix(nn.Module):
 def _adapters(vis=96, txt=64, layers=4):
     return dict(
         _delete_=True,
-        prefix=dict(point='tokens', tower='visual', replace=True,
-                    name='gated_prefix', module=dict(
-                        type='GatedPrefix', vis=vis, txt=txt,
-                        num_layers=layers)),
-        text=dict(point='ffn_parallel', tower='text', name='gated_prefix',
-                  method='text_delta'),
+        prefix=dict(
+            point='tokens',
+            tower='visual',
+            replace=True,
+            name='gated_prefix',
+            module=dict(
+                type='GatedPrefix', vis=vis, txt=txt, num_layers=layers)),
+        text=dict(
+            point='ffn_parallel',
+            tower='text',
+            name='gated_prefix',
+            method='text_delta'),
     )
 
 
 def test_method_defined_here_plugs_in_by_config(synthetic_root):
     init_default_scope('mmseg')
     cfg = Config.fromfile(TINY)
-    cfg.merge_from_dict(dict(model=dict(backbone=dict(
-        adapters=_adapters(), trainable=()))))
+    cfg.merge_from_dict(
+        dict(model=dict(backbone=dict(adapters=_adapters(), trainable=()))))
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     # the module is held once by the pair (tokens hook) and called by the
@@ -68,16 +74,16 @@ def test_method_defined_here_plugs_in_by_config(synthetic_root):
     assert own == 4 * 2 * 96 + 64 * 96 + 96 + 64 * 64 + 64
     head = sum(p.numel() for n, p in model.named_parameters()
                if not n.startswith('backbone.'))
-    trainable = sum(p.numel() for p in model.parameters()
-                    if p.requires_grad)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert trainable == own + head
     # the text hook finds the pair's module: no copy, no second key
-    assert not any('gated_prefix' in k for k in
-                   model.backbone.text.state_dict())
+    assert not any('gated_prefix' in k
+                   for k in model.backbone.text.state_dict())
 
-    from mmris.testing.synthetic import make_synthetic_refer  # noqa: F401
     from mmengine.dataset import pseudo_collate
+
     from mmris.datasets import RefCOCODataset
+    from mmris.testing.synthetic import make_synthetic_refer  # noqa: F401
     data_cfg = cfg.train_dataloader.dataset.copy()
     data_cfg.pop('type')
     data_cfg.update(data_root=synthetic_root, indices=4)
@@ -103,7 +109,8 @@ def test_method_defined_here_plugs_in_by_config(synthetic_root):
 def test_method_outside_mmris_trains_through_the_tools(synthetic_root,
                                                        tmp_path):
     plugin = tmp_path / 'my_method.py'
-    plugin.write_text(textwrap.dedent('''
+    plugin.write_text(
+        textwrap.dedent('''
         import torch
         import torch.nn as nn
         from mmseg.registry import MODELS
@@ -120,7 +127,8 @@ def test_method_outside_mmris_trains_through_the_tools(synthetic_root,
                 return self.w(h)
     '''))
     config = tmp_path / 'scaled_delta-tiny_synthetic.py'
-    config.write_text(textwrap.dedent(f'''
+    config.write_text(
+        textwrap.dedent(f'''
         _base_ = [{TINY!r}]
         custom_imports = dict(imports=['mmris', 'my_method'],
                               allow_failed_imports=False)
@@ -129,19 +137,33 @@ def test_method_outside_mmris_trains_through_the_tools(synthetic_root,
             delta=dict(point='ffn_parallel', tower='visual', scale=0.5,
                        module=dict(type='ScaledDelta', dim=96)))))
     '''))
-    opts = [f'{k}_dataloader.{v}' for k in ('train', 'val', 'test')
-            for v in (f'dataset.data_root={synthetic_root}',
-                      'num_workers=0', 'persistent_workers=False')]
+    opts = [
+        f'{k}_dataloader.{v}' for k in ('train', 'val', 'test')
+        for v in (f'dataset.data_root={synthetic_root}', 'num_workers=0',
+                  'persistent_workers=False')
+    ]
     # one epoch of the 36 training objects, batch 16, drop_last: 2 steps
-    opts += ['train_dataloader.batch_size=16', 'train_cfg.max_epochs=1',
-             'train_cfg.val_interval=10', 'default_hooks.checkpoint.interval=1',
-             'default_hooks.logger.interval=1']
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, str(tmp_path)]),
-               CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1')
+    opts += [
+        'train_dataloader.batch_size=16', 'train_cfg.max_epochs=1',
+        'train_cfg.val_interval=10', 'default_hooks.checkpoint.interval=1',
+        'default_hooks.logger.interval=1'
+    ]
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([ROOT, str(tmp_path)]),
+        CUDA_VISIBLE_DEVICES='',
+        OMP_NUM_THREADS='1')
     proc = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools', 'train.py'), str(config),
-         '--work-dir', str(tmp_path / 'work'), '--cfg-options'] + opts,
-        capture_output=True, text=True, env=env, timeout=600)
+        [
+            sys.executable,
+            osp.join(ROOT, 'tools', 'train.py'),
+            str(config), '--work-dir',
+            str(tmp_path / 'work'), '--cfg-options'
+        ] + opts,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'Epoch(train) [1][2/2]' in proc.stdout + proc.stderr
     ckpt = torch.load(tmp_path / 'work' / 'epoch_1.pth', weights_only=False)

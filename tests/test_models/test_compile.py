@@ -67,8 +67,8 @@ def test_compiled_train_step_equals_eager(name, backend):
         })
     assert set(logs[0]) == set(logs[1]) and 'loss' in logs[0]
     for k in logs[0]:
-        torch.testing.assert_close(logs[1][k], logs[0][k], atol=1e-5,
-                                   rtol=1e-5, msg=k)
+        torch.testing.assert_close(
+            logs[1][k], logs[0][k], atol=1e-5, rtol=1e-5, msg=k)
     moved = 0
     for (k, p), q in zip(eager.named_parameters(), compiled.parameters()):
         torch.testing.assert_close(q, p, atol=1e-5, rtol=1e-5, msg=k)

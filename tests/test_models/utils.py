@@ -46,8 +46,11 @@ TINY_ETRIS_VIT = dict(
                 point='bridge',
                 layers=(1, 2, 3),
                 module=dict(
-                    type='BridgerViT', d_img=(32, 32, 32), text_channels=32,
-                    d_model=16, nhead=2))),
+                    type='BridgerViT',
+                    d_img=(32, 32, 32),
+                    text_channels=32,
+                    d_model=16,
+                    nhead=2))),
         out_indices=(1, 2),
         trainable=('positional_embedding', )),
     neck=dict(
@@ -57,7 +60,11 @@ TINY_ETRIS_VIT = dict(
         out_channels=32,
         nhead=2),
     decode_head=dict(
-        type='RISDecodeHead', d_model=32, nhead=2, dim_ffn=32, text_channels=32))
+        type='RISDecodeHead',
+        d_model=32,
+        nhead=2,
+        dim_ffn=32,
+        text_channels=32))
 
 
 def barleria_adapters(vis: int, txt: int, hidden: int = 32) -> dict:
@@ -65,34 +72,56 @@ def barleria_adapters(vis: int, txt: int, hidden: int = 32) -> dict:
     and the Intertwiner before visual block 0."""
     specs = {}
     for tower, dim in (('visual', vis), ('text', txt)):
-        for point, name in (('attn_shortcut', 'flow'),
-                            ('ffn_shortcut', 'flow2')):
+        for point, name in (('attn_shortcut', 'flow'), ('ffn_shortcut',
+                                                        'flow2')):
             specs[f'{tower}_{name}'] = dict(
-                point=point, tower=tower, name=name,
+                point=point,
+                tower=tower,
+                name=name,
                 module=dict(type='ShortcutNormalizingFlow', dim=dim))
     specs['intertwiner'] = dict(
-        point='tokens', tower='visual', layers=[0], name='token_injector',
-        module=dict(type='Intertwiner', text_channels=txt, d_img=vis,
-                    hidden=hidden))
+        point='tokens',
+        tower='visual',
+        layers=[0],
+        name='token_injector',
+        module=dict(
+            type='Intertwiner', text_channels=txt, d_img=vis, hidden=hidden))
     return specs
 
 
-def detris_adapters(vis: int, txt: int, vis_hidden: int, txt_hidden: int,
-                    layers=(1, 3), **dense_aligner) -> dict:
+def detris_adapters(vis: int,
+                    txt: int,
+                    vis_hidden: int,
+                    txt_hidden: int,
+                    layers=(1, 3),
+                    **dense_aligner) -> dict:
     """The DETRIS adapter specs: Dense Aligners next to the visual FFNs and
     Text Adapters next to the text FFNs of ``layers``."""
     return dict(
         dense_aligner=dict(
-            point='ffn_parallel', tower='visual', layers=list(layers),
-            scale=0.2, input='norm', name='adapter',
-            module=dict(type='DenseAligner', in_channels=vis,
-                        hidden_channels=vis_hidden, text_channels=txt,
-                        **dense_aligner)),
+            point='ffn_parallel',
+            tower='visual',
+            layers=list(layers),
+            scale=0.2,
+            input='norm',
+            name='adapter',
+            module=dict(
+                type='DenseAligner',
+                in_channels=vis,
+                hidden_channels=vis_hidden,
+                text_channels=txt,
+                **dense_aligner)),
         text_adapter=dict(
-            point='ffn_parallel', tower='text', layers=list(layers),
-            scale=0.2, input='residual', name='adapter',
-            module=dict(type='TextAdapter', in_channels=txt,
-                        hidden_channels=txt_hidden)))
+            point='ffn_parallel',
+            tower='text',
+            layers=list(layers),
+            scale=0.2,
+            input='residual',
+            name='adapter',
+            module=dict(
+                type='TextAdapter',
+                in_channels=txt,
+                hidden_channels=txt_hidden)))
 
 
 def tiny_etris_cfg(**overrides) -> dict:

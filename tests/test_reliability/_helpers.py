@@ -15,9 +15,11 @@ CONVERTER = osp.join(ROOT, 'tools', 'model_converters', 'ris2mmris.py')
 
 def small_options(data_root, batch_size=16, max_epochs=1, extra=()):
     """``--cfg-options`` shrinking the quick-start config for a test."""
-    opts = [f'{k}_dataloader.{v}' for k in ('train', 'val', 'test')
-            for v in (f'dataset.data_root={data_root}', 'num_workers=0',
-                      'persistent_workers=False')]
+    opts = [
+        f'{k}_dataloader.{v}' for k in ('train', 'val', 'test')
+        for v in (f'dataset.data_root={data_root}', 'num_workers=0',
+                  'persistent_workers=False')
+    ]
     opts += [
         f'train_dataloader.batch_size={batch_size}',
         f'train_cfg.max_epochs={max_epochs}',
@@ -46,5 +48,6 @@ def tiny_model_cfg(width=64, config=TINY_CONFIG):
         d_img=(width, ) * 3, text_channels=width)
     model['neck'].update(
         in_channels=(width, ) * 3, text_channels=width, out_channels=width)
-    model['decode_head'].update(d_model=width, dim_ffn=width, text_channels=width)
+    model['decode_head'].update(
+        d_model=width, dim_ffn=width, text_channels=width)
     return model

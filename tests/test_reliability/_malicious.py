@@ -70,7 +70,7 @@ def eval_tensor(marker: str, shape: Tuple[int, ...]) -> EvalTensor:
 
 
 def malicious_checkpoint(path: str, kind: str, state_dict: Dict[str,
-                                                                 torch.Tensor],
+                                                                torch.Tensor],
                          marker: str) -> str:
     """Write ``{'state_dict', 'meta', 'message_hub'}`` with payload
     ``kind`` (a key of :data:`PAYLOADS`) to ``path``."""

@@ -30,8 +30,11 @@ def malicious_refs(kind: str, marker: str) -> bytes:
     :data:`REFUSED` holds the global the loader must name.
     """
     if kind == 'py3_reduce':
-        return pickle.dumps([dict(ref_id=0, ann_id=0, split='val',
-                                  sentences=[_OpenFile(marker)])], protocol=2)
+        return pickle.dumps([
+            dict(
+                ref_id=0, ann_id=0, split='val', sentences=[_OpenFile(marker)])
+        ],
+                            protocol=2)
     if kind == 'py2_os_system':  # hand-written protocol 0, Python 2 style
         cmd = f'touch {shlex.quote(marker)}'.encode()
         return (b"(lp0\n(dp1\nS'ref_id'\np2\nI0\nsS'split'\np3\nS'val'\n"

@@ -27,11 +27,9 @@ from mmseg.registry import MODELS
 
 import mmris  # noqa: F401
 from mmris.datasets import RefCOCODataset
+from mmris.datasets.refer_io import RefusedGlobalError
 from mmris.datasets.transforms import EOT_TOKEN_ID, SOT_TOKEN_ID
 from mmris.models.backbones.adapted_encoder_pair import text_padding_mask
-
-from mmris.datasets.refer_io import RefusedGlobalError
-
 from ._helpers import (ROOT, TEST, TINY_CONFIG, run_tool_inprocess,
                        small_options, tiny_model_cfg)
 from ._malicious_refer import REFUSED, malicious_refs
@@ -70,13 +68,20 @@ def _write(path, array):
 
 
 IMAGES = {
-    'gray8': lambda: np.full((30, 40), 90, np.uint8),
-    'rgba': lambda: np.dstack([np.full((30, 40, 3), 60, np.uint8),
-                               np.full((30, 40), 7, np.uint8)]),
-    'gray16': lambda: np.full((30, 40), 25600, np.uint16),
-    'rgb16': lambda: np.full((30, 40, 3), 65535, np.uint16),
-    '1x1': lambda: np.full((1, 1, 3), 200, np.uint8),
-    '6000x4000': lambda: np.full((4000, 6000, 3), 30, np.uint8),
+    'gray8':
+    lambda: np.full((30, 40), 90, np.uint8),
+    'rgba':
+    lambda: np.dstack(
+        [np.full((30, 40, 3), 60, np.uint8),
+         np.full((30, 40), 7, np.uint8)]),
+    'gray16':
+    lambda: np.full((30, 40), 25600, np.uint16),
+    'rgb16':
+    lambda: np.full((30, 40, 3), 65535, np.uint16),
+    '1x1':
+    lambda: np.full((1, 1, 3), 200, np.uint8),
+    '6000x4000':
+    lambda: np.full((4000, 6000, 3), 30, np.uint8),
 }
 
 
@@ -100,9 +105,13 @@ def test_image_kinds_full_pipeline(kind, tmp_path):
         # blended with the CLIP-mean border, strictly between the two
         assert all(b + 5 < c < 200 for b, c in zip((122, 116, 104), centre))
     else:
-        expected = {'gray8': [90] * 3, 'rgba': [60] * 3,
-                    'gray16': [100] * 3, 'rgb16': [255] * 3,
-                    '6000x4000': [30] * 3}[kind]
+        expected = {
+            'gray8': [90] * 3,
+            'rgba': [60] * 3,
+            'gray16': [100] * 3,
+            'rgb16': [255] * 3,
+            '6000x4000': [30] * 3
+        }[kind]
         assert np.allclose(centre, expected, atol=2), centre
     test = _pipeline(False)(_results(path, h, w, box=box))
     assert test['data_samples'].gt_sem_seg.data.shape == (1, h, w)
@@ -142,8 +151,9 @@ def test_missing_and_corrupt_image_through_dataset(synthetic_root, tmp_path):
     with pytest.raises(OSError, match=f'{osp.basename(path)}.*corrupt'):
         ds[0]
     os.remove(path)
-    with pytest.raises(FileNotFoundError,
-                       match=f'Image file not found: .*{osp.basename(path)}'):
+    with pytest.raises(
+            FileNotFoundError,
+            match=f'Image file not found: .*{osp.basename(path)}'):
         ds[0]
 
 
@@ -174,11 +184,12 @@ def test_exif_rotated_jpeg_stays_in_annotation_pixel_order(
     stored = cv2.imread(path)[..., ::-1]
     _save_with_orientation(path, np.ascontiguousarray(stored), 6)
     assert cv2.imread(path).shape[:2] == (w, h)  # what OpenCV does
-    expected = cv2.imread(
-        path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)[..., ::-1]
+    expected = cv2.imread(path, cv2.IMREAD_COLOR
+                          | cv2.IMREAD_IGNORE_ORIENTATION)[..., ::-1]
     init_default_scope('mmseg')
     loaded = Compose([dict(type='LoadRefImage'),
-                      dict(type='LoadRefMask')])(dict(info))
+                      dict(type='LoadRefMask')])(
+                          dict(info))
     assert loaded['img'].shape[:2] == loaded['gt_seg_map'].shape == (h, w)
     assert np.array_equal(loaded['img'], expected)
     # the object's pixels are where the annotation says: the masked region
@@ -195,8 +206,8 @@ def test_exif_rotated_jpeg_stays_in_annotation_pixel_order(
 
 
 @pytest.mark.parametrize('mode', ['train', 'test'])
-def test_resized_image_fails_naming_file_ref_and_sizes(
-        synthetic_root, tmp_path, mode):
+def test_resized_image_fails_naming_file_ref_and_sizes(synthetic_root,
+                                                       tmp_path, mode):
     root = _copy_root(synthetic_root, tmp_path)
     ds = _dataset(root, mode=mode)
     info = ds.get_data_info(0)
@@ -237,8 +248,9 @@ ENTRY_POINTS = {
 
 
 @pytest.mark.parametrize('entry', list(ENTRY_POINTS))
-def test_malicious_refs_refused_at_every_entry_point(
-        synthetic_root, tmp_path, monkeypatch, capsys, entry):
+def test_malicious_refs_refused_at_every_entry_point(synthetic_root, tmp_path,
+                                                     monkeypatch, capsys,
+                                                     entry):
     """A refs(unc).p from a mirror must not run code anywhere."""
     root = tmp_path / 'root'
     (root / 'refcoco').mkdir(parents=True)
@@ -256,9 +268,10 @@ def test_malicious_refs_refused_at_every_entry_point(
             if entry == 'RefCOCODataset':
                 RefCOCODataset(str(root), split='val', mode='test')
             elif entry == 'tools/test.py':
-                run_tool_inprocess(TEST, [
-                    TINY_CONFIG, 'none', '--work-dir', tmp_path / 'work'
-                ] + small_options(root), monkeypatch)
+                run_tool_inprocess(
+                    TEST,
+                    [TINY_CONFIG, 'none', '--work-dir', tmp_path / 'work'] +
+                    small_options(root), monkeypatch)
             else:
                 _union_baseline(str(root))
         text = str(info.value)
@@ -278,8 +291,9 @@ def tiny_model():
 
 def _forward(model, packed):
     data = model.data_preprocessor(
-        dict(inputs=[p['inputs'] for p in packed],
-             data_samples=[p['data_samples'] for p in packed]), False)
+        dict(
+            inputs=[p['inputs'] for p in packed],
+            data_samples=[p['data_samples'] for p in packed]), False)
     with torch.no_grad():
         return model._forward(data['inputs'], data['data_samples'])
 
@@ -315,11 +329,13 @@ def test_sentences_through_pipeline_and_model(tmp_path, tiny_model):
 
 
 def test_exclamation_id0_is_not_padding(tmp_path, tiny_model):
-    """The official code (kkakkkka/ETRIS, model/segmenter.py): "!" inside a sentence is BPE id 0; the padding mask is
+    """The official code (kkakkkka/ETRIS, model/segmenter.py): "!" inside a
+    sentence is BPE id 0; the padding mask is
     computed from the EOT position, so the word is attended to, and the
     output differs from the official ``ids == 0`` masking."""
     path = _write(tmp_path / 'img.png', np.full((30, 40, 3), 90, np.uint8))
-    bang = _pipeline(True)(_results(path, 30, 40, text=SENTENCES['exclamation']))
+    bang = _pipeline(True)(
+        _results(path, 30, 40, text=SENTENCES['exclamation']))
     plain = _pipeline(True)(_results(path, 30, 40, text='the man on the left'))
     ids = bang['data_samples'].text_ids
     eot = int((ids == EOT_TOKEN_ID).nonzero()[0, 0])

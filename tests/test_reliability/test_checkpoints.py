@@ -13,13 +13,11 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 import mmris  # noqa: F401
-from mmris.checkpoint import UnsafeCheckpointError
-from mmris.checkpoint import (CheckpointMismatchError, check_state_dict,
-                              load_ris_checkpoint)
+from mmris.checkpoint import (CheckpointMismatchError, UnsafeCheckpointError,
+                              check_state_dict, load_ris_checkpoint)
 from mmris.engine import RISRunner
-
-from ._helpers import (CONVERTER, ROOT, TINY_CONFIG, TRAIN,
-                       run_tool_inprocess, small_options, tiny_model_cfg)
+from ._helpers import (CONVERTER, ROOT, TINY_CONFIG, TRAIN, run_tool_inprocess,
+                       small_options, tiny_model_cfg)
 
 
 class _Payload:
@@ -51,22 +49,27 @@ def _build(cfg):
 
 
 def _tiny_detris_cfg():
-    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'detris',
-                                   'detris-b_refcoco.py'))
+    cfg = Config.fromfile(
+        osp.join(ROOT, 'configs', 'detris', 'detris-b_refcoco.py'))
     model = cfg.model.to_dict()
     bb = model['backbone']
     bb['visual'].update(arch=dict(embed_dims=64, num_layers=4, num_heads=2))
     bb['text'].update(width=64, heads=2, layers=4, embed_dim=64)
     bb['adapters']['dense_aligner']['module'].update(
-        in_channels=64, hidden_channels=32, text_channels=64, embed_dims=16,
+        in_channels=64,
+        hidden_channels=32,
+        text_channels=64,
+        embed_dims=16,
         num_heads=2)
     bb['adapters']['dense_aligner']['layers'] = [1, 3]
-    bb['adapters']['text_adapter']['module'].update(in_channels=64, hidden_channels=32)
+    bb['adapters']['text_adapter']['module'].update(
+        in_channels=64, hidden_channels=32)
     bb['adapters']['text_adapter']['layers'] = [1, 3]
     bb['out_indices'] = (1, 2)
     model['neck'].update(
         in_channels=(64, 64, 64), text_channels=64, out_channels=64, nhead=2)
-    model['decode_head'].update(d_model=64, nhead=2, dim_ffn=64, text_channels=64)
+    model['decode_head'].update(
+        d_model=64, nhead=2, dim_ffn=64, text_channels=64)
     return model
 
 
@@ -79,8 +82,8 @@ def tiny_ckpts(tmp_path_factory):
         torch.manual_seed(width)
         model = _build(tiny_model_cfg(width))
         paths[width] = str(root / f'etris_w{width}.pth')
-        torch.save(dict(state_dict=model.state_dict(), meta=dict()),
-                   paths[width])
+        torch.save(
+            dict(state_dict=model.state_dict(), meta=dict()), paths[width])
     return paths
 
 
@@ -157,8 +160,8 @@ def test_risrunner_strict_by_default_with_opt_out(tiny_ckpts, tmp_path):
     runner.load_checkpoint(tiny_ckpts[64])  # the right file loads
     assert torch.equal(
         runner.model.backbone.visual.conv1.weight,
-        torch.load(tiny_ckpts[64])['state_dict']
-        ['backbone.visual.conv1.weight'])
+        torch.load(
+            tiny_ckpts[64])['state_dict']['backbone.visual.conv1.weight'])
     lax = _runner(tmp_path, strict_load=False)
     lax.load_checkpoint(tiny_ckpts[32])  # warns, loads what matches
 
@@ -181,16 +184,16 @@ def test_train_tool_refuses_malicious_and_wrong_checkpoints(
     evil, marker = _evil(work, 'epoch_1.pth')
     (work / 'last_checkpoint').write_text(str(evil))
     with pytest.raises(UnsafeCheckpointError, match='epoch_1.pth.*open'):
-        run_tool_inprocess(
-            TRAIN, [TINY_CONFIG, '--work-dir', work, '--resume'] +
-            small_options(synthetic_root), monkeypatch)
+        run_tool_inprocess(TRAIN,
+                           [TINY_CONFIG, '--work-dir', work, '--resume'] +
+                           small_options(synthetic_root), monkeypatch)
     assert not marker.exists()
 
     # load_from a checkpoint of another width: clear error, no training
     with pytest.raises(CheckpointMismatchError) as info:
         run_tool_inprocess(
-            TRAIN, [TINY_CONFIG, '--work-dir', tmp_path / 'w3'] +
-            small_options(
+            TRAIN,
+            [TINY_CONFIG, '--work-dir', tmp_path / 'w3'] + small_options(
                 synthetic_root, extra=[f'load_from={tiny_ckpts[32]}']),
             monkeypatch)
     assert 'etris_w32.pth' in str(info.value)
@@ -200,8 +203,9 @@ def test_train_tool_refuses_malicious_and_wrong_checkpoints(
 
 def _official_etris_keys():
     keys = []
-    with open(osp.join(ROOT, 'tests', 'data', 'official_keys',
-                       'etris_bridge_v16.txt')) as f:
+    with open(
+            osp.join(ROOT, 'tests', 'data', 'official_keys',
+                     'etris_bridge_v16.txt')) as f:
         for line in f:
             keys.append(line.split('\t')[0])
     return keys
@@ -210,10 +214,9 @@ def _official_etris_keys():
 def test_converter_refuses_malicious_and_reports_wrong_config(
         tmp_path, monkeypatch):
     evil, marker = _evil(tmp_path, 'official_evil.pth')
-    with pytest.raises(UnsafeCheckpointError,
-                       match='official_evil.pth.*open'):
-        run_tool_inprocess(CONVERTER,
-                           ['etris', evil, tmp_path / 'out.pth'], monkeypatch)
+    with pytest.raises(UnsafeCheckpointError, match='official_evil.pth.*open'):
+        run_tool_inprocess(CONVERTER, ['etris', evil, tmp_path / 'out.pth'],
+                           monkeypatch)
     assert not marker.exists() and not (tmp_path / 'out.pth').exists()
 
     # An official ETRIS ViT-B/16 key layout (1-element tensors) converted
@@ -222,14 +225,17 @@ def test_converter_refuses_malicious_and_reports_wrong_config(
     src = tmp_path / 'official.pth'
     torch.save(
         {
-            'state_dict':
-            {'module.' + k: torch.zeros(1)
-             for k in _official_etris_keys()[1:]}  # drop one: missing
-        }, src)
+            'state_dict': {
+                'module.' + k: torch.zeros(1)
+                for k in _official_etris_keys()[1:]
+            }  # drop one: missing
+        },
+        src)
     with pytest.raises(CheckpointMismatchError) as info:
-        run_tool_inprocess(CONVERTER, [
-            'etris', src, tmp_path / 'out.pth', '--config', TINY_CONFIG
-        ], monkeypatch)
+        run_tool_inprocess(
+            CONVERTER,
+            ['etris', src, tmp_path / 'out.pth', '--config', TINY_CONFIG],
+            monkeypatch)
     report = info.value.report
     assert report.missing and report.unexpected and report.mismatched
     assert 'official.pth converted for etris' in str(info.value)
@@ -266,8 +272,10 @@ def _train_subprocess(work_dir, data_root, *extra, kill_at_save=0):
     import os
     import subprocess
     import sys
-    args = [sys.executable, '-c', KILL_WHILE_SAVING, TRAIN, TINY_CONFIG,
-            '--work-dir', work_dir, *extra]
+    args = [
+        sys.executable, '-c', KILL_WHILE_SAVING, TRAIN, TINY_CONFIG,
+        '--work-dir', work_dir, *extra
+    ]
     args += small_options(
         data_root,
         batch_size=8,
@@ -276,10 +284,15 @@ def _train_subprocess(work_dir, data_root, *extra, kill_at_save=0):
             'default_hooks.checkpoint.save_best=None', 'val_cfg=None',
             'val_dataloader=None', 'val_evaluator=None'
         ])
-    env = dict(os.environ, KILL_AT_SAVE=str(kill_at_save),
-               OMP_NUM_THREADS='1')
-    return subprocess.run(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=300)
+    env = dict(os.environ, KILL_AT_SAVE=str(kill_at_save), OMP_NUM_THREADS='1')
+    return subprocess.run(
+        args,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300)
 
 
 @pytest.mark.slow
@@ -316,8 +329,8 @@ def test_save_checkpoint_is_atomic(synthetic_root, tmp_path, monkeypatch):
     from mmengine.fileio.backends.local_backend import LocalBackend
 
     from mmris.engine.hooks import RISCheckpointHook
-    runner = _runner(
-        tmp_path, **{'train_dataloader.dataset.data_root': synthetic_root})
+    runner = _runner(tmp_path,
+                     **{'train_dataloader.dataset.data_root': synthetic_root})
     out = str(tmp_path / 'work')
     hook = RISCheckpointHook(interval=1)
     hook.before_train(runner)
@@ -329,8 +342,8 @@ def test_save_checkpoint_is_atomic(synthetic_root, tmp_path, monkeypatch):
         backend_args=hook.backend_args)
     save(out, 'iter_1.pth')
     before = open(osp.join(out, 'iter_1.pth'), 'rb').read()
-    assert torch.load(osp.join(out, 'iter_1.pth'),
-                      weights_only=False)['state_dict']
+    assert torch.load(
+        osp.join(out, 'iter_1.pth'), weights_only=False)['state_dict']
 
     def dying_put(self, obj, filepath):
         with open(filepath, 'wb') as f:
@@ -382,17 +395,19 @@ def _run_log(work):
 def test_resume_skips_broken_checkpoints(synthetic_root, tmp_path,
                                          monkeypatch):
     work = str(tmp_path / 'work')
-    run_tool_inprocess(
-        TRAIN, [TINY_CONFIG, '--work-dir', work] +
-        small_options(synthetic_root, batch_size=8), monkeypatch)
+    run_tool_inprocess(TRAIN, [TINY_CONFIG, '--work-dir', work] +
+                       small_options(synthetic_root, batch_size=8),
+                       monkeypatch)
     key = _corrupt_copies(work)
 
     # explicitly named: refused, with the reason
     with pytest.raises(RuntimeError) as info:
         run_tool_inprocess(
-            TRAIN, [TINY_CONFIG, '--work-dir', work, '--resume'] +
-            small_options(
-                synthetic_root, batch_size=8, max_epochs=2,
+            TRAIN,
+            [TINY_CONFIG, '--work-dir', work, '--resume'] + small_options(
+                synthetic_root,
+                batch_size=8,
+                max_epochs=2,
                 extra=[f'load_from={work}/epoch_3.pth']), monkeypatch)
     msg = str(info.value)
     assert 'Cannot resume from' in msg and 'epoch_3.pth' in msg
@@ -401,8 +416,7 @@ def test_resume_skips_broken_checkpoints(synthetic_root, tmp_path,
     # auto resume: the NaN one and the truncated one are skipped
     run_tool_inprocess(
         TRAIN, [TINY_CONFIG, '--work-dir', work, '--resume'] +
-        small_options(synthetic_root, batch_size=8, max_epochs=2),
-        monkeypatch)
+        small_options(synthetic_root, batch_size=8, max_epochs=2), monkeypatch)
     log = _run_log(work)
     assert (f'Not resuming from {work}/epoch_3.pth: 1 of ') in log
     assert f'hold NaN/inf (e.g. {key})' in log
@@ -415,25 +429,25 @@ def test_resume_skips_broken_checkpoints(synthetic_root, tmp_path,
     assert ckpt['meta']['epoch'] == 2  # the torn file was replaced
 
 
-def test_resume_with_no_usable_checkpoint_lists_them(synthetic_root,
-                                                     tmp_path, monkeypatch):
+def test_resume_with_no_usable_checkpoint_lists_them(synthetic_root, tmp_path,
+                                                     monkeypatch):
     work = tmp_path / 'work'
     work.mkdir()
     (work / 'epoch_1.pth').write_bytes(b'PK\x03\x04 truncated')
     (work / 'last_checkpoint').write_text(str(work / 'epoch_9.pth'))
     from mmris.engine.resume import NoResumableCheckpointError
     with pytest.raises(NoResumableCheckpointError) as info:
-        run_tool_inprocess(
-            TRAIN, [TINY_CONFIG, '--work-dir', work, '--resume'] +
-            small_options(synthetic_root), monkeypatch)
+        run_tool_inprocess(TRAIN,
+                           [TINY_CONFIG, '--work-dir', work, '--resume'] +
+                           small_options(synthetic_root), monkeypatch)
     msg = str(info.value)
     assert f'no usable checkpoint in {work}' in msg
     assert f'{work}/epoch_9.pth: the file does not exist' in msg
     assert f'{work}/epoch_1.pth: it does not open' in msg
 
 
-def test_resume_fallback_never_skips_a_malicious_file(synthetic_root,
-                                                      tmp_path, monkeypatch):
+def test_resume_fallback_never_skips_a_malicious_file(synthetic_root, tmp_path,
+                                                      monkeypatch):
     """The newest checkpoint is truncated, the next one is a malicious
     pickle: refused with the file and the global named, never executed and
     never silently passed over."""
@@ -445,9 +459,9 @@ def test_resume_fallback_never_skips_a_malicious_file(synthetic_root,
     os.utime(work / 'epoch_2.pth', (os.path.getmtime(evil) + 5, ) * 2)
     (work / 'last_checkpoint').write_text(str(work / 'epoch_2.pth'))
     with pytest.raises(UnsafeCheckpointError, match='epoch_1.pth.*open'):
-        run_tool_inprocess(
-            TRAIN, [TINY_CONFIG, '--work-dir', work, '--resume'] +
-            small_options(synthetic_root), monkeypatch)
+        run_tool_inprocess(TRAIN,
+                           [TINY_CONFIG, '--work-dir', work, '--resume'] +
+                           small_options(synthetic_root), monkeypatch)
     assert not marker.exists()
     assert 'Not resuming from ' + str(work / 'epoch_2.pth') in _run_log(
         str(work))

@@ -70,7 +70,8 @@ def test_two_process_gloo_train_and_eval(synthetic_root, tmp_path):
             'env_cfg.dist_cfg.backend=gloo',
             # batch 1: each prediction is computed alone, so kernels chosen
             # for other batch sizes cannot add float noise to the comparison
-            'val_dataloader.batch_size=1', THRESHOLD
+            'val_dataloader.batch_size=1',
+            THRESHOLD
         ])
     out = _run([
         '-m', 'torch.distributed.run', '--nproc_per_node=2',
@@ -91,9 +92,8 @@ def test_two_process_gloo_train_and_eval(synthetic_root, tmp_path):
     assert dist_metrics, 'the distributed run logged no validation metrics'
 
     single = str(tmp_path / 'single')
-    _run([TEST, TINY_CONFIG, ckpt, '--work-dir', single] +
-         small_options(synthetic_root,
-                       extra=[THRESHOLD, 'test_dataloader.batch_size=1']))
+    _run([TEST, TINY_CONFIG, ckpt, '--work-dir', single] + small_options(
+        synthetic_root, extra=[THRESHOLD, 'test_dataloader.batch_size=1']))
     (path, ) = glob.glob(osp.join(single, '*', '*.json'))
     single_metrics = json.load(open(path))
     compared = [k for k in METRICS if k in single_metrics]
@@ -105,8 +105,8 @@ def test_two_process_gloo_train_and_eval(synthetic_root, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('name', ['detris-tiny_synthetic.py',
-                                  'barleria-tiny_synthetic.py'])
+@pytest.mark.parametrize(
+    'name', ['detris-tiny_synthetic.py', 'barleria-tiny_synthetic.py'])
 def test_two_process_gloo_train_other_quickstart_configs(
         name, synthetic_root, tmp_path):
     """The DETRIS and BarLeRIa quick-start configs train under 2 gloo

@@ -22,9 +22,8 @@ import torch.nn as nn
 
 import mmris  # noqa: F401
 from mmris.checkpoint import UnsafeCheckpointError
-
-from ._helpers import (CONVERTER, TEST, TINY_CONFIG, TRAIN,
-                       run_tool_inprocess, small_options)
+from ._helpers import (CONVERTER, TEST, TINY_CONFIG, TRAIN, run_tool_inprocess,
+                       small_options)
 from ._malicious import PAYLOADS, SetstateWritesFile, malicious_checkpoint
 
 DEMO = osp.join(osp.dirname(TRAIN), 'demo.py')
@@ -73,8 +72,8 @@ def _via_demo(path, ctx):
     out = ctx['tmp'] / 'overlay.png'
     try:
         run_tool_inprocess(DEMO, [
-            image, 'the red circle', '--config', TINY_CONFIG,
-            '--checkpoint', path, '--out', out
+            image, 'the red circle', '--config', TINY_CONFIG, '--checkpoint',
+            path, '--out', out
         ], ctx['monkeypatch'])
     finally:
         assert not out.exists()
@@ -83,32 +82,30 @@ def _via_demo(path, ctx):
 def _via_converter(path, ctx):
     out = ctx['tmp'] / 'converted.pth'
     try:
-        run_tool_inprocess(CONVERTER, ['etris', path, out],
-                           ctx['monkeypatch'])
+        run_tool_inprocess(CONVERTER, ['etris', path, out], ctx['monkeypatch'])
     finally:
         assert not out.exists()
 
 
 def _via_train_load_from(path, ctx):
-    run_tool_inprocess(
-        TRAIN, [TINY_CONFIG, '--work-dir', ctx['tmp'] / 'work'] +
-        small_options(ctx['data'], extra=[f'load_from={path}']),
-        ctx['monkeypatch'])
+    run_tool_inprocess(TRAIN,
+                       [TINY_CONFIG, '--work-dir', ctx['tmp'] / 'work'] +
+                       small_options(ctx['data'], extra=[f'load_from={path}']),
+                       ctx['monkeypatch'])
 
 
 def _via_train_resume(path, ctx):
     work = osp.dirname(path)
     with open(osp.join(work, 'last_checkpoint'), 'w') as f:
         f.write(path)
-    run_tool_inprocess(TRAIN,
-                       [TINY_CONFIG, '--work-dir', work, '--resume'] +
+    run_tool_inprocess(TRAIN, [TINY_CONFIG, '--work-dir', work, '--resume'] +
                        small_options(ctx['data']), ctx['monkeypatch'])
 
 
 def _via_test_tool(path, ctx):
-    run_tool_inprocess(
-        TEST, [TINY_CONFIG, path, '--work-dir', ctx['tmp'] / 'work'] +
-        small_options(ctx['data']), ctx['monkeypatch'])
+    run_tool_inprocess(TEST,
+                       [TINY_CONFIG, path, '--work-dir', ctx['tmp'] / 'work'] +
+                       small_options(ctx['data']), ctx['monkeypatch'])
 
 
 def _via_clip_pretrained(path, ctx):
@@ -186,8 +183,7 @@ class _OpenAIShaped(nn.Module):
 
 def test_torchscript_archive_read_as_weights_without_jit_load(
         tmp_path, monkeypatch):
-    from mmris.checkpoint import (
-        is_torchscript_archive, load_clip_state_dict)
+    from mmris.checkpoint import is_torchscript_archive, load_clip_state_dict
     torch.manual_seed(0)
     holder = _OpenAIShaped()
     path = str(tmp_path / 'ViT-tiny.pt')
@@ -252,8 +248,9 @@ def test_torchscript_archive_with_edited_pickle_is_refused(tmp_path):
     _jit_save(_OpenAIShaped(), src, example=torch.zeros(1))
     marker = str(tmp_path / 'pwned_pkl')
     # POP the module, then call os.system / builtins.open from the pickle
-    reduce = (b'0cposix\nsystem\n(X' + len(f'touch {marker}').to_bytes(
-        4, 'little') + f'touch {marker}'.encode() + b'tR')
+    reduce = (b'0cposix\nsystem\n(X' +
+              len(f'touch {marker}').to_bytes(4, 'little') +
+              f'touch {marker}'.encode() + b'tR')
     dst = str(tmp_path / 'clip_edited.pt')
     _patch_data_pkl(src, dst, reduce)
     with pytest.raises(UnsafeCheckpointError) as info:
@@ -262,8 +259,8 @@ def test_torchscript_archive_with_edited_pickle_is_refused(tmp_path):
     assert 'refused global: posix.system' in str(info.value)
     assert not osp.exists(marker)
     with zipfile.ZipFile(dst) as zf:
-        raw = zf.read(next(n for n in zf.namelist()
-                           if n.endswith('/data.pkl')))
+        raw = zf.read(
+            next(n for n in zf.namelist() if n.endswith('/data.pkl')))
     assert b'posix\nsystem' in raw and pickle.STOP[0] == raw[-1]
 
 
@@ -297,8 +294,10 @@ def test_loader_rejects_bit_flipped_checkpoint(loader, tiny_state,
         call = _via_clip_pretrained
     else:
         if loader == 'clip_pretrained':
-            state = {'visual.' + k: v
-                     for k, v in _clip_vit().state_dict().items()}
+            state = {
+                'visual.' + k: v
+                for k, v in _clip_vit().state_dict().items()
+            }
         elif loader == 'dinov2_pretrained':
             state = _dinov2().state_dict()
         else:

@@ -10,7 +10,6 @@ from mmengine.config import Config
 import mmris  # noqa: F401
 from mmris.engine import build_runner
 from mmris.engine.hooks import NonFiniteLossError, NonFiniteLossHook
-
 from ._helpers import TINY_CONFIG
 
 
@@ -102,8 +101,7 @@ def _huge_lr_cfg(data_root, work_dir, **extra):
     overflows some weights to +-inf (fp32) and the loss of iteration 2 is
     NaN. Checkpoints after every iteration."""
     return _cfg(
-        data_root, work_dir,
-        **{
+        data_root, work_dir, **{
             'optim_wrapper.optimizer': dict(type='SGD', lr=1e38),
             'default_hooks.checkpoint.by_epoch': False,
             'default_hooks.checkpoint.save_best': None,
@@ -147,7 +145,8 @@ def test_nonfinite_state_never_saved(synthetic_root, tmp_path):
     NaN loss of iteration 2 blames the earlier update, not its batch."""
     from mmris.engine.hooks import NonFiniteParametersError
     cfg = _huge_lr_cfg(
-        synthetic_root, str(tmp_path / 'work'),
+        synthetic_root,
+        str(tmp_path / 'work'),
         custom_hooks=[dict(type='NonFiniteLossHook', param_interval=0)])
     runner = build_runner(cfg)
     with pytest.raises(NonFiniteParametersError) as info:
@@ -158,7 +157,8 @@ def test_nonfinite_state_never_saved(synthetic_root, tmp_path):
     assert not any('.pth' in f for f in os.listdir(cfg.work_dir))
 
     cfg = _huge_lr_cfg(
-        synthetic_root, str(tmp_path / 'work2'),
+        synthetic_root,
+        str(tmp_path / 'work2'),
         custom_hooks=[dict(type='NonFiniteLossHook', param_interval=0)],
         **{'default_hooks.checkpoint.interval': 100})
     runner = build_runner(cfg)

@@ -57,10 +57,11 @@ def _loader_options(workers):
     ]
 
 
-def _train(work_dir, data_root, resume=False, kill_at=0, wait=True,
-           workers=0):
-    args = [sys.executable, '-c', LAUNCHER, TRAIN, TINY_CONFIG,
-            '--work-dir', work_dir]
+def _train(work_dir, data_root, resume=False, kill_at=0, wait=True, workers=0):
+    args = [
+        sys.executable, '-c', LAUNCHER, TRAIN, TINY_CONFIG, '--work-dir',
+        work_dir
+    ]
     if resume:
         args.append('--resume')
     args += small_options(
@@ -71,13 +72,20 @@ def _train(work_dir, data_root, resume=False, kill_at=0, wait=True,
             'default_hooks.checkpoint.by_epoch=False',
             f'default_hooks.checkpoint.interval={CKPT_EVERY}',
             'default_hooks.checkpoint.save_best=None',
-            'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
+            'val_cfg=None',
+            'val_dataloader=None',
+            'val_evaluator=None',
             'model.decode_head.dropout=0.1'  # the torch RNG matters too
         ] + _loader_options(workers))
     env = dict(os.environ, KILL_AT_ITER=str(kill_at), OMP_NUM_THREADS='1')
     log = open(f'{work_dir}_{int(resume)}{kill_at}.out', 'w')
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True)
     proc.log = log
     return _wait(proc) if wait else proc
 
@@ -93,8 +101,8 @@ def _wait(proc):
 def _losses(work_dir):
     """{iteration: loss} from every run logged in ``work_dir``."""
     out = {}
-    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
-                                          'scalars.json'))):
+    for path in sorted(
+            glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
         with open(path) as f:
             for line in f:
                 rec = json.loads(line)
@@ -129,8 +137,8 @@ def test_sigkill_mid_epoch_then_resume_matches(synthetic_root, tmp_path):
         assert proc.returncode == -signal.SIGKILL, proc.stdout_text[-3000:]
         last = open(osp.join(run_dirs[w], 'last_checkpoint')).read().strip()
         assert last.endswith(f'iter_{resume_iter}.pth'), (w, last)
-        resumed[w] = _train(run_dirs[w], synthetic_root, resume=True,
-                            wait=False, workers=w)
+        resumed[w] = _train(
+            run_dirs[w], synthetic_root, resume=True, wait=False, workers=w)
     ref_proc = _wait(ref_proc)
     assert ref_proc.returncode == 0, ref_proc.stdout_text[-3000:]
     (ref, ) = _losses(ref_dir)
@@ -146,17 +154,18 @@ def test_sigkill_mid_epoch_then_resume_matches(synthetic_root, tmp_path):
         before, after = _losses(run_dirs[w])
         assert sorted(before) == list(range(1, KILL_AT)), w
         assert sorted(after) == list(range(resume_iter + 1, total + 1)), w
-        for name, losses in (('before the kill', before),
-                             ('after the resume', after)):
+        for name, losses in (('before the kill', before), ('after the resume',
+                                                           after)):
             diffs = {it: abs(loss - ref[it]) for it, loss in losses.items()}
-            print(f'workers={w}: max |loss diff| {name}:',
-                  max(diffs.values()), diffs)
+            print(f'workers={w}: max |loss diff| {name}:', max(diffs.values()),
+                  diffs)
             assert max(diffs.values()) <= 1e-6, (w, name, diffs)
         # and the losses do change from iteration to iteration
         assert len({round(v, 6) for v in after.values()}) == len(after), w
 
 
 # -- resuming with another batch size / number of processes -----------------
+
 
 class _Stop(Exception):
     """Ends an in-process run at an iteration (what is on disk is what a
@@ -177,9 +186,8 @@ def _record_batches(monkeypatch, stop_at=0):
         def before_train_iter(self, runner, batch_idx, data_batch=None):
             if stop_at and runner.iter + 1 == stop_at:
                 raise _Stop
-            seen.append((runner.epoch, runner.iter + 1, [
-                s['ref_id'] for s in batch_sample_ids(data_batch)
-            ]))
+            seen.append((runner.epoch, runner.iter + 1,
+                         [s['ref_id'] for s in batch_sample_ids(data_batch)]))
 
     train = getattr(RISRunner.train, 'unpatched', RISRunner.train)
 
@@ -192,11 +200,16 @@ def _record_batches(monkeypatch, stop_at=0):
     return seen
 
 
-def _inprocess(work_dir, data_root, monkeypatch, batch_size, max_epochs,
-               *extra, resume=False):
+def _inprocess(work_dir,
+               data_root,
+               monkeypatch,
+               batch_size,
+               max_epochs,
+               *extra,
+               resume=False):
     from ._helpers import run_tool_inprocess
-    args = [TINY_CONFIG, '--work-dir', work_dir] + (['--resume']
-                                                     if resume else [])
+    args = [TINY_CONFIG, '--work-dir', work_dir
+            ] + (['--resume'] if resume else [])
     args += small_options(
         data_root,
         batch_size=batch_size,
@@ -213,8 +226,8 @@ def _log_text(work_dir):
     return open(logs[-1]).read()
 
 
-def test_resume_after_batch_size_change_at_epoch_end(synthetic_root,
-                                                     tmp_path, monkeypatch):
+def test_resume_after_batch_size_change_at_epoch_end(synthetic_root, tmp_path,
+                                                     monkeypatch):
     """Epoch 1 at batch 4 (9 iterations), resumed at batch 8: epoch 2 trains
     its 4 iterations (it used to skip all of them and exit 0)."""
     work = str(tmp_path / 'work')
@@ -225,7 +238,7 @@ def test_resume_after_batch_size_change_at_epoch_end(synthetic_root,
     resumed = _record_batches(monkeypatch)
     _inprocess(work, synthetic_root, monkeypatch, 8, 2, resume=True)
     assert [(e, it) for e, it, _ in resumed] == [(1, 5), (1, 6), (1, 7),
-                                                  (1, 8)]
+                                                 (1, 8)]
     assert all(len(ids) == 8 for _, _, ids in resumed)
     log = _log_text(work)
     assert ('The global batch size changed from 4 (4 x 1 processes) to 8 '
@@ -239,18 +252,19 @@ def test_resume_mid_epoch_after_batch_size_change_skips_samples_seen(
     iter_3.pth), resumed at batch 8: the 24 samples not yet seen in that
     epoch are trained, each once, in 3 iterations."""
     work = str(tmp_path / 'work')
-    by_iter = ['default_hooks.checkpoint.by_epoch=False',
-               'default_hooks.checkpoint.interval=3']
+    by_iter = [
+        'default_hooks.checkpoint.by_epoch=False',
+        'default_hooks.checkpoint.interval=3'
+    ]
     first = _record_batches(monkeypatch, stop_at=4)
     with pytest.raises(_Stop):
         _inprocess(work, synthetic_root, monkeypatch, 4, 1, *by_iter)
     assert [it for _, it, _ in first] == [1, 2, 3]
-    assert open(osp.join(work, 'last_checkpoint')).read().endswith(
-        'iter_3.pth')
+    assert open(osp.join(work,
+                         'last_checkpoint')).read().endswith('iter_3.pth')
 
     resumed = _record_batches(monkeypatch)
-    _inprocess(work, synthetic_root, monkeypatch, 8, 1, *by_iter,
-               resume=True)
+    _inprocess(work, synthetic_root, monkeypatch, 8, 1, *by_iter, resume=True)
     assert [(e, it) for e, it, _ in resumed] == [(0, 2), (0, 3), (0, 4)]
     seen_before = [i for _, _, ids in first for i in ids]
     seen_after = [i for _, _, ids in resumed for i in ids]

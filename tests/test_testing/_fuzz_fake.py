@@ -52,9 +52,13 @@ def load_noisy(path):
 
 def _target(name, load):
     return SimpleNamespace(
-        name=name, load=f'test_testing._fuzz_fake:{load}',
-        seeds='test_testing._fuzz_fake:seeds', errors=('builtins.ValueError', ),
-        suffix='.bin', mutators=(), name_in_message=True)
+        name=name,
+        load=f'test_testing._fuzz_fake:{load}',
+        seeds='test_testing._fuzz_fake:seeds',
+        errors=('builtins.ValueError', ),
+        suffix='.bin',
+        mutators=(),
+        name_in_message=True)
 
 
 CRASH = _target('fake-crash', 'load_crash')

@@ -16,6 +16,10 @@ def load_noisy(path):
 
 
 NOISY = SimpleNamespace(
-    name='fake-noisy', load='test_testing._fuzz_noisy:load_noisy',
-    seeds='test_testing._fuzz_noisy:seeds', errors=('builtins.ValueError', ),
-    suffix='.bin', mutators=(), name_in_message=True)
+    name='fake-noisy',
+    load='test_testing._fuzz_noisy:load_noisy',
+    seeds='test_testing._fuzz_noisy:seeds',
+    errors=('builtins.ValueError', ),
+    suffix='.bin',
+    mutators=(),
+    name_in_message=True)

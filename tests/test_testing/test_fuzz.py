@@ -19,8 +19,10 @@ def _inputs(target, count, seed=0):
 
 
 def _expected(target, count, every):
-    return [i for i, data in enumerate(_inputs(target, count))
-            if zlib.crc32(data) % every == 0]
+    return [
+        i for i, data in enumerate(_inputs(target, count))
+        if zlib.crc32(data) % every == 0
+    ]
 
 
 def test_inputs_are_deterministic_and_mutated():
@@ -32,8 +34,11 @@ def test_inputs_are_deterministic_and_mutated():
 
 
 def test_crashes_are_found_and_the_worker_restarted(tmp_path):
-    report = fuzz.run_fuzz('test_testing._fuzz_fake:CRASH', 12,
-                           save_dir=str(tmp_path), python_path=[TESTS])
+    report = fuzz.run_fuzz(
+        'test_testing._fuzz_fake:CRASH',
+        12,
+        save_dir=str(tmp_path),
+        python_path=[TESTS])
     crashed = sorted(f['index'] for f in report.failures)
     assert crashed == _expected(_fuzz_fake.CRASH, 12, 4) and crashed
     assert all(f['kind'] == 'crash' and f['returncode'] == -11
@@ -46,8 +51,8 @@ def test_crashes_are_found_and_the_worker_restarted(tmp_path):
 
 
 def test_hangs_are_cut_at_the_time_limit():
-    report = fuzz.run_fuzz('test_testing._fuzz_fake:HANG', 6,
-                           time_limit=1.5, python_path=[TESTS])
+    report = fuzz.run_fuzz(
+        'test_testing._fuzz_fake:HANG', 6, time_limit=1.5, python_path=[TESTS])
     hung = sorted(f['index'] for f in report.failures)
     assert hung == _expected(_fuzz_fake.HANG, 6, 3) and hung
     assert {f['kind'] for f in report.failures} == {'hang'}
@@ -55,8 +60,11 @@ def test_hangs_are_cut_at_the_time_limit():
 
 
 def test_allocations_past_the_cap_fail():
-    report = fuzz.run_fuzz('test_testing._fuzz_fake:MEMORY', 8,
-                           memory_limit_mb=256, python_path=[TESTS])
+    report = fuzz.run_fuzz(
+        'test_testing._fuzz_fake:MEMORY',
+        8,
+        memory_limit_mb=256,
+        python_path=[TESTS])
     over = sorted(f['index'] for f in report.failures)
     assert over == _expected(_fuzz_fake.MEMORY, 8, 3) and over
     assert {f['kind'] for f in report.failures} == {'memory'}
@@ -64,12 +72,14 @@ def test_allocations_past_the_cap_fail():
 
 
 def test_unnamed_and_unexpected_errors_fail():
-    report = fuzz.run_fuzz('test_testing._fuzz_fake:MESSAGES', 12,
-                           python_path=[TESTS])
+    report = fuzz.run_fuzz(
+        'test_testing._fuzz_fake:MESSAGES', 12, python_path=[TESTS])
     data = _inputs(_fuzz_fake.MESSAGES, 12)
-    want = {i: 'unnamed' if zlib.crc32(d) % 2 == 0 else 'error'
-            for i, d in enumerate(data)
-            if zlib.crc32(d) % 2 == 0 or zlib.crc32(d) % 3 == 0}
+    want = {
+        i: 'unnamed' if zlib.crc32(d) % 2 == 0 else 'error'
+        for i, d in enumerate(data)
+        if zlib.crc32(d) % 2 == 0 or zlib.crc32(d) % 3 == 0
+    }
     assert {f['index']: f['kind'] for f in report.failures} == want
     assert all(f['error'] == 'KeyError' for f in report.failures
                if f['kind'] == 'error')
@@ -78,8 +88,8 @@ def test_unnamed_and_unexpected_errors_fail():
 def test_a_loader_writing_to_stderr_does_not_stall_the_worker():
     """30 inputs x 8 KiB of warnings overflow a 64 KiB pipe: the worker's
     stderr must go where nobody needs to read it for the worker to go on."""
-    report = fuzz.run_fuzz('test_testing._fuzz_fake:NOISY', 30,
-                           time_limit=5, python_path=[TESTS])
+    report = fuzz.run_fuzz(
+        'test_testing._fuzz_fake:NOISY', 30, time_limit=5, python_path=[TESTS])
     assert report.failures == [] and report.loaded == 30
 
 
@@ -97,10 +107,12 @@ def test_mutators_change_their_input(mutator):
         zf.writestr('a/data.pkl', pickle.dumps({'k': [1, 2.5, 'x']}, 2))
         zf.writestr('a/data/0', b'\x00' * 64)
     doc = json.dumps({'refs': [{'ref_id': 1, 'sentences': ['a b']}]})
-    seed = dict(mutate_bytes=buf.getvalue(), mutate_zip_member=buf.getvalue(),
-                mutate_zip_headers=buf.getvalue(),
-                mutate_pickle=pickle.dumps({'k': [1, 2.5, 'x']}, 2),
-                mutate_json=doc.encode())[mutator.__name__]
+    seed = dict(
+        mutate_bytes=buf.getvalue(),
+        mutate_zip_member=buf.getvalue(),
+        mutate_zip_headers=buf.getvalue(),
+        mutate_pickle=pickle.dumps({'k': [1, 2.5, 'x']}, 2),
+        mutate_json=doc.encode())[mutator.__name__]
     rng = random.Random(0)
     changed = sum(mutator(seed, rng) != seed for _ in range(40))
     assert changed >= 30

@@ -37,16 +37,17 @@ def test_seeds_load_cleanly():
             if name == 'instances_json':
                 anns = json.loads(seeds[0])['annotations']
                 assert any(a['iscrowd'] for a in anns)
-                assert any(isinstance(a['segmentation'], dict)
-                           and isinstance(a['segmentation']['counts'], str)
-                           for a in anns)
+                assert any(
+                    isinstance(a['segmentation'], dict)
+                    and isinstance(a['segmentation']['counts'], str)
+                    for a in anns)
 
 
 @pytest.mark.parametrize('target',
                          ['refer_pickle', 'grefcoco_json', 'instances_json'])
 def test_short_campaign(target, tmp_path):
-    report = fuzz.run_fuzz(target, SHORT_RUN, seed=0, time_limit=60,
-                           save_dir=str(tmp_path))
+    report = fuzz.run_fuzz(
+        target, SHORT_RUN, seed=0, time_limit=60, save_dir=str(tmp_path))
     assert report.inputs == SHORT_RUN
     assert not report.failures, report.failures[:3]
     assert report.loaded > 0 and report.refused > SHORT_RUN // 2

@@ -91,7 +91,10 @@ def test_a_noisy_loader_is_not_a_hang():
 
     from mmris.testing import fuzz
     tests = osp.dirname(osp.dirname(osp.abspath(__file__)))
-    report = fuzz.run_fuzz('test_testing._fuzz_noisy:NOISY', 6,
-                           time_limit=30, python_path=[tests])
+    report = fuzz.run_fuzz(
+        'test_testing._fuzz_noisy:NOISY',
+        6,
+        time_limit=30,
+        python_path=[tests])
     assert report.inputs == 6 and report.refused == 6
     assert not report.failures, report.failures

@@ -11,9 +11,9 @@ import pytest
 
 import mmris  # noqa: F401
 from mmris.datasets import load_instances, load_refs
+from mmris.datasets.transforms import decode_segmentation
 from mmris.testing import make_synthetic_refer
 from mmris.testing.synthetic import COLOURS, DEFAULT_SPLITS
-from mmris.datasets.transforms import decode_segmentation
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 

@@ -26,10 +26,14 @@ def _grab(pattern, text):
 def test_train_mode_prints_counted_memory_and_flops():
     proc = subprocess.run([
         sys.executable,
-        osp.join(ROOT, 'tools', 'analysis_tools', 'benchmark.py'), CONFIG,
-        '--device', 'cpu', '--batch', '2', '--iters', '1', '--warmup', '0',
-        '--memory-at-batch', '32'
-    ], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        osp.join(ROOT, 'tools', 'analysis_tools',
+                 'benchmark.py'), CONFIG, '--device', 'cpu', '--batch', '2',
+        '--iters', '1', '--warmup', '0', '--memory-at-batch', '32'
+    ],
+                          cwd=ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     print(out)

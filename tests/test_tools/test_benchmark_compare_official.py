@@ -34,9 +34,10 @@ def _fake_builder(config):
     def samples(img, word, mask=None):
         out = []
         for i in range(img.shape[0]):
-            ds = SegDataSample(metainfo=dict(
-                img_shape=tuple(img.shape[-2:]),
-                ori_shape=tuple(img.shape[-2:])))
+            ds = SegDataSample(
+                metainfo=dict(
+                    img_shape=tuple(img.shape[-2:]),
+                    ori_shape=tuple(img.shape[-2:])))
             ds.text_ids = word[i]
             if mask is not None:
                 ds.gt_mask = PixelData(data=mask[i])
@@ -60,7 +61,7 @@ def _fake_builder(config):
 
 
 def test_compare_runs_end_to_end_on_a_tiny_config(tmp_path, monkeypatch,
-                                                   capsys):
+                                                  capsys):
     tool = _tool()
     config = osp.join(ROOT, 'configs', 'quickstart', 'etris-tiny_synthetic.py')
     monkeypatch.setattr(tool, 'method_module',
@@ -68,8 +69,8 @@ def test_compare_runs_end_to_end_on_a_tiny_config(tmp_path, monkeypatch,
     monkeypatch.setattr(tool, 'convert_official_state_dict',
                         lambda state, method: dict(state))
     monkeypatch.setattr(sys, 'argv', [
-        TOOL, 'etris', '--official-repo', str(tmp_path), '--config', config,
-        '--batch', '2', '--iters', '1'
+        TOOL, 'etris', '--official-repo',
+        str(tmp_path), '--config', config, '--batch', '2', '--iters', '1'
     ])
     tool.main()
     out = capsys.readouterr().out
@@ -84,6 +85,7 @@ def test_compare_runs_end_to_end_on_a_tiny_config(tmp_path, monkeypatch,
     assert 'max |official - mmris| = 0.000e+00' in out
     counted = re.findall(r'activations saved for backward ([\d.]+) MiB', out)
     assert len(counted) == 2 and float(counted[0]) > 0
-    assert re.search(r'training step \(median of 1, interleaved, 2 images.*'
-                     r'official / mmris [\d.]+', out)
+    assert re.search(
+        r'training step \(median of 1, interleaved, 2 images.*'
+        r'official / mmris [\d.]+', out)
     assert re.search(r'inference .*official / mmris [\d.]+', out)

@@ -47,8 +47,7 @@ def _assert_measured(run, batch):
     assert run['batch'] == batch and run['iters'] == 1
     for key in ('ms_per_step', 'img_per_s', 'tflop_per_step', 'tflops'):
         assert run[key] > 0, (key, run)
-    assert run['img_per_s'] == pytest.approx(batch * 1000 /
-                                             run['ms_per_step'])
+    assert run['img_per_s'] == pytest.approx(batch * 1000 / run['ms_per_step'])
     assert run['tflops'] == pytest.approx(run['tflop_per_step'] /
                                           (run['ms_per_step'] / 1000))
     assert run['peak_gib'] is None  # n/a on CPU
@@ -116,9 +115,9 @@ class _FakeOfficialNet(nn.Module):
         self.seen = seen
 
     def forward(self, img, word, mask=None):
-        self.seen.append((torch.is_autocast_enabled('cpu'),
-                          torch.get_autocast_dtype('cpu'),
-                          torch.backends.cudnn.enabled, img.shape[0]))
+        self.seen.append(
+            (torch.is_autocast_enabled('cpu'), torch.get_autocast_dtype('cpu'),
+             torch.backends.cudnn.enabled, img.shape[0]))
         x = self.frozen(img) + self.embed(word).mean(1)[:, :, None, None]
         pred = self.head(x)
         if mask is None:
@@ -158,10 +157,7 @@ def _fake_builders(oom_at_batch):
             logits=lambda model, img, word: model(img, word),
             loss=loss),
         detris=types.SimpleNamespace(
-            DEFAULT_YAML='unused.yaml',
-            build=broken,
-            logits=None,
-            loss=None))
+            DEFAULT_YAML='unused.yaml', build=broken, logits=None, loss=None))
     return modules.__getitem__, nets, seen
 
 
@@ -178,16 +174,17 @@ def test_official_side_oom_and_failed_build_are_recorded(
     cudnn = torch.backends.cudnn.enabled
     status = suite.main([
         *QUICK, '--models', f'etris-vit-b16={TINY}', f'detris-b={TINY}',
-        '--train-batches', '1', '2', '--infer-batches', '1',
-        '--official-root',
+        '--train-batches', '1', '2', '--infer-batches', '1', '--official-root',
         str(clones), '--out-dir',
         str(out)
     ])
     assert status == 1  # a run failed (the DETRIS build)
     assert torch.backends.cudnn.enabled == cudnn  # restored
     report, table = _read(out)
-    runs = {(r['model'], r['side'], r['mode'], r['batch']): r
-            for r in report['runs']}
+    runs = {
+        (r['model'], r['side'], r['mode'], r['batch']): r
+        for r in report['runs']
+    }
     assert len(runs) == len(report['runs']) == 12
     for model in ('etris-vit-b16', 'detris-b'):  # the suite went on
         for mode, batch in (('train', 1), ('train', 2), ('infer', 1)):
@@ -214,18 +211,19 @@ def test_official_side_oom_and_failed_build_are_recorded(
     assert (True, torch.bfloat16, False, 1) in seen
     assert all(not enabled for _, _, enabled, _ in seen)
     # Ratios from the measured numbers; rows = (model, mode, batch).
-    comps = {(c['model'], c['mode'], c['batch']): c
-             for c in report['comparisons']}
+    comps = {
+        (c['model'], c['mode'], c['batch']): c
+        for c in report['comparisons']
+    }
     assert len(comps) == len(table) == 6
     for key, comp in comps.items():
-        ours, theirs = runs[key[0], 'mmris', *key[1:]], runs[key[0],
-                                                            'official',
-                                                            *key[1:]]
+        ours, theirs = runs[key[0], 'mmris',
+                            *key[1:]], runs[key[0], 'official', *key[1:]]
         if theirs['status'] == 'ok':
-            assert comp['speedup'] == pytest.approx(
-                theirs['ms_per_step'] / ours['ms_per_step'])
-            assert comp['speedup'] == pytest.approx(
-                ours['img_per_s'] / theirs['img_per_s'])
+            assert comp['speedup'] == pytest.approx(theirs['ms_per_step'] /
+                                                    ours['ms_per_step'])
+            assert comp['speedup'] == pytest.approx(ours['img_per_s'] /
+                                                    theirs['img_per_s'])
         else:
             assert comp['speedup'] is None
     row = table[1].split(' | ')
@@ -290,8 +288,8 @@ def test_time_budget_skips_the_remaining_runs(tmp_path, monkeypatch):
     assert built == ['configs/detris/detris-l_refcoco.py']
     for run in report['runs'][:2]:
         assert run['tflop_per_step'] == 2.0
-        assert run['tflops'] == pytest.approx(2.0 / (run['ms_per_step'] /
-                                                     1000))
+        assert run['tflops'] == pytest.approx(2.0 /
+                                              (run['ms_per_step'] / 1000))
         assert run['peak_fraction'] == pytest.approx(run['tflops'] / 4)
     assert all(r['error'] == 'time budget of 100 s spent before the run'
                for r in report['runs'][2:])
@@ -309,8 +307,9 @@ def test_arguments(tmp_path, capsys):
         'configs/detris/detris-b_refcoco.py',
         'configs/detris/detris-l_refcoco.py'
     ]
-    assert all(osp.isfile(osp.join(ROOT, s.config))
-               for s in suite.MODEL_SPECS.values())
+    assert all(
+        osp.isfile(osp.join(ROOT, s.config))
+        for s in suite.MODEL_SPECS.values())
     assert (defaults.train_batches, defaults.infer_batches, defaults.warmup,
             defaults.iters) == ([16, 32], [32], 3, 10)
     with pytest.raises(SystemExit):

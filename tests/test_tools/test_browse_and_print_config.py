@@ -20,7 +20,7 @@ def _run(script, args, monkeypatch):
 
 
 def test_browse_dataset_draws_image_mask_and_sentence(synthetic_root, tmp_path,
-                                                     monkeypatch, capsys):
+                                                      monkeypatch, capsys):
     from mmris.datasets import RefCOCODataset
     from mmris.datasets.transforms import LoadRefImage, LoadRefMask
     out = tmp_path / 'browse'
@@ -33,7 +33,9 @@ def test_browse_dataset_draws_image_mask_and_sentence(synthetic_root, tmp_path,
     assert len(files) == 3
     # the first picture against an independent load of sample 0
     ds = RefCOCODataset(
-        data_root=synthetic_root, split='val', mode='test',
+        data_root=synthetic_root,
+        split='val',
+        mode='test',
         pipeline=[LoadRefImage(), LoadRefMask()])
     sample = ds[0]
     name = osp.basename(files[0])
@@ -47,8 +49,9 @@ def test_browse_dataset_draws_image_mask_and_sentence(synthetic_root, tmp_path,
     big_h, big_w = int(round(h * scale)), int(round(w * scale))
     drawn = cv2.imread(files[0])
     assert drawn.shape[1] == big_w and drawn.shape[0] > big_h  # caption strip
-    mask = cv2.resize(sample['gt_seg_map'], (big_w, big_h),
-                      interpolation=cv2.INTER_NEAREST).astype(bool)
+    mask = cv2.resize(
+        sample['gt_seg_map'], (big_w, big_h),
+        interpolation=cv2.INTER_NEAREST).astype(bool)
     big = cv2.resize(src, (big_w, big_h), interpolation=cv2.INTER_LINEAR)
     kernel = np.ones((9, 9), np.uint8)
     far = cv2.dilate(mask.astype(np.uint8), kernel) == 0

@@ -18,8 +18,7 @@ PASSED = 'All checks passed'
 
 
 def _tool():
-    path = osp.join(REPO, 'tools', 'dataset_converters',
-                    'check_refer_root.py')
+    path = osp.join(REPO, 'tools', 'dataset_converters', 'check_refer_root.py')
     spec = importlib.util.spec_from_file_location('check_refer_root', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -94,9 +93,7 @@ def test_absent_split_fails_without_strict(root, capsys):
 def _images(root):
     with open(root / 'refcoco' / 'instances.json') as f:
         data = json.load(f)
-    return data, [
-        i for i in data['images'] if i['height'] != i['width']
-    ]
+    return data, [i for i in data['images'] if i['height'] != i['width']]
 
 
 def test_image_sizes_are_checked(root, capsys):
@@ -112,8 +109,7 @@ def test_image_sizes_are_checked(root, capsys):
     rot = img_dir / rotated['file_name']
     exif = Image.Exif()
     exif[0x0112] = 6
-    Image.fromarray(np.asarray(Image.open(rot))).save(
-        rot, exif=exif.tobytes())
+    Image.fromarray(np.asarray(Image.open(rot))).save(rot, exif=exif.tobytes())
     assert cv2.imread(str(rot)).shape[:2] == (rotated['width'],
                                               rotated['height'])
     code, out = _run(root, capsys)
@@ -128,8 +124,8 @@ def test_degenerate_annotations_are_listed(root, capsys):
     refs = load_refs(str(root / 'refcoco' / 'refs(unc).p'))
     ann_of = {a['id']: a for a in data['annotations']}
     victims = refs[:3]
-    for ref, seg in zip(victims, ([], [[1, 2, 3, 4]], [[2, 2, 9, 2, 9, 9,
-                                                         2]])):
+    for ref, seg in zip(victims,
+                        ([], [[1, 2, 3, 4]], [[2, 2, 9, 2, 9, 9, 2]])):
         ann_of[ref['ann_id']]['segmentation'] = seg
     with open(root / 'refcoco' / 'instances.json', 'w') as f:
         json.dump(data, f)

@@ -42,15 +42,20 @@ EXPECTED = {
 }
 #: Evaluation splits: (images, sentences).
 EVAL_SIZES = {
-    'refcoco/val': (1, 3), 'refcoco/testA': (1, 2), 'refcoco/testB': (1, 1),
-    'refcoco+/val': (1, 3), 'refcoco+/testA': (1, 1),
-    'refcoco+/testB': (1, 2), 'refcocog_umd/val': (1, 2),
-    'refcocog_umd/test': (1, 1), 'refcocog_google/val': (1, 1),
-    'grefcoco/val': (1, 2), 'grefcoco/testA': (1, 2), 'grefcoco/testB': (1,
-                                                                         1),
+    'refcoco/val': (1, 3),
+    'refcoco/testA': (1, 2),
+    'refcoco/testB': (1, 1),
+    'refcoco+/val': (1, 3),
+    'refcoco+/testA': (1, 1),
+    'refcoco+/testB': (1, 2),
+    'refcocog_umd/val': (1, 2),
+    'refcocog_umd/test': (1, 1),
+    'refcocog_google/val': (1, 1),
+    'grefcoco/val': (1, 2),
+    'grefcoco/testA': (1, 2),
+    'grefcoco/testB': (1, 1),
 }
-KEYS = ('shared_images', 'shared_objects',
-        'train_sentences_on_shared_objects',
+KEYS = ('shared_images', 'shared_objects', 'train_sentences_on_shared_objects',
         'eval_sentences_on_shared_objects', 'eval_sentences_on_shared_images')
 
 
@@ -71,13 +76,16 @@ def planted(tmp_path):
 
 def test_counts_are_exact(planted, tmp_path, capsys):
     out_json, out_md = tmp_path / 'o.json', tmp_path / 'o.md'
-    code = _tool().main([str(planted), '--json', str(out_json),
-                         '--markdown', str(out_md)])
+    code = _tool().main(
+        [str(planted), '--json',
+         str(out_json), '--markdown',
+         str(out_md)])
     out = capsys.readouterr().out
     assert code == 0
     report = json.load(open(out_json))
-    assert report['datasets'] == ['refcoco', 'refcoco+', 'refcocog_umd',
-                                  'refcocog_google', 'grefcoco']
+    assert report['datasets'] == [
+        'refcoco', 'refcoco+', 'refcocog_umd', 'refcocog_google', 'grefcoco'
+    ]
     assert len(report['pairs']) == 5 * 12  # every (train, eval) pair
     for row in report['pairs']:
         pair = (row['train'], row['eval'])
@@ -87,8 +95,10 @@ def test_counts_are_exact(planted, tmp_path, capsys):
                 row['eval_sentences']) == EVAL_SIZES[row['eval']]
     # the table lists the 9 overlapping pairs, the rest is summed up
     table = open(out_md).read()
-    rows = [line for line in table.splitlines()
-            if line.startswith('| ') and '/' in line.split('|')[1]]
+    rows = [
+        line for line in table.splitlines()
+        if line.startswith('| ') and '/' in line.split('|')[1]
+    ]
     assert len(rows) == len(EXPECTED)
     assert ('| refcoco+/train | refcoco/val | 1 | 1 | 1 | 3 | 2 | 3 '
             '(100.0%) |') in table
@@ -97,8 +107,8 @@ def test_counts_are_exact(planted, tmp_path, capsys):
 
 
 def test_subset_and_broken_file(planted, capsys):
-    code = _tool().main([str(planted), '--datasets', 'refcoco', 'refcoco+',
-                         '--all-pairs'])
+    code = _tool().main(
+        [str(planted), '--datasets', 'refcoco', 'refcoco+', '--all-pairs'])
     out = capsys.readouterr().out
     assert code == 0
     rows = [line for line in out.splitlines() if line.startswith('| ref')]

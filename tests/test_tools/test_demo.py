@@ -34,8 +34,7 @@ def test_demo_overlay(synthetic_root, tiny, tmp_path, monkeypatch, capsys):
     from mmris.visualization import render_overlay
     model, ckpt = tiny
     image = sorted(
-        glob.glob(osp.join(synthetic_root, 'images', 'train2014',
-                           '*.jpg')))[0]
+        glob.glob(osp.join(synthetic_root, 'images', 'train2014', '*.jpg')))[0]
     sentences = ['the red circle', 'the big square']
     # a threshold at the median probability: about half the image is mask
     prob = inference_model(model, image, sentences)[0].seg_logits.data[0]
@@ -51,9 +50,8 @@ def test_demo_overlay(synthetic_root, tiny, tmp_path, monkeypatch, capsys):
     assert f'{out[:-4]}_0.png: "the red circle" -> mask ' \
         f'{100 * mask.mean():.1f}% of the image' in printed
     files = sorted(glob.glob(str(tmp_path / 'out' / 'overlay_*.png')))
-    assert [osp.basename(f) for f in files] == [
-        'overlay_0.png', 'overlay_1.png'
-    ]
+    assert [osp.basename(f)
+            for f in files] == ['overlay_0.png', 'overlay_1.png']
     src = cv2.cvtColor(cv2.imread(image), cv2.COLOR_BGR2RGB)
     overlay = cv2.cvtColor(cv2.imread(files[0]), cv2.COLOR_BGR2RGB)
     # the --show-dir settings: scaled up to a 320 px shorter side, light
@@ -77,19 +75,30 @@ def test_demo_checks_arguments_first_and_names_the_weights(
     for name in ('epoch_2.pth', 'epoch_10.pth', 'epoch_9.pth'):
         (work / name).write_bytes(b'')
     cases = [
-        ([str(tmp_path / 'missing.jpg'), 'a', '--config', CONFIG,
-          '--checkpoint', 'none'], 'image file not found: '),
-        ([DEMO_JPG, 'a', '--config', str(tmp_path / 'nope.py'),
-          '--checkpoint', 'none'], 'config file not found: '),
+        ([
+            str(tmp_path / 'missing.jpg'), 'a', '--config', CONFIG,
+            '--checkpoint', 'none'
+        ], 'image file not found: '),
+        ([
+            DEMO_JPG, 'a', '--config',
+            str(tmp_path / 'nope.py'), '--checkpoint', 'none'
+        ], 'config file not found: '),
+        ([
+            DEMO_JPG, 'a', '--config', CONFIG, '--checkpoint',
+            str(tmp_path / 'absent.pth')
+        ], 'checkpoint file not found: '),
         ([DEMO_JPG, 'a', '--config', CONFIG, '--checkpoint',
-          str(tmp_path / 'absent.pth')], 'checkpoint file not found: '),
-        ([DEMO_JPG, 'a', '--config', CONFIG, '--checkpoint', str(work)],
+          str(work)],
          f'checkpoint {work} is a directory, not a checkpoint file: did '
          f'you mean {work / "epoch_10.pth"}?'),
     ]
     for argv, message in cases:
-        proc = subprocess.run([sys.executable, DEMO] + argv, cwd=ROOT,
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, DEMO] + argv,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120)
         assert proc.returncode != 0
         assert message in proc.stderr, proc.stderr[-2000:]
         assert 'Traceback' not in proc.stderr
@@ -101,8 +110,8 @@ def test_demo_checks_arguments_first_and_names_the_weights(
 
     out = str(tmp_path / 'o.png')
     run_tool_inprocess(DEMO, [
-        DEMO_JPG, 'the red circle', '--config', CONFIG, '--checkpoint',
-        'none', '--out', out
+        DEMO_JPG, 'the red circle', '--config', CONFIG, '--checkpoint', 'none',
+        '--out', out
     ], monkeypatch)
     printed = capsys.readouterr().out
     assert 'random weights' in printed

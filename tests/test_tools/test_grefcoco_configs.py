@@ -51,16 +51,20 @@ def tiny_grefcoco(tmp_path_factory):
 
 def _options(data, size, save=True):
     root, batch_size, _ = data
-    opts = [f'{k}_dataloader.{v}' for k in ('train', 'val', 'test')
-            for v in (f'dataset.data_root={root}', 'num_workers=0',
-                      'persistent_workers=False', f'dataset.img_size={size}')]
+    opts = [
+        f'{k}_dataloader.{v}' for k in ('train', 'val', 'test')
+        for v in (f'dataset.data_root={root}', 'num_workers=0',
+                  'persistent_workers=False', f'dataset.img_size={size}')
+    ]
     return ['--cfg-options'] + opts + [
         f'train_dataloader.batch_size={batch_size}',
-        'val_dataloader.batch_size=16', 'train_cfg.max_epochs=1',
+        'val_dataloader.batch_size=16',
+        'train_cfg.max_epochs=1',
         'train_cfg.val_interval=1',
         ('default_hooks.checkpoint.interval=1'
          if save else 'default_hooks.checkpoint=None'),
-        'default_hooks.logger.interval=1', 'log_processor.window_size=1',
+        'default_hooks.logger.interval=1',
+        'log_processor.window_size=1',
         'env_cfg.cudnn_benchmark=False',
         # random encoders on purpose: no pretrained file in a smoke test
         'allow_random_encoders=True'
@@ -93,17 +97,17 @@ def _record_model(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('config,classic,size', PAPER,
-                         ids=[c[0] for c in PAPER])
+@pytest.mark.parametrize(
+    'config,classic,size', PAPER, ids=[c[0] for c in PAPER])
 def test_paper_config_trains_and_evaluates(config, classic, size,
                                            tiny_grefcoco, tmp_path,
                                            monkeypatch, capsys):
     record = _record_model(monkeypatch)
     work = str(tmp_path / 'work')
     # no checkpoint: writing the full-size models would dominate the time
-    log = _run_tool(TRAIN, [osp.join(ROOT, 'configs', config), '--work-dir',
-                            work] + _options(tiny_grefcoco, size, False),
-                    monkeypatch, capsys)
+    log = _run_tool(TRAIN,
+                    [osp.join(ROOT, 'configs', config), '--work-dir', work] +
+                    _options(tiny_grefcoco, size, False), monkeypatch, capsys)
     assert 'Epoch(train) [1][2/2]' in log, log[-3000:]
     assert 'loss_no_target' in log and 'loss_bce' in log
     val = tiny_grefcoco[2]['splits']['val']['sentences']
@@ -118,10 +122,10 @@ def test_paper_config_trains_and_evaluates(config, classic, size,
 
 
 def test_detris_l_builds_and_steps():
-    import mmris  # noqa: F401
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
 
+    import mmris  # noqa: F401
     from mmris.datasets.transforms.tokenizer import tokenize
     from test_models.utils import make_samples
     init_default_scope('mmseg')
@@ -142,27 +146,29 @@ def test_detris_l_builds_and_steps():
 
 
 @pytest.mark.slow
-def test_quickstart_train_test_and_table(tiny_grefcoco, tmp_path,
-                                         monkeypatch, capsys):
+def test_quickstart_train_test_and_table(tiny_grefcoco, tmp_path, monkeypatch,
+                                         capsys):
     config = osp.join(ROOT, 'configs', 'quickstart', 'etris-tiny_grefcoco.py')
     work = str(tmp_path / 'work')
-    log = _run_tool(TRAIN, [config, '--work-dir', work] +
-                    _options(tiny_grefcoco, 96), monkeypatch, capsys)
+    log = _run_tool(TRAIN,
+                    [config, '--work-dir', work] + _options(tiny_grefcoco, 96),
+                    monkeypatch, capsys)
     assert 'Epoch(train) [1][2/2]' in log, log[-3000:]
     ckpt = osp.join(work, 'epoch_1.pth')
     assert any(name.startswith('best_gIoU') for name in os.listdir(work))
     out_file = str(tmp_path / 'raw.json')
-    log = _run_tool(TEST, [config, ckpt, '--work-dir', str(tmp_path / 't'),
-                           '--out', out_file] + _options(tiny_grefcoco, 96),
-                    monkeypatch, capsys)
+    log = _run_tool(
+        TEST,
+        [config, ckpt, '--work-dir',
+         str(tmp_path / 't'), '--out', out_file] + _options(tiny_grefcoco, 96),
+        monkeypatch, capsys)
     summary = tiny_grefcoco[2]
     val = summary['splits']['val']
     assert f'RIS results on grefcoco val over {val["sentences"]}' in log
     raw = json.load(open(out_file))
     assert list(raw['metrics']) == list(GRIS_KEYS)
     assert sum(r['no_target'] for r in raw['sentences']) > 0
-    assert all(isinstance(r['pred_no_target'], bool)
-               for r in raw['sentences'])
+    assert all(isinstance(r['pred_no_target'], bool) for r in raw['sentences'])
     # --out writes each sentence's gIoU contribution and the protocol
     assert raw['protocol'] == ('original image size; no-target union: '
                                'prediction (ReLA)')
@@ -209,10 +215,11 @@ def test_api_and_demo_say_no_target(tiny_grefcoco, tmp_path, monkeypatch,
         assert res.metainfo['no_target_score'] > 1e-9
         assert int(res.pred_sem_seg.data.sum()) == 0
     out = str(tmp_path / 'overlay.png')
-    log = _run_tool(osp.join(TOOLS, 'demo.py'), [
-        image, 'the purple star', '--config', config, '--checkpoint', 'none',
-        '--out', out, '--cfg-options', always
-    ], monkeypatch, capsys)
+    log = _run_tool(
+        osp.join(TOOLS, 'demo.py'), [
+            image, 'the purple star', '--config', config, '--checkpoint',
+            'none', '--out', out, '--cfg-options', always
+        ], monkeypatch, capsys)
     assert '"the purple star" -> no target (no-target probability' in log
     assert osp.isfile(out)
 
@@ -236,14 +243,16 @@ def test_show_dir_captions_say_no_target(monkeypatch):
     empty = torch.zeros(1, 8, 8, dtype=torch.uint8)
     sample.gt_sem_seg = PixelData(data=empty)
     sample.pred_sem_seg = PixelData(data=empty.clone())
-    sample.set_metainfo(dict(text='the purple star', no_target=True,
-                             pred_no_target=True))
+    sample.set_metainfo(
+        dict(text='the purple star', no_target=True, pred_no_target=True))
     visualizer.draw_sample(np.zeros((8, 8, 3), np.uint8), sample)
-    assert captions == ['GT (no target): the purple star',
-                        'pred (no target): the purple star']
+    assert captions == [
+        'GT (no target): the purple star', 'pred (no target): the purple star'
+    ]
     captions.clear()
     sample.set_metainfo(dict(no_target=False, pred_no_target=False))
     sample.gt_sem_seg = PixelData(data=torch.ones(1, 8, 8, dtype=torch.uint8))
     visualizer.draw_sample(np.zeros((8, 8, 3), np.uint8), sample)
-    assert captions == ['GT: the purple star',
-                        'pred (IoU 0.0): the purple star']
+    assert captions == [
+        'GT: the purple star', 'pred (IoU 0.0): the purple star'
+    ]

@@ -10,7 +10,11 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 def _python_of(env):
     proc = subprocess.run(
         ['bash', '-c', 'source tools/find_python.sh && echo "$PYTHON"'],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True)
     return proc.stdout.strip()
 
 
@@ -22,7 +26,9 @@ def test_fresh_shell_uses_checkout_venv():
     assert _python_of(env) == venv_python
     # the chosen interpreter imports mmris and torch
     proc = subprocess.run([_python_of(env), '-c', 'import mmris, torch'],
-                          env=env, capture_output=True, text=True)
+                          env=env,
+                          capture_output=True,
+                          text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 

@@ -31,8 +31,9 @@ def _options(root, word_len):
 def model_optim_wrapper(model):
     """A no-op SGD step (lr 0): the train step runs, weights stay."""
     from mmengine.optim import OptimWrapper
-    return OptimWrapper(torch.optim.SGD(
-        [p for p in model.parameters() if p.requires_grad], lr=0.0))
+    return OptimWrapper(
+        torch.optim.SGD([p for p in model.parameters() if p.requires_grad],
+                        lr=0.0))
 
 
 @pytest.mark.parametrize('method', ['etris', 'barleria', 'detris'])
@@ -62,11 +63,11 @@ def test_word_len_77_end_to_end(synthetic_root, method):
             model.eval()
             with torch.no_grad():
                 out = model.test_step(batch)
-            assert out[0].pred_sem_seg.shape == (info['height'],
-                                                 info['width'])
+            assert out[0].pred_sem_seg.shape == (info['height'], info['width'])
     cfg.merge_from_dict(_options(synthetic_root, 78))
     ds = DATASETS.build(cfg.test_dataloader.dataset)
-    with torch.no_grad(), pytest.raises(ValueError,
-                                        match='text length 78 exceeds the '
-                                        r'positional table \(77 rows\)'):
+    with torch.no_grad(), pytest.raises(
+            ValueError,
+            match='text length 78 exceeds the '
+            r'positional table \(77 rows\)'):
         model.test_step(pseudo_collate([ds[0]]))

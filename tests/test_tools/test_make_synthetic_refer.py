@@ -23,7 +23,10 @@ def test_explicit_splits(tmp_path):
     images = {}
     for ref in refs:
         images.setdefault(ref['split'], set()).add(ref['image_id'])
-    assert {k: len(v) for k, v in images.items()} == dict(
+    assert {
+        k: len(v)
+        for k, v in images.items()
+    } == dict(
         train=3, val=2, testA=1)
 
 

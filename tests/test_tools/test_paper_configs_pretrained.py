@@ -7,7 +7,8 @@ RN101; names/shapes from open_clip's CLIP built on the meta device, plus the
 scalar entries of the OpenAI archives) and Meta DINOv2 reg4 state dicts
 (ViT-B/14, ViT-L/14; names/shapes from the official DETRIS key lists, the
 ``dinov2.`` tensors without adapters) and the EVA-CLIP release file of
-EVA02-CLIP-B/16 (names/shapes from the official BarLeRIa-EVA key list). Each paper config is then trained for
+EVA02-CLIP-B/16 (names/shapes from the official BarLeRIa-EVA key list).
+Each paper config is then trained for
 two iterations through ``tools/train.py`` (in-process, small inputs, no
 validation, no checkpoint) with ``model.backbone.{visual,text}.pretrained``
 set; right after ``init_weights`` every encoder tensor must equal the
@@ -28,8 +29,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAIN = osp.join(ROOT, 'tools', 'train.py')
 KEYS = osp.join(ROOT, 'tests', 'data', 'official_keys')
 # the scalar entries of the OpenAI TorchScript archives
-OPENAI_SCALARS = dict(input_resolution=224, context_length=77,
-                      vocab_size=49408)
+OPENAI_SCALARS = dict(
+    input_resolution=224, context_length=77, vocab_size=49408)
 
 # (config, visual file, text file, input size)
 CASES = [
@@ -118,9 +119,10 @@ def pretrained(tmp_path_factory):
 
     def get(name: str) -> str:
         if name not in paths:
-            state = (_meta_dinov2_state(name) if name.startswith('dinov2')
-                     else _eva_clip_state(name) if name.startswith('EVA')
-                     else _openai_state(name))
+            state = (
+                _meta_dinov2_state(name)
+                if name.startswith('dinov2') else _eva_clip_state(name)
+                if name.startswith('EVA') else _openai_state(name))
             suffix = '_pretrain.pth' if name.startswith('dinov2') else '.pt'
             paths[name] = str(root / (name + suffix))
             torch.save(state, paths[name])
@@ -144,14 +146,15 @@ def tiny_refcoco(tmp_path_factory):
 
 def _options(data: tuple, size: int, visual: str, text: str) -> list:
     data_root, batch_size = data
-    opts = [f'{k}_dataloader.{v}' for k in ('train', 'test')
-            for v in (f'dataset.data_root={data_root}', 'num_workers=0',
-                      'persistent_workers=False')]
+    opts = [
+        f'{k}_dataloader.{v}' for k in ('train', 'test')
+        for v in (f'dataset.data_root={data_root}', 'num_workers=0',
+                  'persistent_workers=False')
+    ]
     return ['--cfg-options'] + opts + [
         f'train_dataloader.batch_size={batch_size}',
-        f'train_dataloader.dataset.img_size={size}',
-        'train_cfg.max_epochs=1', 'val_cfg=None', 'val_dataloader=None',
-        'val_evaluator=None',
+        f'train_dataloader.dataset.img_size={size}', 'train_cfg.max_epochs=1',
+        'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
         'default_hooks.checkpoint=None', 'default_hooks.logger.interval=1',
         'log_processor.window_size=1', 'env_cfg.cudnn_benchmark=False',
         f'model.backbone.visual.pretrained={visual}',
@@ -161,29 +164,33 @@ def _options(data: tuple, size: int, visual: str, text: str) -> list:
 
 def _expected_encoder_state(encoder, state: dict) -> dict:
     """The file's tensors as the encoder must hold them after loading."""
-    expected = {k: v.float() if v.is_floating_point() else v
-                for k, v in state.items()}
+    expected = {
+        k: v.float() if v.is_floating_point() else v
+        for k, v in state.items()
+    }
     pos = expected.get('positional_embedding')
     own = encoder.state_dict().get('positional_embedding')
     if pos is not None and own is not None and pos.shape != own.shape:
         # ViT table: 14 x 14 patch rows -> the model's grid, bicubic,
         # align_corners=False, class row kept
-        side, grid = (int(round(math.sqrt(n - 1)))
-                      for n in (pos.shape[0], own.shape[0]))
+        side, grid = (
+            int(round(math.sqrt(n - 1))) for n in (pos.shape[0], own.shape[0]))
         table = pos[1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
-        table = F.interpolate(table, size=(grid, grid), mode='bicubic',
-                              align_corners=False)
+        table = F.interpolate(
+            table, size=(grid, grid), mode='bicubic', align_corners=False)
         expected['positional_embedding'] = torch.cat(
-            [pos[:1], table.permute(0, 2, 3, 1).reshape(grid * grid, -1)])
+            [pos[:1],
+             table.permute(0, 2, 3, 1).reshape(grid * grid, -1)])
     return expected
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('config,visual,text,size', CASES,
-                         ids=[c[0] for c in CASES])
-def test_train_two_iterations_from_pretrained_files(
-        config, visual, text, size, pretrained, tiny_refcoco, tmp_path,
-        monkeypatch, capsys):
+@pytest.mark.parametrize(
+    'config,visual,text,size', CASES, ids=[c[0] for c in CASES])
+def test_train_two_iterations_from_pretrained_files(config, visual, text, size,
+                                                    pretrained, tiny_refcoco,
+                                                    tmp_path, monkeypatch,
+                                                    capsys):
     import mmris.engine
     from mmris.checkpoint import sub_state_dict
 
@@ -191,15 +198,18 @@ def test_train_two_iterations_from_pretrained_files(
     if visual.startswith('EVA'):
         eva = torch.load(vis_path)
         files = {
-            'visual': {k: v for k, v in sub_state_dict(eva, 'visual.').items()
-                       if 'rope.freqs_' not in k},
-            'text': dict(sub_state_dict(eva, 'text.'),
-                         logit_scale=eva['logit_scale'])
+            'visual': {
+                k: v
+                for k, v in sub_state_dict(eva, 'visual.').items()
+                if 'rope.freqs_' not in k
+            },
+            'text':
+            dict(sub_state_dict(eva, 'text.'), logit_scale=eva['logit_scale'])
         }
     else:
         files = {
-            'visual': (torch.load(vis_path) if visual.startswith('dinov2')
-                       else sub_state_dict(torch.load(vis_path), 'visual.')),
+            'visual': (torch.load(vis_path) if visual.startswith('dinov2') else
+                       sub_state_dict(torch.load(vis_path), 'visual.')),
             'text': {
                 k: v
                 for k, v in torch.load(txt_path).items()
@@ -218,7 +228,9 @@ def test_train_two_iterations_from_pretrained_files(
             own_keys |= {f'{name}.{k}' for k in own}
             optional = tuple(encoder.not_in_pretrained)
             record[name + '_absent'] = {
-                k for k in own if optional and k.startswith(optional)}
+                k
+                for k in own if optional and k.startswith(optional)
+            }
             expected = _expected_encoder_state(encoder, state)
             # every file tensor is used, every own key comes from the file
             record[name + '_keys'] = (set(expected),
@@ -237,7 +249,8 @@ def test_train_two_iterations_from_pretrained_files(
 
         def recorded_init_weights():
             encoder_keys = {
-                f'{n}.{k}' for n in ('visual', 'text')
+                f'{n}.{k}'
+                for n in ('visual', 'text')
                 for k in getattr(model.backbone, n).own_state_keys()
             }
             built = {
@@ -260,7 +273,8 @@ def test_train_two_iterations_from_pretrained_files(
 
     monkeypatch.setattr(mmris.engine, 'build_runner', recording_build_runner)
     monkeypatch.setattr(sys, 'argv', [
-        TRAIN, osp.join(ROOT, 'configs', config), '--work-dir',
+        TRAIN,
+        osp.join(ROOT, 'configs', config), '--work-dir',
         str(tmp_path / 'work')
     ] + _options(tiny_refcoco, size, vis_path, txt_path))
     runpy.run_path(TRAIN, run_name='__main__')

@@ -11,7 +11,6 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 import mmris  # noqa: F401
-
 from .test_train_test import ROOT, _run, _small_options
 
 #: config stem -> (adapter parameters of the paper-size config, total)
@@ -41,10 +40,9 @@ def test_paper_size_counts(stem):
     assert head == 22_671_361
     # the towers' own tensors are all frozen
     for tower in (model.backbone.visual, model.backbone.text):
-        hooked = {id(p) for m in tower.hook_modules()
-                  for p in m.parameters()}
-        assert not any(p.requires_grad for p in tower.parameters()
-                       if id(p) not in hooked)
+        hooked = {id(p) for m in tower.hook_modules() for p in m.parameters()}
+        assert not any(p.requires_grad
+                       for p in tower.parameters() if id(p) not in hooked)
 
 
 @pytest.mark.slow
@@ -54,17 +52,23 @@ def test_two_iterations_through_the_tools(stem, synthetic_root, tmp_path):
     config = osp.join(ROOT, 'configs', 'quickstart',
                       f'{stem}-tiny_synthetic.py')
     work = str(tmp_path / 'work')
-    out = _run([osp.join(ROOT, 'tools', 'train.py'), config, '--work-dir',
-                work] + _small_options(synthetic_root) +
-               ['model.backbone.trainable=()'], ROOT)
+    out = _run(
+        [osp.join(ROOT, 'tools', 'train.py'), config, '--work-dir', work] +
+        _small_options(synthetic_root) + ['model.backbone.trainable=()'], ROOT)
     assert 'Epoch(train) [1][2/2]' in out and 'mIoU' in out
     ckpt = torch.load(osp.join(work, 'epoch_1.pth'), weights_only=False)
-    name = dict(lora='lora', adaptformer='adaptmlp', **{
-        'vpt-deep': 'prompts', 'detris-adapters': 'adapter'})[stem]
+    name = dict(
+        lora='lora',
+        adaptformer='adaptmlp',
+        **{
+            'vpt-deep': 'prompts',
+            'detris-adapters': 'adapter'
+        })[stem]
     assert any(f'.{name}.' in k for k in ckpt['state_dict'])
-    out = _run([osp.join(ROOT, 'tools', 'test.py'), config,
-                osp.join(work, 'epoch_1.pth'), '--work-dir', work] +
-               _small_options(synthetic_root), ROOT)
+    out = _run([
+        osp.join(ROOT, 'tools', 'test.py'), config,
+        osp.join(work, 'epoch_1.pth'), '--work-dir', work
+    ] + _small_options(synthetic_root), ROOT)
     assert 'mIoU' in out
 
 

@@ -57,11 +57,14 @@ def test_success_prints_each_table_once_with_its_border(tmp_path):
     # two evaluations (before / after), no extra table from training-time
     # validation; each table is printed whole (top border above the header)
     lines = out.splitlines()
-    headers = [i for i, line in enumerate(lines)
-               if line.startswith('|') and 'mIoU' in line and 'oIoU' in line]
-    after_union = [i for i in headers
-                   if i > lines.index('== before training: randomly '
-                                      'initialised model')]
+    headers = [
+        i for i, line in enumerate(lines)
+        if line.startswith('|') and 'mIoU' in line and 'oIoU' in line
+    ]
+    after_union = [
+        i for i in headers if i > lines.index('== before training: randomly '
+                                              'initialised model')
+    ]
     assert len(after_union) == 2, out[-3000:]
     for i in after_union:
         assert lines[i - 1].startswith('+-'), lines[i - 1]
@@ -78,8 +81,12 @@ def test_thread_rule_and_eta_interval_as_stated():
     assert '"$PY" mmris/utils/tool_env.py' in script
     env = {k: v for k, v in os.environ.items() if k != 'OMP_NUM_THREADS'}
     out = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'mmris', 'utils', 'tool_env.py')],
-        capture_output=True, text=True, timeout=60, env=env).stdout
+        [sys.executable,
+         osp.join(ROOT, 'mmris', 'utils', 'tool_env.py')],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env).stdout
     assert 1 <= int(out) <= len(os.sched_getaffinity(0))
     cfg = Config.fromfile(
         osp.join(ROOT, 'configs', 'quickstart', 'etris-tiny_synthetic.py'))

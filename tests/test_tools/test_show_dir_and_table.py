@@ -3,8 +3,8 @@
 the synthetic REFER data (CPU, untrained tiny model)."""
 import glob
 import json
-import re
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -16,8 +16,12 @@ CONFIG = osp.join(ROOT, 'configs', 'quickstart', 'etris-tiny_synthetic.py')
 
 
 def _run(args):
-    proc = subprocess.run([sys.executable] + args, cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable] + args,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -49,8 +53,8 @@ def test_show_dir(synthetic_root, tmp_path):
     raw = json.load(open(tmp_path / 'raw.json'))
     records = raw['sentences']
     assert len(records) == num
-    assert {(r['dataset'], r['split']) for r in records} == {('refcoco',
-                                                              'val')}
+    assert {(r['dataset'], r['split'])
+            for r in records} == {('refcoco', 'val')}
     assert len({(r['ref_id'], r['sent_id']) for r in records}) == num
     for r in records:
         assert 0 <= r['inter'] <= r['union']
@@ -58,8 +62,8 @@ def test_show_dir(synthetic_root, tmp_path):
         assert r['text'] and r['img_path'].endswith('.jpg')
     miou = 100 * sum(r['iou'] for r in records) / num
     assert raw['metrics']['mIoU'] == pytest.approx(miou)
-    files = sorted(glob.glob(osp.join(show, 'vis_data', 'vis_image',
-                                      'test_*.png')))
+    files = sorted(
+        glob.glob(osp.join(show, 'vis_data', 'vis_image', 'test_*.png')))
     assert len(files) == num  # one picture per sentence
     name = osp.basename(files[0])
     assert '_ref' in name and '_sent' in name
@@ -81,16 +85,20 @@ def test_show_dir(synthetic_root, tmp_path):
 def test_benchmark_table(synthetic_root, tmp_path):
     out_json = str(tmp_path / 'table.json')
     proc = _run([
-        osp.join(ROOT, 'tools', 'analysis_tools', 'benchmark_table.py'),
-        CONFIG, 'none', '--data-root', synthetic_root, '--out', out_json,
-        '--batch-size', '16', '--print-json'
+        osp.join(ROOT, 'tools', 'analysis_tools',
+                 'benchmark_table.py'), CONFIG, 'none', '--data-root',
+        synthetic_root, '--out', out_json, '--batch-size', '16', '--print-json'
     ])
     lines = proc.stdout.splitlines()
     header = [line for line in lines if line.startswith('| split')]
-    assert header == ['| split | sentences | mIoU | oIoU | Pr@50 | Pr@60 | '
-                      'Pr@70 | Pr@80 | Pr@90 |']
-    rows = [line.split('|')[1].strip() for line in lines
-            if line.startswith('| ') and not line.startswith('| split')]
+    assert header == [
+        '| split | sentences | mIoU | oIoU | Pr@50 | Pr@60 | '
+        'Pr@70 | Pr@80 | Pr@90 |'
+    ]
+    rows = [
+        line.split('|')[1].strip() for line in lines
+        if line.startswith('| ') and not line.startswith('| split')
+    ]
     assert rows == ['val', 'testA', 'testB']
     assert 'elapsed' in proc.stderr  # progress bars
     report = json.load(open(out_json))

@@ -29,15 +29,18 @@ def _small_options(data_root):
         'val_dataloader.num_workers=0',
         'val_dataloader.persistent_workers=False',
         'test_dataloader.num_workers=0',
-        'test_dataloader.persistent_workers=False',
-        'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
-        'default_hooks.checkpoint.interval=1'
+        'test_dataloader.persistent_workers=False', 'train_cfg.max_epochs=1',
+        'train_cfg.val_interval=1', 'default_hooks.checkpoint.interval=1'
     ]
 
 
 def _run(args, cwd):
-    proc = subprocess.run([sys.executable] + args, cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable] + args,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
@@ -48,9 +51,9 @@ def test_train_then_test(name, losses, synthetic_root, tmp_path):
     config = osp.join(ROOT, 'configs', 'quickstart', name)
     work = str(tmp_path / 'work')
     # one epoch over the 36 training objects, batch 16, drop_last: 2 iters
-    out = _run([
-        osp.join(ROOT, 'tools', 'train.py'), config, '--work-dir', work
-    ] + _small_options(synthetic_root), ROOT)
+    out = _run(
+        [osp.join(ROOT, 'tools', 'train.py'), config, '--work-dir', work] +
+        _small_options(synthetic_root), ROOT)
     assert 'Epoch(train) [1][2/2]' in out
     for loss in losses:
         assert loss in out

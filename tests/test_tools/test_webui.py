@@ -34,8 +34,9 @@ def test_parse_sentences():
         parse_sentences('a\nb\nc', max_sentences=2)
     # sentence length is capped (and a huge text refused before splitting)
     assert parse_sentences('x' * 250) == ['x' * 250]
-    with pytest.raises(WebUIInputError,
-                       match='Sentence 2 has 251 characters.*at most 250'):
+    with pytest.raises(
+            WebUIInputError,
+            match='Sentence 2 has 251 characters.*at most 250'):
         parse_sentences('a\n' + 'x' * 251)
     with pytest.raises(WebUIInputError, match='1,000,000 characters'):
         parse_sentences('x' * 10**6)
@@ -64,15 +65,17 @@ def test_read_image_errors_name_the_problem(tmp_path):
     assert str(tmp_path) not in str(info.value)
     big = tmp_path / 'big.png'
     cv2.imwrite(str(big), np.zeros((4000, 6000, 3), np.uint8))
-    with pytest.raises(WebUIInputError,
-                       match=r'big.png is 6000x4000 pixels.*up to 4096'):
+    with pytest.raises(
+            WebUIInputError, match=r'big.png is 6000x4000 pixels.*up to 4096'):
         read_image(str(big))
     # a decompression bomb: refused from its header, never decoded
     from mmris.testing.images import bomb_png
     bomb = tmp_path / 'bomb.png'
     bomb.write_bytes(bomb_png(40000, 26000))
-    with pytest.raises(WebUIInputError, match='bomb.png is 40000x26000 '
-                       r'pixels.*67,108,864 pixels in all') as info:
+    with pytest.raises(
+            WebUIInputError,
+            match='bomb.png is 40000x26000 '
+            r'pixels.*67,108,864 pixels in all') as info:
         read_image(str(bomb))
     assert str(tmp_path) not in str(info.value)
     # the uploaded file's own name when Gradio's copy is named otherwise
@@ -80,8 +83,8 @@ def test_read_image_errors_name_the_problem(tmp_path):
             as info:
         read_image(str(bad), name='my photo.jpg')
     assert 'holiday' not in str(info.value)
-    with pytest.raises(WebUIInputError,
-                       match='bomb.png is 40000x26000 pixels'):
+    with pytest.raises(
+            WebUIInputError, match='bomb.png is 40000x26000 pixels'):
         read_image(str(bomb), max_side=10**6)
     with pytest.raises(WebUIInputError, match='is 157x152 pixels'):
         read_image(DEMO, max_pixels=1000)
@@ -131,9 +134,8 @@ def test_segment_rethreshold_and_export(backend, tmp_path):
     assert high.records[0]['mask_pixels'] == 0
 
     paths = backend.export(seg, rendering, str(tmp_path / 'out'))
-    assert [osp.basename(p) for p in paths] == [
-        'mask_0.png', 'mask_1.png', 'results.json'
-    ]
+    assert [osp.basename(p)
+            for p in paths] == ['mask_0.png', 'mask_1.png', 'results.json']
     png = cv2.imread(paths[0], cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(png, mask.astype(np.uint8) * 255)
     with open(paths[2]) as f:
@@ -143,8 +145,8 @@ def test_segment_rethreshold_and_export(backend, tmp_path):
     rec = summary['results'][0]
     assert rec['sentence'] == 'the red circle'
     assert rec['mask_pixels'] == int(mask.sum())
-    assert rec['mask_area_percent'] == pytest.approx(100 * mask.mean(),
-                                                     abs=1e-3)
+    assert rec['mask_area_percent'] == pytest.approx(
+        100 * mask.mean(), abs=1e-3)
 
 
 def test_no_target_gives_an_empty_mask_at_any_threshold(backend):
@@ -199,8 +201,10 @@ def test_page_shows_an_unreadable_upload_as_a_message(backend, tmp_path):
     # the Segment button runs without Gradio's preprocessing: the handler
     # gets the file data and reads the file itself
     page = webui['build_demo'](backend, out_root=str(tmp_path / 'page'))
-    segment = [fn for fn in page.fns.values()
-               if getattr(fn.fn, '__name__', '') == 'segment']
+    segment = [
+        fn for fn in page.fns.values()
+        if getattr(fn.fn, '__name__', '') == 'segment'
+    ]
     assert len(segment) == 1 and segment[0].preprocess is False
     path, name = webui['uploaded_file'](
         dict(payload.model_dump(), orig_name='my notes.png'))
@@ -230,8 +234,8 @@ def test_readme_command_is_the_one_the_browser_test_runs():
     flags = dict(zip(argv[::2], argv[1::2]))
     assert flags['--config'] == 'configs/quickstart/etris-tiny_synthetic.py'
     assert set(flags) == {'--config', '--checkpoint', '--port'}
-    browser_test = open(osp.join(root, 'tests', 'test_tools',
-                                 'test_webui_browser.py')).read()
+    browser_test = open(
+        osp.join(root, 'tests', 'test_tools', 'test_webui_browser.py')).read()
     for flag in flags:
         assert f"'{flag}'" in browser_test
     assert "'etris-tiny_synthetic.py'" in browser_test

@@ -27,15 +27,21 @@ DEMO = osp.join(ROOT, 'demo', 'demo.jpg')
 SENTENCES = ['the red circle', 'the big green square']
 WAIT_S = 60
 
-pytest.importorskip('gradio', reason='gradio is not installed (pip install '
-                    '-r requirements/optional.txt)')
-pytest.importorskip('selenium', reason='selenium is not installed (pip '
-                    'install -r requirements/optional.txt)')
+pytest.importorskip(
+    'gradio',
+    reason='gradio is not installed (pip install '
+    '-r requirements/optional.txt)')
+pytest.importorskip(
+    'selenium',
+    reason='selenium is not installed (pip '
+    'install -r requirements/optional.txt)')
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
 CHROMEDRIVER = shutil.which('chromedriver')
 if CHROMIUM is None or CHROMEDRIVER is None:
-    pytest.skip('chromium / chromedriver not found (apt-get install '
-                'chromium chromium-driver)', allow_module_level=True)
+    pytest.skip(
+        'chromium / chromedriver not found (apt-get install '
+        'chromium chromium-driver)',
+        allow_module_level=True)
 
 
 def _free_port() -> int:
@@ -95,8 +101,11 @@ def server(tmp_path_factory):
                             stderr=subprocess.STDOUT)
     url = f'http://127.0.0.1:{port}/'
     try:
-        _wait(lambda: urllib.request.urlopen(url, timeout=5).status == 200,
-              'the server', proc, timeout=180)
+        _wait(
+            lambda: urllib.request.urlopen(url, timeout=5).status == 200,
+            'the server',
+            proc,
+            timeout=180)
         yield dict(
             url=url, proc=proc, backend=backend, seg=seg, thr=thr, tmp=tmp)
     finally:
@@ -122,8 +131,7 @@ def browser(server):
                 f'--user-data-dir={server["tmp"] / "chromium-profile"}',
                 '--window-size=1400,1700'):
         options.add_argument(arg)
-    driver = webdriver.Chrome(
-        service=Service(CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(WAIT_S)
     driver.set_script_timeout(WAIT_S)
     try:
@@ -156,9 +164,9 @@ def _run_and_wait(driver, proc, what: str, changed: bool = True) -> str:
     before = _status(driver)
     driver.find_element(By.CSS_SELECTOR, '#mmris-run').click()
     return _wait(
-        lambda: any(k in _status(driver) for k in ('Done', 'Error')) and (
-            not changed or _status(driver) != before) and _status(driver),
-        what, proc)
+        lambda: any(k in _status(driver) for k in ('Done', 'Error')) and
+        (not changed or _status(driver) != before) and _status(driver), what,
+        proc)
 
 
 def _set_text(driver, text: str) -> None:
@@ -172,12 +180,12 @@ def _set_text(driver, text: str) -> None:
 
 def _remove_image(driver) -> None:
     from selenium.webdriver.common.by import By
-    driver.find_element(By.CSS_SELECTOR,
-                        '#mmris-image button[aria-label="Remove Image"]'
-                        ).click()
-    _wait(lambda: not driver.find_elements(By.CSS_SELECTOR,
-                                           '#mmris-image img'),
-          'the image to be removed')
+    driver.find_element(
+        By.CSS_SELECTOR,
+        '#mmris-image button[aria-label="Remove Image"]').click()
+    _wait(
+        lambda: not driver.find_elements(By.CSS_SELECTOR, '#mmris-image img'),
+        'the image to be removed')
 
 
 @pytest.mark.slow
@@ -203,9 +211,10 @@ def test_webui_in_chromium(server, browser, tmp_path):
                           '[data-testid="dataset-cell-0-1"]').click()
     _wait(lambda: driver.find_element(By.CSS_SELECTOR, '#mmris-image img'),
           'the example image')
-    _wait(lambda: driver.find_element(
-        By.CSS_SELECTOR, '#mmris-text textarea').get_attribute('value') ==
-        '\n'.join(SENTENCES), 'the example sentences')
+    _wait(
+        lambda: driver.find_element(By.CSS_SELECTOR, '#mmris-text textarea').
+        get_attribute('value') == '\n'.join(SENTENCES),
+        'the example sentences')
     start = time.perf_counter()
     status = _run_and_wait(driver, proc, 'the results')
     assert 'Done' in status, status
@@ -237,8 +246,7 @@ def test_webui_in_chromium(server, browser, tmp_path):
     assert 0.3 < expected.masks[0].mean() < 0.7
     for i, url in enumerate(srcs):
         data = urllib.request.urlopen(url, timeout=WAIT_S).read()
-        overlay = cv2.imdecode(np.frombuffer(data, np.uint8),
-                               cv2.IMREAD_COLOR)
+        overlay = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         assert overlay is not None, f'overlay {i} does not decode'
         overlay = cv2.cvtColor(overlay, cv2.COLOR_BGR2RGB)
         want = expected.overlays[i][0]
@@ -247,9 +255,10 @@ def test_webui_in_chromium(server, browser, tmp_path):
         same = (np.abs(overlay.astype(int) - want).max(2) <= 2).mean()
         assert same > 0.99, (i, same)
     # the gallery shows each overlay whole, caption strip included
-    fits = [img.value_of_css_property('object-fit')
-            for img in driver.find_elements(By.CSS_SELECTOR,
-                                            '#mmris-overlays img')]
+    fits = [
+        img.value_of_css_property('object-fit')
+        for img in driver.find_elements(By.CSS_SELECTOR, '#mmris-overlays img')
+    ]
     assert fits and set(fits) == {'contain'}, fits
     shot = str(tmp_path / 'webui.png')
     assert driver.save_screenshot(shot)
@@ -259,19 +268,20 @@ def test_webui_in_chromium(server, browser, tmp_path):
         shutil.copy(shot, os.environ['MMRIS_WEBUI_SCREENSHOT'])
 
     # 2) sentences that are HTML / Markdown are shown as typed, never run
-    nasty = ['<img src=x onerror=window.__xss=1>',
-             '[x](javascript:window.__xss=2)']
+    nasty = [
+        '<img src=x onerror=window.__xss=1>', '[x](javascript:window.__xss=2)'
+    ]
     _set_text(driver, '\n'.join(nasty))
-    status = _run_and_wait(driver, proc, 'the results of the HTML sentences',
-                           changed=False)
+    status = _run_and_wait(
+        driver, proc, 'the results of the HTML sentences', changed=False)
     assert 'Done' in status, status
-    _wait(lambda: nasty[1] in driver.find_element(
-        By.CSS_SELECTOR, '#mmris-table').text, 'the escaped table')
+    _wait(
+        lambda: nasty[1] in driver.find_element(By.CSS_SELECTOR, '#mmris-table'
+                                                ).text, 'the escaped table')
     table = driver.find_element(By.CSS_SELECTOR, '#mmris-table')
     assert nasty[0] in table.text and nasty[1] in table.text, table.text
     assert not table.find_elements(By.CSS_SELECTOR, 'img')
-    assert not driver.find_elements(By.CSS_SELECTOR,
-                                    'a[href^="javascript"]')
+    assert not driver.find_elements(By.CSS_SELECTOR, 'a[href^="javascript"]')
     assert driver.execute_script('return window.__xss') is None
 
     # 3) after the Example, an undecodable upload -> a message in the page

@@ -23,8 +23,12 @@ def _count(model, x, optimizer):
         optimizer.zero_grad()
 
     return count_train_step(
-        model, lambda: model(x).sum(), lambda loss: loss.backward(),
-        optimizer=optimizer, step=step, batch=x.shape[0])
+        model,
+        lambda: model(x).sum(),
+        lambda loss: loss.backward(),
+        optimizer=optimizer,
+        step=step,
+        batch=x.shape[0])
 
 
 def test_linear_relu_linear_by_hand():
@@ -113,8 +117,8 @@ def test_split_batch_independent_saved_bytes():
     constant, per_sample = split_activations(c4, c6)
     assert (constant, per_sample) == (15 * F32, 5 * F32)
     assert c4.optimizer_state_bytes == 0  # plain SGD keeps no state
-    assert c4.estimate_bytes(32, per_sample, constant) == (
-        2 * 15 * F32 + 15 * F32 + 32 * 5 * F32)
+    assert c4.estimate_bytes(
+        32, per_sample, constant) == (2 * 15 * F32 + 15 * F32 + 32 * 5 * F32)
     with pytest.raises(ValueError, match='two different batch sizes'):
         split_activations(c4, c4)
 

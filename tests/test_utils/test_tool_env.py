@@ -18,7 +18,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'quickstart', 'etris-tiny_synthetic.py')
 TOOL_ENV = osp.join(ROOT, 'mmris', 'utils', 'tool_env.py')
 TOOLS = sorted(
-    p for p in glob.glob(osp.join(ROOT, 'tools', '**', '*.py'), recursive=True)
+    p
+    for p in glob.glob(osp.join(ROOT, 'tools', '**', '*.py'), recursive=True)
     if not osp.exists(osp.join(osp.dirname(p), '__init__.py')))
 #: Tools whose --help imports nothing heavy (the analysis tools that share
 #: code with each other, and check_refer_root, import at module level).
@@ -34,15 +35,15 @@ FAST_HELP = ('tools/train.py', 'tools/test.py', 'tools/demo.py',
 def test_thread_rule():
     choose = tool_env.choose_cpu_threads
     # the user's choice wins
-    assert choose({'OMP_NUM_THREADS': '3'}, lambda: 0.1, 2) == (
-        3, 'OMP_NUM_THREADS=3 from the environment')
+    assert choose({'OMP_NUM_THREADS': '3'}, lambda: 0.1,
+                  2) == (3, 'OMP_NUM_THREADS=3 from the environment')
     for bad in ('0', '-1', 'two'):
-        with pytest.raises(ValueError, match='OMP_NUM_THREADS must be a '
-                           'positive integer'):
+        with pytest.raises(
+                ValueError, match='OMP_NUM_THREADS must be a '
+                'positive integer'):
             choose({'OMP_NUM_THREADS': bad}, lambda: 1.0, 2)
     # else the cores idle now, in [1, usable cores]
-    for idle, expected in ((2.0, 2), (1.02, 1), (1.6, 2), (0.2, 1),
-                           (7.5, 2)):
+    for idle, expected in ((2.0, 2), (1.02, 1), (1.6, 2), (0.2, 1), (7.5, 2)):
         threads, why = choose({}, lambda idle=idle: idle, 2)
         assert threads == expected, idle
         assert why == (f'2 usable cores, {idle:.1f} idle now; set '
@@ -55,8 +56,8 @@ def test_idle_cores_from_proc_stat_ticks():
     idle = tool_env.idle_cores(
         0.5, ticks=lambda: next(samples), sleep=lambda s: None, cpu_count=2)
     assert idle == pytest.approx(1.0)
-    assert tool_env.idle_cores(0.0, ticks=lambda: (_ for _ in ()).throw(
-        OSError())) is None
+    assert tool_env.idle_cores(
+        0.0, ticks=lambda: (_ for _ in ()).throw(OSError())) is None
     assert 0 <= tool_env.idle_cores(0.05) <= os.cpu_count()
 
 
@@ -72,8 +73,8 @@ def test_setup_applies_and_says_it_once(capsys):
         assert out == ('[x.py] CPU threads: 1 (2 usable cores, 1.2 idle '
                        'now; set OMP_NUM_THREADS to override)\n')
         # other ranks of a distributed launch stay quiet
-        tool_env.setup_cpu_threads('x.py', {'RANK': '1'}, idle=lambda: 2.0,
-                                   cores=2)
+        tool_env.setup_cpu_threads(
+            'x.py', {'RANK': '1'}, idle=lambda: 2.0, cores=2)
         assert capsys.readouterr().out == ''
     finally:
         torch.set_num_threads(before)
@@ -122,8 +123,11 @@ def test_help_imports_nothing_heavy(tool):
         print('HEAVY', sorted(m for m in ('torch', 'mmris', 'mmseg', 'cv2')
                               if m in sys.modules))
     ''')
-    proc = subprocess.run([sys.executable, '-c', script], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, '-c', script],
+                          cwd=ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'usage:' in proc.stdout
     assert proc.stdout.strip().endswith('HEAVY []'), proc.stdout[-300:]
@@ -138,10 +142,12 @@ def test_newest_checkpoint(tmp_path):
     assert tool_env.newest_checkpoint(str(tmp_path)).endswith('epoch_10.pth')
     # last_checkpoint names it (an absolute path, or a moved work dir)
     (tmp_path / 'last_checkpoint').write_text('/elsewhere/epoch_2.pth')
-    assert tool_env.newest_checkpoint(str(tmp_path)) == str(
-        tmp_path / 'epoch_2.pth')
-    with pytest.raises(SystemExit, match=f'checkpoint {tmp_path} is a '
-                       'directory, not a checkpoint file: did you mean '):
+    assert tool_env.newest_checkpoint(str(tmp_path)) == str(tmp_path /
+                                                            'epoch_2.pth')
+    with pytest.raises(
+            SystemExit,
+            match=f'checkpoint {tmp_path} is a '
+            'directory, not a checkpoint file: did you mean '):
         tool_env.check_checkpoint_path(str(tmp_path), 'x.py')
     with pytest.raises(SystemExit, match='x.py: checkpoint file not found'):
         tool_env.check_checkpoint_path(str(tmp_path / 'no.pth'), 'x.py')
@@ -165,8 +171,11 @@ def test_missing_environment_reruns_in_venv_or_says_what_to_run(tmp_path):
         print('not reached')
     ''')
     env = {k: v for k, v in os.environ.items() if k != 'MMRIS_TOOL_REEXEC'}
-    proc = subprocess.run([sys.executable, '-c', script], capture_output=True,
-                          text=True, timeout=60, env=env)
+    proc = subprocess.run([sys.executable, '-c', script],
+                          capture_output=True,
+                          text=True,
+                          timeout=60,
+                          env=env)
     assert proc.returncode == 1 and 'not reached' not in proc.stdout
     assert proc.stderr.strip().splitlines() == [
         f'fake.py: no_such_mod_x not installed for {sys.executable}: run '
@@ -178,8 +187,11 @@ def test_missing_environment_reruns_in_venv_or_says_what_to_run(tmp_path):
     venv_python.parent.mkdir(parents=True)
     venv_python.write_text('#!/bin/sh\necho "venv python $@"\n')
     venv_python.chmod(0o755)
-    proc = subprocess.run([sys.executable, '-c', script], capture_output=True,
-                          text=True, timeout=60, env=env,
+    proc = subprocess.run([sys.executable, '-c', script],
+                          capture_output=True,
+                          text=True,
+                          timeout=60,
+                          env=env,
                           cwd=str(tmp_path / 'checkout'))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f'venv python {tool} --flag'
@@ -194,9 +206,15 @@ def test_test_tool_names_a_checkpoint_directory_before_the_config_dump(
     work = tmp_path / 'quickstart'
     work.mkdir()
     (work / 'epoch_4.pth').write_bytes(b'')
-    proc = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools', 'test.py'), CONFIG,
-         str(work)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'test.py'), CONFIG,
+        str(work)
+    ],
+                          cwd=ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=120)
     assert proc.returncode != 0
     assert proc.stderr.strip() == (
         f'tools/test.py: checkpoint {work} is a directory, not a checkpoint '

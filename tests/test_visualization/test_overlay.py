@@ -14,7 +14,7 @@ OVERLAY = osp.join(ROOT, 'mmris', 'visualization', 'overlay.py')
 
 def _image_and_mask(h=152, w=157):
     img = np.full((h, w, 3), 100, np.uint8)
-    img[:, : w // 2] = (200, 30, 30)  # a red left half
+    img[:, :w // 2] = (200, 30, 30)  # a red left half
     mask = np.zeros((h, w), np.uint8)
     mask[40:110, 20:70] = 1
     return img, mask
@@ -43,9 +43,9 @@ def test_render_overlay_uses_the_show_dir_settings():
     ds.pred_sem_seg = PixelData(data=mask[None])
     panel = RISLocalVisualizer(name='overlay_test').draw_sample(
         img, ds, draw_gt=False)
-    np.testing.assert_array_equal(panel, render_overlay(img, mask,
-                                                        'pred: the red '
-                                                        'circle'))
+    np.testing.assert_array_equal(
+        panel, render_overlay(img, mask, 'pred: the red '
+                              'circle'))
     # a large image keeps its size; no text, no strip
     big = np.zeros((400, 500, 3), np.uint8)
     assert render_overlay(big, np.zeros((400, 500))).shape == (400, 500, 3)
@@ -77,15 +77,19 @@ out = overlay.render_overlay(np.load({str(tmp_path / 'img.npy')!r}),
 np.save({str(tmp_path / 'out.npy')!r}, out)
 '''
     proc = subprocess.run([sys.executable, '-c', script],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True,
+                          text=True,
+                          timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     np.testing.assert_array_equal(
         np.load(tmp_path / 'out.npy'),
         render_overlay(img, mask, 'the red circle'))
     # nothing but numpy, cv2 and the standard library at module level
     source = open(OVERLAY).read()
-    imports = [line for line in source.splitlines()
-               if line.startswith(('import ', 'from '))]
+    imports = [
+        line for line in source.splitlines()
+        if line.startswith(('import ', 'from '))
+    ]
     assert imports == [
         'import textwrap', 'from typing import List, Optional, Sequence, '
         'Tuple', 'import cv2', 'import numpy as np'

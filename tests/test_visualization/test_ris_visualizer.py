@@ -15,8 +15,8 @@ def _sample(h=60, w=80, text='the red circle'):
     gt[:, 30:50, 10:40] = 1
     pred = torch.zeros_like(gt)
     pred[:, 30:50, 20:40] = 1
-    ds = SegDataSample(metainfo=dict(
-        text=text, img_path='a/COCO_1.jpg', ref_id=3, sent_id=7))
+    ds = SegDataSample(
+        metainfo=dict(text=text, img_path='a/COCO_1.jpg', ref_id=3, sent_id=7))
     ds.gt_sem_seg = PixelData(data=gt)
     ds.pred_sem_seg = PixelData(data=pred)
     return ds
@@ -40,8 +40,7 @@ def test_draw_referring_mask():
     assert (out[60:].astype(int) < 100).any()  # dark caption strip
     assert draw_referring_mask(img, mask).shape == img.shape  # no text
     # contour: pixels just around the mask changed, tensor (1, h, w) works
-    out2 = draw_referring_mask(img, torch.from_numpy(mask[None]),
-                               contour=True)
+    out2 = draw_referring_mask(img, torch.from_numpy(mask[None]), contour=True)
     assert (out2[29, 20] != 100).any()
     with pytest.raises(ValueError):
         draw_referring_mask(img, mask[:10])
@@ -133,10 +132,11 @@ def test_default_hook_and_metric_do_not_warn():
     print no warning on every run; the metric names stay unprefixed."""
     import warnings
 
+    from mmengine.visualization import Visualizer
+
     import mmris  # noqa: F401
     from mmris.engine.hooks.ris_visualization_hook import RISVisualizationHook
     from mmris.evaluation.metrics.ris_metric import RISMetric
-    from mmengine.visualization import Visualizer
     Visualizer.get_instance('default_hook_warning_test')
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')

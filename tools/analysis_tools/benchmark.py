@@ -20,10 +20,11 @@ counted memory of a batch of N.
 ``--iters 0`` only counts (one step, no timing).
 
 Example:
-    python tools/analysis_tools/benchmark.py configs/detris/detris-l_refcoco.py \
-        --mode train --batch 16 --amp bf16
-    python tools/analysis_tools/benchmark.py configs/detris/detris-l_refcoco.py \
-        --device cpu --batch 1 --iters 0 --memory-at-batch 32
+    python tools/analysis_tools/benchmark.py \
+        configs/detris/detris-l_refcoco.py --mode train --batch 16 --amp bf16
+    python tools/analysis_tools/benchmark.py \
+        configs/detris/detris-l_refcoco.py --device cpu --batch 1 --iters 0 \
+        --memory-at-batch 32
 """
 import argparse
 import os.path as osp
@@ -120,8 +121,8 @@ def main():
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
-    device = torch.device(args.device or (
-        'cuda' if torch.cuda.is_available() else 'cpu'))
+    device = torch.device(
+        args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     cuda = device.type == 'cuda'
     if cuda:
         torch.backends.cudnn.benchmark = True
@@ -148,8 +149,7 @@ def main():
         if args.memory_at_batch:
             other = counted_train_step(
                 model, optim_wrapper,
-                make_batch(args.batch + 1, size, length, True),
-                args.batch + 1)
+                make_batch(args.batch + 1, size, length, True), args.batch + 1)
         flops = counts.forward_flops + counts.backward_flops
     else:
         flops = count_flops(lambda: step(data))

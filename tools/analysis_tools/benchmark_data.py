@@ -7,7 +7,8 @@ data root and prints samples/s. Without ``--data-root`` a temporary synthetic
 dataset with COCO-like image sizes (480-640 px) is generated first.
 
 Example:
-    python tools/analysis_tools/benchmark_data.py configs/detris/detris-l_refcoco.py
+    python tools/analysis_tools/benchmark_data.py \
+        configs/detris/detris-l_refcoco.py
 """
 import argparse
 import os.path as osp
@@ -32,7 +33,6 @@ def load_tool_env() -> dict:
 TOOL_ENV = load_tool_env()
 TOOL_ENV['ensure_environment'](__file__)
 import cv2  # noqa: E402
-
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
@@ -76,8 +76,12 @@ def main():
         tmp = tempfile.TemporaryDirectory()
         root = tmp.name
         make_synthetic_refer(
-            root, seed=0, num_images=args.num_images,
-            image_size=(480, 640), dataset='refcoco', split_by='unc')
+            root,
+            seed=0,
+            num_images=args.num_images,
+            image_size=(480, 640),
+            dataset='refcoco',
+            split_by='unc')
         dataset, split_by = 'refcoco', 'unc'
     else:
         dataset, split_by = ds_cfg.dataset, ds_cfg.split_by

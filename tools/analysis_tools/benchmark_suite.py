@@ -56,7 +56,6 @@ import sys
 from typing import List, Optional, Tuple
 
 
-
 def load_tool_env() -> dict:
     """``mmris/utils/tool_env.py`` run by path, before any heavy import:
     ``--help`` stays fast and a Python without the project's packages gets
@@ -209,8 +208,8 @@ def official_side(spec: ModelSpec, repo: str, cfg_options: Optional[dict],
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     TOOL_ENV['setup_cpu_threads']('benchmark_suite.py')
-    device = torch.device(args.device or (
-        'cuda' if torch.cuda.is_available() else 'cpu'))
+    device = torch.device(
+        args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     cuda = device.type == 'cuda'
     peak = args.peak_tflops
     peak_source = 'given by --peak-tflops' if peak else None
@@ -226,8 +225,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     suite = Suite(
         device,
         dict(
-            models={n: vars(s)
-                    for n, s in models.items()},
+            models={
+                n: vars(s)
+                for n, s in models.items()
+            },
             train_batches=args.train_batches,
             infer_batches=args.infer_batches,
             iters=args.iters,
@@ -240,8 +241,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             cfg_options=args.cfg_options), environment(device, ROOT),
         args.out_dir)
     # Inference first: its peak memory then holds no optimizer state.
-    plan = ([('infer', b) for b in args.infer_batches] +
-            [('train', b) for b in args.train_batches])
+    plan = ([('infer', b)
+             for b in args.infer_batches] + [('train', b)
+                                             for b in args.train_batches])
     for name, spec in models.items():
         suite.run_side(
             name, 'mmris',
@@ -255,7 +257,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         if repo is None:
             for mode, batch in plan:
                 suite.record(
-                    name, 'official', mode, batch, 'missing', **info,
+                    name,
+                    'official',
+                    mode,
+                    batch,
+                    'missing',
+                    **info,
                     error=f'no clone {clone_name} in {args.official_root} '
                     f'(https://github.com/{OFFICIAL_CLONES[spec.method][1]})')
             continue

@@ -44,15 +44,14 @@ def load_tool_env() -> dict:
 TOOL_ENV = load_tool_env()
 TOOL_ENV['ensure_environment'](__file__)
 import torch  # noqa: E402
-
-import mmris  # noqa: F401  (compat + registries first)
 from mmengine.config import Config, DictAction
 from mmengine.dataset import pseudo_collate
-from mmengine.registry import init_default_scope
 from mmengine.logging import MMLogger
+from mmengine.registry import init_default_scope
 from mmengine.utils import ProgressBar
 from mmseg.registry import DATASETS, METRICS
 
+import mmris  # noqa: F401  (compat + registries first)
 from mmris.apis import init_model
 from mmris.checkpoint import unsafe_checkpoint_loading
 from mmris.evaluation.metrics.gris_metric import GRIS_METRIC_NAMES
@@ -131,8 +130,9 @@ def build_metric(cfg: Config, generalized: bool):
     ``out_file`` dropped), else that metric with its defaults."""
     kind = 'GRISMetric' if generalized else 'RISMetric'
     evaluator = cfg.get('test_evaluator')
-    metric = (copy.deepcopy(dict(evaluator)) if isinstance(evaluator, dict)
-              and evaluator.get('type') == kind else dict(type=kind))
+    metric = (
+        copy.deepcopy(dict(evaluator)) if isinstance(evaluator, dict)
+        and evaluator.get('type') == kind else dict(type=kind))
     metric.pop('out_file', None)
     return METRICS.build(metric)
 
@@ -245,8 +245,10 @@ def run_benchmark(cfg: Config,
         if data_root is not None:
             ds_cfg['data_root'] = data_root
         if progress:
-            print(f'[{name} {split}] loading annotations ...',
-                  file=sys.stderr, flush=True)
+            print(
+                f'[{name} {split}] loading annotations ...',
+                file=sys.stderr,
+                flush=True)
         start = time.time()
         ds = DATASETS.build(ds_cfg)
         results[split] = evaluate_split(model, ds, metric, batch_size,

@@ -111,8 +111,10 @@ def caption(sample: dict) -> str:
     when the sample lists them (train mode)."""
     text = f'ref {sample.get("ref_id")} sent {sample.get("sent_id")}: ' \
            f'{sample.get("text", "")}'
-    others = [s['sent'] for s in sample.get('sentences') or []
-              if s['sent'] != sample.get('text')]
+    others = [
+        s['sent'] for s in sample.get('sentences') or []
+        if s['sent'] != sample.get('text')
+    ]
     if others:
         text += ' | also: ' + ' / '.join(others)
     return text

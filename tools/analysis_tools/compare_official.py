@@ -72,7 +72,6 @@ from mmris.checkpoint import (convert_official_state_dict,
                               load_state_dict_strict)
 
 
-
 def _trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -86,8 +85,8 @@ def no_dropout(model: nn.Module):
         for attr in ('p', 'dropout'):
             value = getattr(m, attr, None)
             if isinstance(value, float) and value > 0 and (
-                    attr == 'dropout' or isinstance(m, nn.modules.dropout.
-                                                    _DropoutNd)):
+                    attr == 'dropout'
+                    or isinstance(m, nn.modules.dropout._DropoutNd)):
                 saved.append((m, attr, value))
                 setattr(m, attr, 0.0)
     try:
@@ -104,7 +103,9 @@ def main():
         choices=METHODS,
         help='which official repository --official-repo is a clone of')
     parser.add_argument(
-        '--official-repo', required=True, help='local clone of the official '
+        '--official-repo',
+        required=True,
+        help='local clone of the official '
         'repository')
     parser.add_argument(
         '--config', required=True, help='the mmris config to compare')
@@ -145,9 +146,9 @@ def main():
     torch.manual_seed(args.seed)
     if args.variant == 'eva' and args.method != 'barleria':
         parser.error('--variant eva applies to barleria only')
-    yaml_file = args.official_config or (
-        'config/refcoco/barleria_v16_eva.yaml'
-        if args.variant == 'eva' else builder.DEFAULT_YAML)
+    yaml_file = args.official_config or ('config/refcoco/barleria_v16_eva.yaml'
+                                         if args.variant == 'eva' else
+                                         builder.DEFAULT_YAML)
     official, ocfg = builder.build(args.official_repo, yaml_file)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:

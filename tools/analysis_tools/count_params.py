@@ -47,11 +47,11 @@ def main():
         help='override config settings, key=value pairs')
     args = parser.parse_args()
     TOOL_ENV['setup_cpu_threads']('count_params.py')
-    import mmris  # noqa: F401
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
 
+    import mmris  # noqa: F401
     from mmris.utils import count_parameters, format_parameter_table
     cfg = Config.fromfile(args.config)
     if args.cfg_options:

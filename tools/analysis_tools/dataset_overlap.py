@@ -108,8 +108,10 @@ def compute(data_root: str, names: Sequence[str]) -> dict:
 def markdown(report: dict, all_pairs: bool = False) -> str:
     """The pairs as a markdown table (by default those sharing something),
     then the per-training-split totals of shared evaluation images."""
-    lines = ['| ' + ' | '.join(COLUMNS.values()) + ' |',
-             '|---|---|' + '---:|' * (len(COLUMNS) - 2)]
+    lines = [
+        '| ' + ' | '.join(COLUMNS.values()) + ' |',
+        '|---|---|' + '---:|' * (len(COLUMNS) - 2)
+    ]
     shown = 0
     for row in report['pairs']:
         if not all_pairs and not row['shared_images']:

@@ -68,7 +68,8 @@ def union_baseline(data_root: str, dataset: str, split_by: str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
-        'data_root', help='REFER data root (<root>/<dataset>/refs(*).p, '
+        'data_root',
+        help='REFER data root (<root>/<dataset>/refs(*).p, '
         'instances.json, images/train2014)')
     parser.add_argument(
         '--dataset',
@@ -81,8 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     TOOL_ENV['setup_cpu_threads']('union_baseline.py')
     import mmris  # noqa: F401
-    from mmris.datasets.refer_io import (AnnotationFileError,
-                                         RefusedGlobalError)
+    from mmris.datasets.refer_io import AnnotationFileError, RefusedGlobalError
     try:
         metrics = union_baseline(args.data_root, args.dataset, args.split_by,
                                  args.split)

@@ -66,13 +66,13 @@ TOOL_ENV = load_tool_env()
 TOOL_ENV['ensure_environment'](__file__)
 import mmris  # noqa: F401,E402  (compat first)
 from mmris.datasets.grefcoco import gref_paths, load_grefs  # noqa: E402
-from mmris.datasets.refcoco import (OFFICIAL_SPLIT_SIZES,  # noqa: E402
-                                    REFER_DATASETS, load_instances,
-                                    load_refs, refer_paths)
-from mmris.datasets.refer_io import (AnnotationFileError,  # noqa: E402
-                                     RefusedGlobalError)
-from mmris.datasets.transforms.loading import (  # noqa: E402
-    inspect_segmentation)
+from mmris.datasets.refcoco import OFFICIAL_SPLIT_SIZES  # noqa: E402
+from mmris.datasets.refcoco import (REFER_DATASETS, load_instances, load_refs,
+                                    refer_paths)
+from mmris.datasets.refer_io import AnnotationFileError  # noqa: E402
+from mmris.datasets.refer_io import RefusedGlobalError
+from mmris.datasets.transforms.loading import \
+    inspect_segmentation  # noqa: E402
 from mmris.datasets.transforms.tokenizer import count_tokens  # noqa: E402
 
 LAYOUT = """Expected layout:
@@ -85,7 +85,6 @@ with DATA_ROOT/grefcoco/instances.json (--datasets grefcoco)."""
 
 #: ``--datasets`` name of the gRefCOCO layout.
 GREFCOCO = 'grefcoco'
-
 
 #: What is looked for when ``--datasets`` is not given.
 DEFAULT_DATASETS = ('refcoco', 'refcoco+', 'refcocog_umd', 'refcocog_google',
@@ -192,8 +191,8 @@ def long_sentences(refs: List[dict], word_len: int,
     stats: 'OrderedDict[str, dict]' = OrderedDict()
     for ref in refs:
         st = stats.setdefault(
-            ref['split'], dict(sentences=0, longer=0, excess=0, longest=0,
-                               no_text=0))
+            ref['split'],
+            dict(sentences=0, longer=0, excess=0, longest=0, no_text=0))
         for sent in ref.get('sentences', []):
             text = sent.get(field)
             if not isinstance(text, str):
@@ -369,9 +368,8 @@ def check_dataset(data_root: str,
         print(f'  note: {note}')
         if notes is not None:
             notes.append(note)
-    return _report_images_and_annotations(ok, size_problems, refs, imgs,
-                                          anns, instances_file, strict,
-                                          max_list)
+    return _report_images_and_annotations(ok, size_problems, refs, imgs, anns,
+                                          instances_file, strict, max_list)
 
 
 def _report_images_and_annotations(ok: bool, size_problems: List[str],
@@ -385,8 +383,7 @@ def _report_images_and_annotations(ok: bool, size_problems: List[str],
         _report_list(
             'image(s) whose size differs from instances.json (resized or '
             'rotated copies? the masks would be misaligned) or is over the '
-            'pixel limit (--max-pixels)', size_problems,
-            max_list)
+            'pixel limit (--max-pixels)', size_problems, max_list)
         ok = False
     degenerate, malformed = _annotation_problems(refs, imgs, anns)
     if malformed:
@@ -457,8 +454,9 @@ def check_grefcoco(data_root: str,
     """
     refs_file, instances_file = gref_paths(data_root)
     print(f'== {GREFCOCO} (split_by=unc, {osp.basename(refs_file)})')
-    missing_files = [p for p in (refs_file, instances_file)
-                     if not osp.isfile(p)]
+    missing_files = [
+        p for p in (refs_file, instances_file) if not osp.isfile(p)
+    ]
     for path in missing_files:
         print(f'  MISSING: {path}')
     if missing_files:
@@ -473,8 +471,14 @@ def check_grefcoco(data_root: str,
     stats = OrderedDict((s, None) for s in ('train', 'val', 'testA', 'testB'))
     for ref in refs:
         st = stats.get(ref['split']) or dict(
-            refs=0, sentences=0, nt_refs=0, nt_sents=0, mt_refs=0,
-            mt_sents=0, images=set(), missing_ann=0)
+            refs=0,
+            sentences=0,
+            nt_refs=0,
+            nt_sents=0,
+            mt_refs=0,
+            mt_sents=0,
+            images=set(),
+            missing_ann=0)
         stats[ref['split']] = st
         ids = _ann_ids(ref)
         n_sents = len(ref.get('sentences', []))
@@ -516,9 +520,8 @@ def check_grefcoco(data_root: str,
         print(f'    {crowd} target ids are crowd regions (iscrowd): left out '
               'of the ground truth, as ReLA (include_crowd=True keeps them)')
     report_long_sentences(refs, word_len, 'raw')
-    return _report_images_and_annotations(ok, size_problems, refs, imgs,
-                                          anns, instances_file, strict,
-                                          max_list)
+    return _report_images_and_annotations(ok, size_problems, refs, imgs, anns,
+                                          instances_file, strict, max_list)
 
 
 def main(argv=None) -> int:
@@ -542,8 +545,8 @@ def main(argv=None) -> int:
         names = present_datasets(args.data_root)
         absent = [n for n in DEFAULT_DATASETS if n not in names]
         print(f'Datasets found in {args.data_root}: '
-              f'{", ".join(names) or "none"}'
-              + (f' (not present: {", ".join(absent)})' if absent else ''))
+              f'{", ".join(names) or "none"}' +
+              (f' (not present: {", ".join(absent)})' if absent else ''))
         if not names:
             print(f'MISSING: no REFER or gRefCOCO annotation file.\n{LAYOUT}')
             return 1

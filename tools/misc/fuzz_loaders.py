@@ -41,23 +41,36 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Fuzz mmris file loaders (mmris.testing.fuzz).')
     parser.add_argument(
-        '--targets', nargs='+', default=['all'],
+        '--targets',
+        nargs='+',
+        default=['all'],
         help='target names (see --list), or "all"')
-    parser.add_argument('--count', type=int, default=10000,
-                        help='inputs per target (default 10000)')
-    parser.add_argument('--seed', type=int, default=0,
-                        help='campaign seed (default 0)')
-    parser.add_argument('--start', type=int, default=0,
-                        help='first input index (default 0)')
-    parser.add_argument('--time-limit', type=float, default=20.0,
-                        help='seconds one input may take (default 20)')
-    parser.add_argument('--memory-mb', type=int, default=1024,
-                        help='memory a worker may allocate beyond its '
-                        'imports, in MiB (default 1024)')
-    parser.add_argument('--out', default=None,
-                        help='folder for failing inputs and report.json')
-    parser.add_argument('--list', action='store_true',
-                        help='list the targets and exit')
+    parser.add_argument(
+        '--count',
+        type=int,
+        default=10000,
+        help='inputs per target (default 10000)')
+    parser.add_argument(
+        '--seed', type=int, default=0, help='campaign seed (default 0)')
+    parser.add_argument(
+        '--start', type=int, default=0, help='first input index (default 0)')
+    parser.add_argument(
+        '--time-limit',
+        type=float,
+        default=20.0,
+        help='seconds one input may take (default 20)')
+    parser.add_argument(
+        '--memory-mb',
+        type=int,
+        default=1024,
+        help='memory a worker may allocate beyond its '
+        'imports, in MiB (default 1024)')
+    parser.add_argument(
+        '--out',
+        default=None,
+        help='folder for failing inputs and report.json')
+    parser.add_argument(
+        '--list', action='store_true', help='list the targets and exit')
     return parser.parse_args(argv)
 
 
@@ -72,12 +85,19 @@ def main(argv=None) -> int:
     names = sorted(TARGETS) if args.targets == ['all'] else args.targets
     reports = []
     for name in names:
-        print(f'fuzzing {name}: {args.count} inputs from index '
-              f'{args.start}, seed {args.seed}', flush=True)
-        report = run_fuzz(name, args.count, seed=args.seed, start=args.start,
-                          time_limit=args.time_limit,
-                          memory_limit_mb=args.memory_mb, save_dir=args.out,
-                          log=lambda line: print(line, flush=True))
+        print(
+            f'fuzzing {name}: {args.count} inputs from index '
+            f'{args.start}, seed {args.seed}',
+            flush=True)
+        report = run_fuzz(
+            name,
+            args.count,
+            seed=args.seed,
+            start=args.start,
+            time_limit=args.time_limit,
+            memory_limit_mb=args.memory_mb,
+            save_dir=args.out,
+            log=lambda line: print(line, flush=True))
         print(report.summary(), flush=True)
         reports.append(report)
     if args.out:
@@ -85,11 +105,20 @@ def main(argv=None) -> int:
         os.makedirs(args.out, exist_ok=True)
         with open(osp.join(args.out, 'report.json'), 'w') as f:
             json.dump([
-                dict(target=r.target, inputs=r.inputs, loaded=r.loaded,
-                     refused=r.refused, crashes=r.crashes, hangs=r.hangs,
-                     failures=len(r.failures), seconds=round(r.seconds, 1),
-                     seed=args.seed, start=args.start) for r in reports
-            ], f, indent=1)
+                dict(
+                    target=r.target,
+                    inputs=r.inputs,
+                    loaded=r.loaded,
+                    refused=r.refused,
+                    crashes=r.crashes,
+                    hangs=r.hangs,
+                    failures=len(r.failures),
+                    seconds=round(r.seconds, 1),
+                    seed=args.seed,
+                    start=args.start) for r in reports
+            ],
+                      f,
+                      indent=1)
     return 1 if any(r.failures for r in reports) else 0
 
 

@@ -60,12 +60,12 @@ def main():
         'files you trust)')
     args = parser.parse_args()
     TOOL_ENV['setup_cpu_threads']('ris2mmris.py')
-    import mmris  # noqa: F401
     import torch
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
 
+    import mmris  # noqa: F401
     from mmris.checkpoint import (KEY_MAPS, convert_official_state_dict,
                                   load_state_dict_strict, safe_torch_load)
     assert set(METHODS) == set(KEY_MAPS), 'METHODS differs from KEY_MAPS'
@@ -86,8 +86,8 @@ def main():
             strict=True,
             source=f'{args.src} converted for {args.method}')
         print(f'{args.config}: all {len(converted)} tensors load strictly')
-    torch.save(dict(state_dict=converted, meta=dict(source=args.src)),
-               args.dst)
+    torch.save(
+        dict(state_dict=converted, meta=dict(source=args.src)), args.dst)
     print(f'wrote {len(converted)} tensors to {args.dst}')
 
 

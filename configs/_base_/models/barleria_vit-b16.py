@@ -15,9 +15,7 @@ model = dict(
             heads=12,
             output_dim=512,
             pretrained=None),
-        text=dict(
-            type='CLIPTextTransformer', embed_dim=512,
-            pretrained=None),
+        text=dict(type='CLIPTextTransformer', embed_dim=512, pretrained=None),
         order='lockstep',
         adapters=dict(
             # Local tuning (snf.py): a flow pair replaces both shortcuts of
@@ -53,7 +51,8 @@ model = dict(
                 tower='visual',
                 layers=[0],
                 name='token_injector',
-                module=dict(type='Intertwiner', text_channels=512, d_img=768))),
+                module=dict(type='Intertwiner', text_channels=512,
+                            d_img=768))),
         out_indices=(3, 7),
         # CLIP blocks feeding the side network (SIDE_ADAPTER.FUSION_MAP).
         side_indices=(0, 3, 6, 9),

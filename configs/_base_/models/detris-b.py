@@ -45,8 +45,7 @@ model = dict(
                 input='residual',
                 name='adapter',
                 module=dict(
-                    type='TextAdapter', in_channels=512,
-                    hidden_channels=64))),
+                    type='TextAdapter', in_channels=512, hidden_channels=64))),
         out_indices=(4, 8),  # raw block outputs; the head map is norm(x)
         # (no BatchNorm in the frozen towers: norm_eval has no effect)
         norm_eval=False,
@@ -77,7 +76,8 @@ model = dict(
 # `load_from` / `--resume` checkpoint count as set. Opt out for experiments:
 # --cfg-options allow_random_encoders=True
 required_pretrained = {
-    'model.backbone.visual.pretrained': 'Meta DINOv2 dinov2_vitb14_reg4_pretrain.pth',
+    'model.backbone.visual.pretrained':
+    'Meta DINOv2 dinov2_vitb14_reg4_pretrain.pth',
     'model.backbone.text.pretrained': 'OpenAI CLIP ViT-B-16.pt',
 }
 

@@ -8,8 +8,7 @@ model = dict(
         visual=dict(arch='vit-l'),
         adapters=dict(
             dense_aligner=dict(
-                module=dict(in_channels=1024),
-                layers=[2, 6, 10, 14, 18, 22])),
+                module=dict(in_channels=1024), layers=[2, 6, 10, 14, 18, 22])),
         out_indices=(8, 16)),
     neck=dict(in_channels=(1024, 1024, 1024)))
 
@@ -18,6 +17,7 @@ model = dict(
 # `load_from` / `--resume` checkpoint count as set. Opt out for experiments:
 # --cfg-options allow_random_encoders=True
 required_pretrained = {
-    'model.backbone.visual.pretrained': 'Meta DINOv2 dinov2_vitl14_reg4_pretrain.pth',
+    'model.backbone.visual.pretrained':
+    'Meta DINOv2 dinov2_vitl14_reg4_pretrain.pth',
     'model.backbone.text.pretrained': 'OpenAI CLIP ViT-B-16.pt',
 }

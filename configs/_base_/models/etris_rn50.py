@@ -12,9 +12,7 @@ model = dict(
             heads=32,
             width=64,
             pretrained=None),
-        text=dict(
-            type='CLIPTextTransformer', embed_dim=1024,
-            pretrained=None),
+        text=dict(type='CLIPTextTransformer', embed_dim=1024, pretrained=None),
         order='lockstep',  # ResNet stage k runs with text block 4k+3
         adapters=dict(
             bridger=dict(

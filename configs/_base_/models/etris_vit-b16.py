@@ -1,5 +1,6 @@
 # ETRIS with a frozen CLIP ViT-B/16 (kkakkkka/ETRIS, released config
-# bridge_v16). Point both `pretrained` fields to the local OpenAI archive (ViT-B-16.pt).
+# bridge_v16). Point both `pretrained` fields to the local OpenAI archive
+# (ViT-B-16.pt).
 model = dict(
     type='RISEncoderDecoder',
     data_preprocessor=dict(type='RISDataPreprocessor'),
@@ -14,9 +15,7 @@ model = dict(
             heads=12,
             output_dim=512,
             pretrained=None),
-        text=dict(
-            type='CLIPTextTransformer', embed_dim=512,
-            pretrained=None),
+        text=dict(type='CLIPTextTransformer', embed_dim=512, pretrained=None),
         order='lockstep',
         # Bridger (model/bridger.py) after CLIP blocks 3, 7 and 11 of both
         # towers.

@@ -9,8 +9,7 @@ param_scheduler = [
 ]
 # MMEngine's EpochBasedTrainLoop, reproducible and resumable in the middle
 # of an epoch (RISEpochSampler, samples counted in the checkpoint meta)
-train_cfg = dict(
-    type='RISEpochBasedTrainLoop', max_epochs=50, val_interval=1)
+train_cfg = dict(type='RISEpochBasedTrainLoop', max_epochs=50, val_interval=1)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 # Global batch 32 = 8 GPUs x 4 samples. Scale lr with the batch if you change

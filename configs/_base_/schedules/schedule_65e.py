@@ -1,5 +1,6 @@
 _base_ = './schedule_50e.py'
-# DETRIS-B on refcoco / refcoco+ / refcocog-umd: 65 epochs, milestones [35, 55].
+# DETRIS-B on refcoco / refcoco+ / refcocog-umd: 65 epochs, milestones
+# [35, 55].
 param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, milestones=[35, 55], gamma=0.1)
 ]

@@ -167,9 +167,9 @@ def log_first_n(lvl: int,
     where = (caller.f_code.co_filename, caller.f_lineno)
     _LOGGED[where] += 1
     if _LOGGED[where] <= n:
-        logging.getLogger(name
-                          or caller.f_globals.get('__name__', 'official')).log(
-                              lvl, msg)
+        logging.getLogger(
+            name
+            or caller.f_globals.get('__name__', 'official')).log(lvl, msg)
 
 
 class CNNBlockBase(nn.Module):
@@ -275,7 +275,7 @@ STUBS: Dict[str, Callable[[], types.ModuleType]] = {
 }
 
 
-# -- xformers (EVA variant) ----------------------------------------------------
+# -- xformers (EVA variant) ---------------------------------------------------
 class LowerTriangularMask:
     """Stands in for ``xformers.ops.LowerTriangularMask``: a causal mask,
     aligned top-left (query i attends to keys j <= i)."""
@@ -307,8 +307,7 @@ def memory_efficient_attention(query: Tensor,
         if not isinstance(attn_bias, LowerTriangularMask):
             raise NotImplementedError(f'{_HERE}: attn_bias {attn_bias!r}')
         m, n = attn.shape[-2:]
-        causal = torch.ones(m, n, dtype=torch.bool,
-                            device=attn.device).triu(1)
+        causal = torch.ones(m, n, dtype=torch.bool, device=attn.device).triu(1)
         attn = attn.masked_fill(causal, float('-inf'))
     return (attn.softmax(dim=-1) @ value.transpose(1, 2)).transpose(1, 2)
 
@@ -367,9 +366,8 @@ def timm06_create_model(model_name: str,
     if not is_model(model_name):
         raise RuntimeError(f'Unknown timm model {model_name!r}')
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    return model_entrypoint(model_name)(pretrained=False,
-                                        pretrained_cfg=None,
-                                        **kwargs)
+    return model_entrypoint(model_name)(
+        pretrained=False, pretrained_cfg=None, **kwargs)
 
 
 #: Modules the official code imports under their timm 0.6 names, moved in

@@ -113,11 +113,12 @@ def random_dinov2_state(vits: types.ModuleType,
     if dino_name not in DINO_ARCHS:
         raise KeyError(f'unknown dino_name {dino_name!r} in the official '
                        f'config; expected one of {sorted(DINO_ARCHS)}')
-    net = getattr(vits, DINO_ARCHS[dino_name])(patch_size=14,
-                                               num_register_tokens=4,
-                                               img_size=518,
-                                               init_values=1.0,
-                                               block_chunks=0)
+    net = getattr(vits, DINO_ARCHS[dino_name])(
+        patch_size=14,
+        num_register_tokens=4,
+        img_size=518,
+        init_values=1.0,
+        block_chunks=0)
     return net.state_dict()
 
 

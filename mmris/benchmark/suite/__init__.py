@@ -19,7 +19,7 @@ from .specs import (DEFAULT_MODELS, MODEL_SPECS, OFFICIAL_CLONES, PRECISION,
 __all__ = [
     'environment', 'git_commit', 'comparisons', 'markdown', 'run_summary',
     'Plan', 'Suite', 'cudnn_settings', 'free_memory', 'MmrisSide',
-    'OfficialSide', 'Prepared', 'load_config', 'DEFAULT_MODELS',
-    'MODEL_SPECS', 'OFFICIAL_CLONES', 'PRECISION', 'ModelSpec', 'find_clone',
+    'OfficialSide', 'Prepared', 'load_config', 'DEFAULT_MODELS', 'MODEL_SPECS',
+    'OFFICIAL_CLONES', 'PRECISION', 'ModelSpec', 'find_clone',
     'official_clones'
 ]

@@ -15,11 +15,14 @@ def git_commit(root: str) -> Optional[str]:
     ``+modified`` when tracked files changed); None outside git."""
     try:
         sha = subprocess.run(['git', '-C', root, 'rev-parse', 'HEAD'],
-                             capture_output=True, text=True,
+                             capture_output=True,
+                             text=True,
                              timeout=10).stdout.strip()
         dirty = subprocess.run(
             ['git', '-C', root, 'status', '--porcelain', '-uno'],
-            capture_output=True, text=True, timeout=10).stdout.strip()
+            capture_output=True,
+            text=True,
+            timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return (sha[:12] + ('+modified' if dirty else '')) if sha else None
@@ -32,8 +35,8 @@ def environment(device: torch.device, root: str) -> dict:
     import mmseg
     cuda = device.type == 'cuda'
     return dict(
-        date=datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec='seconds'),
+        date=datetime.datetime.now(
+            datetime.timezone.utc).isoformat(timespec='seconds'),
         git_commit=git_commit(root),
         python=platform.python_version(),
         torch=torch.__version__,

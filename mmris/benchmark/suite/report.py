@@ -28,8 +28,8 @@ def comparisons(runs: List[dict]) -> List[dict]:
             continue
         other = next((r for r in runs if r['side'] == 'official' and all(
             r[k] == run[k] for k in ('model', 'mode', 'batch'))), None)
-        ok = run['status'] == 'ok' and bool(other) and (
-            other['status'] == 'ok')
+        ok = run['status'] == 'ok' and bool(other) and (other['status']
+                                                        == 'ok')
         mem = ok and run['peak_gib'] and other['peak_gib'] is not None
         out.append(
             dict(
@@ -66,30 +66,32 @@ def markdown(report: dict) -> str:
                            report['runs'])
     lines = [
         f'## Benchmark suite: {env["device"]}, {env["date"]}, mmris '
-        f'{env["git_commit"]}', '',
+        f'{env["git_commit"]}',
+        '',
         f'torch {env["torch"]}, CUDA {env["cuda"]}; median of '
         f'{settings["iters"]} steps after {settings["warmup"]} warm-up '
-        f'steps; random weights and inputs.', '',
+        f'steps; random weights and inputs.',
+        '',
         '| model | run | img/s mmris | img/s official | ms/step mmris | '
         'ms/step official | speed-up | peak GiB mmris | peak GiB official '
         '| TFLOP/step mmris | TFLOP/step official | TFLOP/s mmris (% peak) '
         '| TFLOP/s official (% peak) |',
         '|---|---|' + '---:|' * 11,
     ]
-    titles = {
-        name: spec['title']
-        for name, spec in settings['models'].items()
-    }
+    titles = {name: spec['title'] for name, spec in settings['models'].items()}
     for comp in report['comparisons']:
         key = (comp['model'], comp['mode'], comp['batch'])
 
         def find(side):
-            return next((r for r in runs if r['side'] == side and (
-                r['model'], r['mode'], r['batch']) == key), None)
+            return next(
+                (r
+                 for r in runs if r['side'] == side and (r['model'], r['mode'],
+                                                         r['batch']) == key),
+                None)
 
         ours, theirs = find('mmris'), find('official')
-        speedup = ('-' if comp['speedup'] is None else
-                   f'{comp["speedup"]:.2f}x')
+        speedup = ('-'
+                   if comp['speedup'] is None else f'{comp["speedup"]:.2f}x')
         lines.append('| ' + ' | '.join([
             titles.get(comp['model'], comp['model']),
             f'{comp["mode"]} b{comp["batch"]}',
@@ -108,17 +110,17 @@ def markdown(report: dict) -> str:
     peak = settings['peak_tflops']
     lines += [
         '',
-        '- precision: ' + '; '.join(f'{side} {mode}: {text}'
-                                    for (side, mode), text in
-                                    PRECISION.items()),
+        '- precision: ' +
+        '; '.join(f'{side} {mode}: {text}'
+                  for (side, mode), text in PRECISION.items()),
         '- speed-up = official ms/step / mmris ms/step (= mmris img/s / '
         'official img/s); `-`: a side not run (no clone) or not measured',
         '- % peak: ' + (f'of {peak:g} TFLOP/s ({settings["peak_source"]})'
                         if peak else 'n/a (no --peak-tflops on CPU)'),
-        '- official clones: ' + (', '.join(
-            f'{name} {path or "missing"}'
-            for name, path in settings['official_clones'].items())
-                                 or 'not given (--official-root)'),
+        '- official clones: ' +
+        (', '.join(f'{name} {path or "missing"}'
+                   for name, path in settings['official_clones'].items())
+         or 'not given (--official-root)'),
     ]
     errors = [r for r in runs if r['error']]
     if errors:

@@ -47,8 +47,8 @@ def _error_text(exc: BaseException) -> str:
 
 
 def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
-        isinstance(exc, RuntimeError) and 'out of memory' in str(exc).lower())
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or (isinstance(
+        exc, RuntimeError) and 'out of memory' in str(exc).lower())
 
 
 def free_memory(device: torch.device) -> None:
@@ -77,8 +77,8 @@ class Suite:
         out_dir (str): Where the JSON and the table are written.
     """
 
-    def __init__(self, device: torch.device, settings: dict,
-                 environment: dict, out_dir: str):
+    def __init__(self, device: torch.device, settings: dict, environment: dict,
+                 out_dir: str):
         self.device, self.settings = device, settings
         self.environment, self.out_dir = environment, out_dir
         self.peak = settings['peak_tflops']
@@ -117,8 +117,8 @@ class Suite:
         run.update(values)
         self.runs.append(run)
         if status != 'ok' and log:
-            self.log(f'{name} {side} {mode} b{batch}: {status.upper()}'
-                     + (f': {run["error"]}' if run['error'] else ''))
+            self.log(f'{name} {side} {mode} b{batch}: {status.upper()}' +
+                     (f': {run["error"]}' if run['error'] else ''))
         return run
 
     def _measure(self, runner, mode: str, batch: int) -> dict:
@@ -173,7 +173,13 @@ class Suite:
             self.log(f'{name} {side}: {status.upper()}: {error}')
             for mode, batch in plan:
                 self.record(
-                    name, side, mode, batch, status, log=False, **info,
+                    name,
+                    side,
+                    mode,
+                    batch,
+                    status,
+                    log=False,
+                    **info,
                     error=error)
             free_memory(self.device)
             self.write()
@@ -187,13 +193,17 @@ class Suite:
                 values = self._measure(runner, mode, batch)
             except Exception as exc:  # recorded; the suite goes on
                 self.record(
-                    name, side, mode, batch,
-                    'oom' if _is_oom(exc) else 'failed', **info,
+                    name,
+                    side,
+                    mode,
+                    batch,
+                    'oom' if _is_oom(exc) else 'failed',
+                    **info,
                     error=_error_text(exc))
                 runner.reset()
             else:
-                run = self.record(
-                    name, side, mode, batch, 'ok', **info, **values)
+                run = self.record(name, side, mode, batch, 'ok', **info,
+                                  **values)
                 self.log(f'{name} {side} {mode} b{batch}: {run_summary(run)}')
             free_memory(self.device)
             self.write()

@@ -28,7 +28,8 @@ __all__ = ['Prepared', 'load_config', 'MmrisSide', 'OfficialSide']
 Prepared = Tuple[Callable[[], Any], Callable[[], int]]
 
 
-def load_config(config: str, cfg_options: Optional[dict],
+def load_config(config: str,
+                cfg_options: Optional[dict],
                 root: str = '.') -> Config:
     """``config`` (a path, or relative to ``root``) with ``cfg_options``
     merged; sets the config's default scope.
@@ -61,8 +62,10 @@ class MmrisSide:
         torch.manual_seed(0)
         self.model = MODELS.build(cfg.model).to(device)
         self.optim_wrapper = build_train_wrapper(self.model, cfg, 'bf16')
-        self.cudnn = (True, bool(
-            cfg.get('env_cfg', {}).get('cudnn_benchmark', False)))
+        self.cudnn = (True,
+                      bool(
+                          cfg.get('env_cfg', {}).get('cudnn_benchmark',
+                                                     False)))
 
     def _batch(self, batch: int, train: bool) -> dict:
         data = make_batch(batch, self.size, self.length, train)
@@ -110,24 +113,24 @@ class OfficialSide:
     cudnn = (False, False)  # train.py: torch.backends.cudnn.enabled = False
 
     def __init__(self, cfg: Config, spec: ModelSpec, repo: str,
-                 device: torch.device,
-                 method_module: Callable[[str], ModuleType]):
+                 device: torch.device, method_module: Callable[[str],
+                                                               ModuleType]):
         self.device = device
         self.size, self.length = input_spec(cfg)
         self.builder = method_module(spec.method)
         yaml_file = spec.yaml or self.builder.DEFAULT_YAML
         torch.manual_seed(0)
         model, ocfg = self.builder.build(repo, yaml_file)
-        got = (ocfg.get('input_size', self.size),
-               ocfg.get('word_len', self.length))
+        got = (ocfg.get('input_size',
+                        self.size), ocfg.get('word_len', self.length))
         if tuple(int(v) for v in got) != (self.size, self.length):
             raise ValueError(
                 f'{osp.join(repo, yaml_file)}: input_size/word_len {got} '
                 f'differ from the mmris config {spec.config}: '
                 f'{(self.size, self.length)}')
         self.model = model.to(device)
-        self.preprocessor = MODELS.build(cfg.model.data_preprocessor).to(
-            device)
+        self.preprocessor = MODELS.build(
+            cfg.model.data_preprocessor).to(device)
         self.optimizer = torch.optim.Adam(
             [p for p in self.model.parameters() if p.requires_grad],
             lr=float(ocfg.get('base_lr', 1e-4)),

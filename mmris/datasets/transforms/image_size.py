@@ -95,12 +95,11 @@ def read_image_size(data: Union[bytes, bytearray, memoryview],
             f'{name}: the image header declares more than '
             f'{2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels (Pillow\'s '
             'ceiling); refused before decoding') from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
-            EOFError, struct.error, MemoryError) as err:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
+            struct.error, MemoryError) as err:
         raise ImageHeaderError(
             f'Cannot decode image file {name}: no readable image header '
-            f'(corrupt or unsupported format: {type(err).__name__})'
-        ) from None
+            f'(corrupt or unsupported format: {type(err).__name__})') from None
     return int(width), int(height)
 
 

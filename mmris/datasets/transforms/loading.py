@@ -121,13 +121,14 @@ def check_segmentation(segmentation, height: int, width: int) -> None:
                          f'{MAX_MASK_PIXELS} pixels (MAX_MASK_PIXELS)')
     if isinstance(segmentation, dict):
         size, counts = segmentation.get('size'), segmentation.get('counts')
-        if (size is None or counts is None or not isinstance(
-                size, (list, tuple)) or len(size) != 2 or not all(
-                    isinstance(v, int) and not isinstance(v, bool)
-                    and v >= 0 for v in size)):
+        if (size is None or counts is None
+                or not isinstance(size, (list, tuple)) or len(size) != 2
+                or not all(
+                    isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                    for v in size)):
             raise TypeError('an RLE segmentation needs "size" (two '
                             'non-negative integers) and "counts", got '
-                            f'{dict((k, segmentation[k]) for k in list(segmentation)[:3])!r:.80}')
+                            f'{_first_items(segmentation)!r:.80}')
         if list(size) != [height, width]:
             return  # reported by inspect_segmentation
         total = sum(rle_counts(counts))
@@ -146,8 +147,8 @@ def check_segmentation(segmentation, height: int, width: int) -> None:
             raise TypeError('each polygon must be a list of coordinates '
                             f'[x1, y1, x2, y2, ...], got {poly!r:.60}')
         xs, ys = poly[0::2], poly[1::2]
-        if not (all(type(v) is float or type(v) is int for v in poly)
-                and all(map(math.isfinite, poly)) and
+        if not (all(type(v) is float or type(v) is int
+                    for v in poly) and all(map(math.isfinite, poly)) and
                 (not xs or lo_x <= min(xs) and max(xs) <= hi_x) and
                 (not ys or lo_y <= min(ys) and max(ys) <= hi_y)):
             _refuse_coordinate(k, poly, (lo_x, hi_x, lo_y, hi_y), height,
@@ -160,13 +161,18 @@ def check_segmentation(segmentation, height: int, width: int) -> None:
         xs = xs[:len(ys)]
         outline = sum(
             max(abs(x1 - x0), abs(y1 - y0))
-            for x0, y0, x1, y1 in zip(xs, ys, xs[1:] + xs[:1],
-                                      ys[1:] + ys[:1]))
+            for x0, y0, x1, y1 in zip(xs, ys, xs[1:] + xs[:1], ys[1:] +
+                                      ys[:1]))
         if outline > limit:
             raise ValueError(
                 f'polygon {k}: its outline is {outline:.0f} pixels long, '
                 f'more than {POLYGON_OUTLINE_FACTOR} x (height + width) = '
                 f'{limit}')
+
+
+def _first_items(mapping: dict, count: int = 3) -> dict:
+    """The first ``count`` items of ``mapping`` (for error messages)."""
+    return {key: mapping[key] for key in list(mapping)[:count]}
 
 
 def _refuse_coordinate(k: int, poly: Sequence, bounds: Tuple[float, ...],
@@ -176,8 +182,9 @@ def _refuse_coordinate(k: int, poly: Sequence, bounds: Tuple[float, ...],
     lo_x, hi_x, lo_y, hi_y = bounds
     for i, v in enumerate(poly):
         lo, hi = (lo_y, hi_y) if i % 2 else (lo_x, hi_x)
-        number = (isinstance(v, (int, float, np.integer, np.floating))
-                  and not isinstance(v, (bool, np.bool_)))
+        number = (
+            isinstance(v, (int, float, np.integer, np.floating))
+            and not isinstance(v, (bool, np.bool_)))
         if not number or not math.isfinite(v) or not lo <= v <= hi:
             raise ValueError(
                 f'polygon {k}: coordinate {i} is {v!r:.40}; coordinates '
@@ -256,8 +263,7 @@ def _rle(mask_utils, segmentation: dict, height: int, width: int) -> dict:
 def _decode(mask_utils, segmentation, height: int,
             width: int) -> Optional[np.ndarray]:
     if isinstance(segmentation, dict):
-        return mask_utils.decode(
-            _rle(mask_utils, segmentation, height, width))
+        return mask_utils.decode(_rle(mask_utils, segmentation, height, width))
     if isinstance(segmentation, (list, tuple)):
         polys = _polygons(segmentation)
         if not polys:
@@ -285,8 +291,9 @@ def _may_cover_no_pixel(poly: List[float], height: int, width: int) -> bool:
         return True  # partly or wholly outside the image
     xn, yn = xs[1:] + xs[:1], ys[1:] + ys[:1]
     area = abs(sum(a * d - c * b for a, b, c, d in zip(xs, ys, xn, yn))) / 2
-    perimeter = sum(map(math.hypot, (c - a for a, c in zip(xs, xn)),
-                        (d - b for b, d in zip(ys, yn))))
+    perimeter = sum(
+        map(math.hypot, (c - a for a, c in zip(xs, xn)),
+            (d - b for b, d in zip(ys, yn))))
     return area < max(perimeter, 1.0)
 
 
@@ -299,9 +306,10 @@ def inspect_segmentation(segmentation, height: int,
     number of coordinates, a polygon covering no pixel (zero area,
     sub-pixel or outside the image), an RLE whose ``size`` is not
     (height, width), and an empty mask. What pycocotools cannot handle
-    safely is refused first (:func:`check_segmentation`). Cheap enough for a whole dataset at
-    load time (about 20 us per polygon): only thin, tiny or out-of-image
-    polygons are rasterised (run-length encoded, never decoded).
+    safely is refused first (:func:`check_segmentation`). Cheap enough for
+    a whole dataset at load time (about 20 us per polygon): only thin, tiny
+    or out-of-image polygons are rasterised (run-length encoded, never
+    decoded).
 
     Args:
         segmentation (list | dict): Polygons or RLE, as in
@@ -338,8 +346,7 @@ def inspect_segmentation(segmentation, height: int,
                 # counts unchecked (the size is refused anyway): no area
                 return problems, 1
             area = int(
-                mask_utils.area(_rle(mask_utils, segmentation, height,
-                                     width)))
+                mask_utils.area(_rle(mask_utils, segmentation, height, width)))
         elif isinstance(segmentation, (list, tuple)):
             if not segmentation:
                 problems.append('empty segmentation list')
@@ -454,8 +461,9 @@ class LoadRefImage(BaseTransform):
         except OSError as e:
             raise OSError(f'Cannot read image file {filename}: {e}') from e
         annotated = 'height' in results and 'width' in results
-        ignore = (annotated if self.ignore_orientation is None else
-                  self.ignore_orientation)
+        ignore = (
+            annotated
+            if self.ignore_orientation is None else self.ignore_orientation)
         flags = cv2.IMREAD_COLOR
         if ignore:
             flags |= cv2.IMREAD_IGNORE_ORIENTATION

@@ -33,7 +33,8 @@ class LazyRuntimeInfoHook(RuntimeInfoHook):
                          outputs: Optional[dict] = None) -> None:
         if outputs is not None:
             self._pending.append({
-                k: v.detach() if isinstance(v, torch.Tensor) else v
+                k:
+                v.detach() if isinstance(v, torch.Tensor) else v
                 for k, v in outputs.items()
             })
         end_of_epoch = (

@@ -46,8 +46,8 @@ def _as_float(value: Any) -> Optional[float]:
         if value.numel() == 0:
             return None
         if value.numel() > 1:
-            return float('nan') if not torch.isfinite(
-                value).all() else float(value.sum())
+            return float('nan') if not torch.isfinite(value).all() else float(
+                value.sum())
         return float(value.detach())
     if isinstance(value, (int, float)):
         return float(value)
@@ -138,7 +138,9 @@ class NonFiniteLossHook(Hook):
             self._wrapped = None
 
     # -- per iteration --------------------------------------------------------
-    def before_train_iter(self, runner, batch_idx: int,
+    def before_train_iter(self,
+                          runner,
+                          batch_idx: int,
                           data_batch: Any = None) -> None:
         self._batch = data_batch
         self._batch_idx = batch_idx

@@ -48,7 +48,10 @@ class EvalProgressBarHook(Hook):
     def before_val_epoch(self, runner) -> None:
         self._start(runner, runner.val_loop)
 
-    def after_val_iter(self, runner, batch_idx, data_batch=None,
+    def after_val_iter(self,
+                       runner,
+                       batch_idx,
+                       data_batch=None,
                        outputs=None) -> None:
         self._update()
 
@@ -58,7 +61,10 @@ class EvalProgressBarHook(Hook):
     def before_test_epoch(self, runner) -> None:
         self._start(runner, runner.test_loop)
 
-    def after_test_iter(self, runner, batch_idx, data_batch=None,
+    def after_test_iter(self,
+                        runner,
+                        batch_idx,
+                        data_batch=None,
                         outputs=None) -> None:
         self._update()
 

@@ -10,8 +10,7 @@ from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
 from ..loops.ris_epoch_based_train_loop import (RISEpochBasedTrainLoop,
-                                                epoch_size,
-                                                global_batch_size)
+                                                epoch_size, global_batch_size)
 
 __all__ = ['RISTrainStateHook', 'iter_datasets']
 
@@ -77,13 +76,12 @@ class RISTrainStateHook(Hook):
             batch_size=batch // runner.world_size,
             world_size=runner.world_size,
             global_batch_size=batch,
-            epoch_samples=min(loop.epoch_samples, epoch_size(
-                loop.dataloader)) if inside else 0)
+            epoch_samples=min(loop.epoch_samples, epoch_size(loop.dataloader))
+            if inside else 0)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """Keep the meta of the checkpoint just loaded."""
-        meta = checkpoint.get('meta') if isinstance(checkpoint,
-                                                    dict) else None
+        meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
         self._loaded_meta = meta if isinstance(meta, dict) else None
 
     def before_train(self, runner) -> None:

@@ -80,14 +80,14 @@ def reproducible_train_loader(cfg: Any, seed: Optional[int]) -> Any:
         return cfg
     cfg = cfg.copy()
     sampler = cfg.get('sampler')
-    if isinstance(sampler, dict) and sampler.get(
-            'type') in DEFAULT_SAMPLER_TYPES:
+    if isinstance(sampler,
+                  dict) and sampler.get('type') in DEFAULT_SAMPLER_TYPES:
         sampler = sampler.copy()
         sampler['type'] = RISEpochSampler
         cfg['sampler'] = sampler
     if cfg.get('generator') is None:
-        cfg['generator'] = torch.Generator().manual_seed(
-            0 if seed is None else int(seed))
+        cfg['generator'] = torch.Generator().manual_seed(0 if seed is
+                                                         None else int(seed))
     return cfg
 
 
@@ -243,8 +243,8 @@ class RISEpochBasedTrainLoop(EpochBasedTrainLoop):
                 sampler.skip_next_epoch(skip)
             else:  # resume_position made sure skip is whole batches
                 batches = itertools.islice(self.dataloader, first, None)
-            what = (f'{first} batches ({skip} samples'
-                    if skip % self._global_batch == 0 else
+            what = (f'{first} batches ({skip} samples' if skip %
+                    self._global_batch == 0 else
                     f'{skip} samples (batch size changed')
             print_log(
                 f'Resuming in the middle of epoch {self._epoch + 1}: '

@@ -25,9 +25,7 @@ class AutocastOptimWrapper(OptimWrapper):
             ``accumulative_counts``).
     """
 
-    def __init__(self,
-                 dtype: Union[str, torch.dtype] = 'bfloat16',
-                 **kwargs):
+    def __init__(self, dtype: Union[str, torch.dtype] = 'bfloat16', **kwargs):
         super().__init__(**kwargs)
         self.cast_dtype = getattr(torch, dtype) if isinstance(dtype,
                                                               str) else dtype

@@ -59,7 +59,8 @@ def _nearest_index(size_in: int, size_out: int) -> np.ndarray:
     accumulated step by step in float64 as Pillow does, truncated."""
     step = size_in / size_out
     pos = np.add.accumulate(
-        np.concatenate([[step * 0.5], np.full(size_out - 1, step)]))
+        np.concatenate([[step * 0.5],
+                        np.full(size_out - 1, step)]))
     return np.minimum(pos.astype(np.int64), size_in - 1)
 
 
@@ -87,7 +88,9 @@ def resize_nearest(mask: Any, size: int) -> np.ndarray:
     return mask[rows][:, cols]
 
 
-def rela_ground_truth(segmentation: Any, height: int, width: int,
+def rela_ground_truth(segmentation: Any,
+                      height: int,
+                      width: int,
                       size: int = RELA_SIZE) -> np.ndarray:
     """The ground truth ReLA scores against, at its ``size x size`` input.
 
@@ -129,10 +132,10 @@ def rela_ground_truth(segmentation: Any, height: int, width: int,
         return mask_utils.decode(mask_utils.merge(rles)).astype(np.uint8)
 
 
-def gris_metrics_from_stats(inter: Sequence[int], union: Sequence[int],
-                            gt_no_target: Sequence[bool],
-                            pred_no_target: Sequence[bool]
-                            ) -> Dict[str, float]:
+def gris_metrics_from_stats(
+        inter: Sequence[int], union: Sequence[int],
+        gt_no_target: Sequence[bool],
+        pred_no_target: Sequence[bool]) -> Dict[str, float]:
     """gIoU, cIoU, N-acc, T-acc and Pr@0.7..0.9 (percent) per ReLA.
 
     Per sample, with I = |pred & gt| and U = |pred | gt| of the masks:
@@ -176,8 +179,8 @@ def gris_metrics_from_stats(inter: Sequence[int], union: Sequence[int],
     total_union = int(union_a.sum())
     metrics: Dict[str, float] = OrderedDict()
     metrics['gIoU'] = float(iou.mean() * 100)
-    metrics['cIoU'] = (float(inter_a.sum() / total_union * 100)
-                       if total_union else 0.0)
+    metrics['cIoU'] = (
+        float(inter_a.sum() / total_union * 100) if total_union else 0.0)
     metrics['N-acc'] = share(pred_nt, gt_nt)
     metrics['T-acc'] = share(~pred_nt, target)
     for name, thr in zip(GRIS_PR_NAMES, GRIS_PR_THRESHOLDS):
@@ -341,8 +344,8 @@ class GRISMetric(RISMetric):
                 no_target=bool(self._get(sample, 'no_target', False)),
                 pred_no_target=predicted_no_target(
                     self._get(sample, 'pred_no_target'), original))
-            self.results.append((inter, union, meta['ref_id'],
-                                 meta['sent_id'], meta))
+            self.results.append(
+                (inter, union, meta['ref_id'], meta['sent_id'], meta))
 
     def compute_metrics(self, results: List[tuple]) -> Dict[str, float]:
         """Compute the metrics from the collected per-sample records.
@@ -366,7 +369,8 @@ class GRISMetric(RISMetric):
                         self.protocol)
         print_log(
             f'gRIS: {num_nt} no-target and {len(results) - num_nt} target '
-            'sentences', logger=MMLogger.get_current_instance())
+            'sentences',
+            logger=MMLogger.get_current_instance())
         if self.out_file is not None:
             giou = gris_sample_iou(inter, union, gt_nt, pred_nt)
             metas = [dict(m, giou=float(g)) for m, g in zip(metas, giou)]

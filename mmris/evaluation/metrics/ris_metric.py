@@ -146,8 +146,7 @@ class RISMetric(BaseMetric):
         return getattr(sample, key, default)
 
     #: Per-sentence meta information kept for ``out_file`` and the table.
-    RECORD_KEYS = ('dataset', 'split', 'ref_id', 'sent_id', 'img_path',
-                   'text')
+    RECORD_KEYS = ('dataset', 'split', 'ref_id', 'sent_id', 'img_path', 'text')
 
     def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
         """Store (I, U, ref_id, sent_id, meta) of each sample.
@@ -169,8 +168,8 @@ class RISMetric(BaseMetric):
             inter, union = self._iou_stats(sample, self._get(pred, 'data'),
                                            self._get(gt, 'data'))
             meta = {k: self._get(sample, k) for k in self.RECORD_KEYS}
-            self.results.append((inter, union, meta['ref_id'],
-                                 meta['sent_id'], meta))
+            self.results.append(
+                (inter, union, meta['ref_id'], meta['sent_id'], meta))
 
     @classmethod
     def _iou_stats(cls, sample: Any, pred: Any, gt: Any) -> Tuple[int, int]:
@@ -178,10 +177,9 @@ class RISMetric(BaseMetric):
         try:
             return compute_iou_stats(pred, gt)
         except ValueError as err:
-            where = ', '.join(
-                f'{key} {cls._get(sample, key)}'
-                for key in ('img_path', 'ref_id', 'sent_id')
-                if cls._get(sample, key) is not None)
+            where = ', '.join(f'{key} {cls._get(sample, key)}'
+                              for key in ('img_path', 'ref_id', 'sent_id')
+                              if cls._get(sample, key) is not None)
             raise ValueError(f'{cls.__name__}: sample {where or "?"}: '
                              f'{err}') from err
 

@@ -94,10 +94,8 @@ class PatchEmbed(nn.Module):
 
     def __init__(self, patch_size: int, in_channels: int, dim: int) -> None:
         super().__init__()
-        self.proj = nn.Conv2d(in_channels,
-                              dim,
-                              kernel_size=patch_size,
-                              stride=patch_size)
+        self.proj = nn.Conv2d(
+            in_channels, dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: Tensor):
         x = self.proj(x)
@@ -155,12 +153,11 @@ class AbSViT(nn.Module):
         x, grid = self.patch_embed(img)
         pos = self.pos_embed
         if tuple(grid) != tuple(self.grid_size):
-            pos = F.interpolate(pos.reshape(1, *self.grid_size,
-                                            -1).permute(0, 3, 1, 2),
-                                size=grid,
-                                mode='bicubic',
-                                align_corners=False).flatten(2).transpose(
-                                    1, 2)
+            pos = F.interpolate(
+                pos.reshape(1, *self.grid_size, -1).permute(0, 3, 1, 2),
+                size=grid,
+                mode='bicubic',
+                align_corners=False).flatten(2).transpose(1, 2)
         return x + pos, grid
 
     def feedback(self, x: Tensor) -> List[Tensor]:
@@ -213,10 +210,11 @@ class AddFusion(nn.Module):
         caffe2_xavier_init(self.input_proj[1])
 
     def forward(self, x: Tensor, feat: Tensor, grid) -> Tensor:
-        y = F.interpolate(self.input_proj(feat.contiguous()),
-                          size=tuple(grid),
-                          mode='bilinear',
-                          align_corners=False)
+        y = F.interpolate(
+            self.input_proj(feat.contiguous()),
+            size=tuple(grid),
+            mode='bilinear',
+            align_corners=False)
         return x + y.flatten(2).transpose(1, 2)
 
 

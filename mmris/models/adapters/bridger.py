@@ -17,9 +17,9 @@ from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from ..utils.step_context import StepContext
 from ..utils import (GatedCrossAttention, PostNormInteractor, conv_layer,
                      deconv_layer, init_linear_conv)
+from ..utils.step_context import StepContext
 
 
 class Bridger(BaseModule):
@@ -124,7 +124,8 @@ class BridgerViT(Bridger):
                  nhead: int = 8,
                  strides: Sequence[int] = (1, 1, 1),
                  init_cfg=None):
-        super().__init__(d_img, text_channels, d_model, nhead, strides, init_cfg)
+        super().__init__(d_img, text_channels, d_model, nhead, strides,
+                         init_cfg)
 
     def build_zoom(self, d_img, d_model, stride, last):
         if last:
@@ -161,7 +162,8 @@ class BridgerRN(Bridger):
                  dim_feedforward: int = 128,
                  init_cfg=None):
         self.dim_feedforward = dim_feedforward
-        super().__init__(d_img, text_channels, d_model, nhead, strides, init_cfg)
+        super().__init__(d_img, text_channels, d_model, nhead, strides,
+                         init_cfg)
 
     def build_zoom(self, d_img, d_model, stride, last):
         down = nn.Conv2d

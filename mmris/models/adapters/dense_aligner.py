@@ -86,8 +86,8 @@ class DenseAligner(DenseConvAdapter):
             init_cfg=init_cfg)
         self.num_prefix_tokens = num_prefix_tokens
         self.use_padding_mask = use_padding_mask
-        self.cross = CrossModalAttention(
-            hidden_channels, text_channels, embed_dims, num_heads, dropout)
+        self.cross = CrossModalAttention(hidden_channels, text_channels,
+                                         embed_dims, num_heads, dropout)
         self._init_layers()
 
     def _init_layers(self) -> None:

@@ -25,6 +25,7 @@ from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule
 from torch import Tensor
 
+
 def conv_bn_relu(in_channels: int,
                  out_channels: int,
                  kernel_size: int,

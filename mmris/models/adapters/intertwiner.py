@@ -50,12 +50,14 @@ class Intertwiner(BaseModule):
                  init_cfg: OptConfigType = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.use_txt_add = use_txt_add
-        self.proj = nn.Sequential(nn.Linear(text_channels, hidden), nn.ReLU(),
-                                  nn.Linear(hidden, d_img))
+        self.proj = nn.Sequential(
+            nn.Linear(text_channels, hidden), nn.ReLU(),
+            nn.Linear(hidden, d_img))
         self.proj_txt: Optional[nn.Module] = None
         if use_txt_add:
-            self.proj_txt = nn.Sequential(nn.Linear(d_img, hidden), nn.ReLU(),
-                                          nn.Linear(hidden, text_channels))
+            self.proj_txt = nn.Sequential(
+                nn.Linear(d_img, hidden), nn.ReLU(),
+                nn.Linear(hidden, text_channels))
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:

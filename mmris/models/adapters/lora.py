@@ -77,12 +77,16 @@ class LoRAQKV(BaseModule):
         for name in targets:
             self.add_module(
                 name,
-                LoRALinear(_ZeroProjection(dim, dim), alpha=alpha, rank=rank,
-                           drop_rate=drop_rate))
+                LoRALinear(
+                    _ZeroProjection(dim, dim),
+                    alpha=alpha,
+                    rank=rank,
+                    drop_rate=drop_rate))
 
-    def forward(self, h: Tensor,
-                ctx: Optional[StepContext] = None) -> Tuple[Optional[Tensor],
-                                                            ...]:
+    def forward(
+            self,
+            h: Tensor,
+            ctx: Optional[StepContext] = None) -> Tuple[Optional[Tensor], ...]:
         """Updates ``(dq, dk, dv)`` of the normalised tokens ``h`` (None for
         the projections that are not targeted)."""
         return tuple(

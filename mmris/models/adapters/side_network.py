@@ -104,8 +104,8 @@ class SideAdapterNetwork(nn.Module):
             AddFusion(clip_channels, embed_dim)
             for i in self.fusion_blocks
         })
-        self.proj = nn.Sequential(nn.Linear(text_channels, 32), nn.ReLU(),
-                                  nn.Linear(32, embed_dim))
+        self.proj = nn.Sequential(
+            nn.Linear(text_channels, 32), nn.ReLU(), nn.Linear(32, embed_dim))
 
     def _fuse(self, pos: int, x: Tensor, feats: List[Tensor], grid,
               num_patches: int) -> Tensor:

@@ -19,7 +19,8 @@ class TextAdapter(DenseConvAdapter):
     (``dict(point='ffn_parallel', tower='text', layers=[1, 3, 5, 7, 9, 11],
     scale=0.2, input='residual', module=dict(type='TextAdapter', ...))``):
     it reads the un-normalised residual stream after the attention branch
-    and its output, times 0.2, is added next to the MLP output. Computation on ``x`` (B, L, C)::
+    and its output, times 0.2, is added next to the MLP output. Computation
+    on ``x`` (B, L, C)::
 
         x0 = ReLU(D_fc1(x))                          # (B, L, m)
         y  = dense_mixture_1d(x0[:, P:])             # SOT (P=1) excluded

@@ -1,4 +1,5 @@
 # Copyright (c) mmris contributors. All rights reserved.
+from ..utils.step_context import StepContext
 from .adapted_encoder_pair import (AdaptedEncoderPair, EncoderOutput,
                                    text_padding_mask)
 from .base_block import HOOK_POINTS, AdaptableBlock
@@ -8,7 +9,6 @@ from .clip_text import CLIPTextTransformer
 from .clip_vit import CLIPVisionTransformer
 from .dinov2 import DINOv2, DINOv2Block
 from .eva02 import EVA02Block, EVA02VisionTransformer
-from ..utils.step_context import StepContext
 
 __all__ = [
     'AdaptedEncoderPair', 'EncoderOutput', 'StepContext', 'HOOK_POINTS',

@@ -61,18 +61,25 @@ from mmseg.utils import ConfigType, OptConfigType
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .base_block import HOOK_POINTS
 from ..utils.step_context import StepContext
+from .base_block import HOOK_POINTS
 
 #: Points handled by the pair itself (one module for all its layers).
 PAIR_POINTS = ('tokens', 'bridge')
 #: Default attribute name of the module of each point.
 DEFAULT_NAMES = dict(
-    attn_shortcut='flow', ffn_shortcut='flow2', qkv='qkv_adapter',
-    attn_out='out_adapter', attn_parallel='attn_adapter',
-    ffn_parallel='adapter', tokens='token_injector', bridge='bridge')
-_SPEC_KEYS = {'point', 'tower', 'layers', 'module', 'name', 'scale', 'input',
-              'method', 'replace'}
+    attn_shortcut='flow',
+    ffn_shortcut='flow2',
+    qkv='qkv_adapter',
+    attn_out='out_adapter',
+    attn_parallel='attn_adapter',
+    ffn_parallel='adapter',
+    tokens='token_injector',
+    bridge='bridge')
+_SPEC_KEYS = {
+    'point', 'tower', 'layers', 'module', 'name', 'scale', 'input', 'method',
+    'replace'
+}
 _OLD_ARGS = ('bridge', 'bridge_after', 'visual_adapter', 'text_adapter',
              'visual_shortcut', 'text_shortcut', 'token_injector')
 
@@ -148,8 +155,9 @@ class _TowerState:
 
     def insert(self, name: str, tokens: Tensor) -> None:
         k = self.num_prefix
-        self.x = torch.cat([self.x[:, :k], tokens.to(self.x.dtype),
-                            self.x[:, k:]], dim=1)
+        self.x = torch.cat(
+            [self.x[:, :k],
+             tokens.to(self.x.dtype), self.x[:, k:]], dim=1)
         self.segments.insert(0, (name, tokens.shape[1]))
 
 
@@ -195,8 +203,8 @@ class AdaptedEncoderPair(BaseModule):
     def __init__(self,
                  visual: ConfigType,
                  text: ConfigType,
-                 adapters: Union[Sequence[ConfigType],
-                                 Dict[str, ConfigType]] = (),
+                 adapters: Union[Sequence[ConfigType], Dict[str,
+                                                            ConfigType]] = (),
                  order: str = 'lockstep',
                  sync: Optional[Sequence[int]] = None,
                  out_indices: Sequence[int] = (),
@@ -328,11 +336,14 @@ class AdaptedEncoderPair(BaseModule):
             module = shared if shared is not None else (
                 None if cfg is None else MODELS.build(cfg))
             try:
-                block.attach(point, name, module,
-                             scale=spec.get('scale', 1.0),
-                             input=spec.get('input', 'norm'),
-                             method=spec.get('method', 'forward'),
-                             owned=shared is None)
+                block.attach(
+                    point,
+                    name,
+                    module,
+                    scale=spec.get('scale', 1.0),
+                    input=spec.get('input', 'norm'),
+                    method=spec.get('method', 'forward'),
+                    owned=shared is None)
             except ValueError as err:
                 raise ValueError(f'{where}: {err}') from None
 
@@ -383,14 +394,16 @@ class AdaptedEncoderPair(BaseModule):
         outs.append(self.visual.final_map(vis.x, grid, vis.num_inserted))
         return EncoderOutput(outs, word, state, pad_mask, side)
 
-    def _call_context(self, tower: str, layer: int,
-                      towers: Dict[str, _TowerState],
+    def _call_context(self, tower: str, layer: int, towers: Dict[str,
+                                                                 _TowerState],
                       ctx: StepContext) -> StepContext:
         state = towers[tower]
-        return ctx.at(tower=tower, layer=layer,
-                      patch_start=towers['visual'].num_prefix +
-                      towers['visual'].num_inserted,
-                      num_inserted=state.num_inserted)
+        return ctx.at(
+            tower=tower,
+            layer=layer,
+            patch_start=towers['visual'].num_prefix +
+            towers['visual'].num_inserted,
+            num_inserted=state.num_inserted)
 
     def _step(self, tower: str, layer: int, towers: Dict[str, _TowerState],
               ctx: StepContext, stores: Dict[str, dict]) -> None:
@@ -404,12 +417,13 @@ class AdaptedEncoderPair(BaseModule):
             if hook.replace:
                 state.remove(hook.name)
             call = self._call_context(tower, layer, towers, ctx).at(
-                stage=hook.layers.index(layer), store=stores[hook.name],
+                stage=hook.layers.index(layer),
+                store=stores[hook.name],
                 visual_tokens=towers['visual'].x,
                 text_tokens=towers['text'].x)
             module = getattr(self, hook.name)
-            state.insert(hook.name, getattr(module, hook.method)(state.x,
-                                                                 call))
+            state.insert(hook.name,
+                         getattr(module, hook.method)(state.x, call))
         encoder = self.tower(tower)
         state.x = encoder.run_block(
             layer, state.x, self._call_context(tower, layer, towers, ctx))
@@ -421,11 +435,12 @@ class AdaptedEncoderPair(BaseModule):
                 continue
             vis, txt = towers['visual'], towers['text']
             call = self._call_context('visual', unit, towers, ctx).at(
-                tower='', stage=hook.layers.index(unit),
+                tower='',
+                stage=hook.layers.index(unit),
                 store=stores[hook.name])
             v_map = self.visual.patch_map(vis.x, ctx.grid, vis.num_inserted)
-            dv, dt = getattr(getattr(self, hook.name), hook.method)(
-                v_map, txt.x, call)
+            dv, dt = getattr(getattr(self, hook.name),
+                             hook.method)(v_map, txt.x, call)
             vis.x = self.visual.add_to_patches(vis.x, dv, vis.num_inserted)
             txt.x = txt.x + dt
 
@@ -436,8 +451,8 @@ class AdaptedEncoderPair(BaseModule):
     def _tap(self, k: int, state: _TowerState, grid: Tuple[int, int],
              outs: list, side: list) -> None:
         if k in self.out_indices:
-            outs.append(self.visual.patch_map(state.x, grid,
-                                              state.num_inserted))
+            outs.append(
+                self.visual.patch_map(state.x, grid, state.num_inserted))
         if k in self.side_indices:
-            side.append(self.visual.patch_map(state.x, grid,
-                                              state.num_inserted))
+            side.append(
+                self.visual.patch_map(state.x, grid, state.num_inserted))

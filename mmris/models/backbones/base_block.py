@@ -128,7 +128,7 @@ class AdaptableBlock(nn.Module):
         """LayerScale of the FFN branch (identity by default)."""
         return x
 
-    # -- hooks ------------------------------------------------------------------
+    # -- hooks ----------------------------------------------------------------
     def attach(self,
                point: str,
                name: str,
@@ -250,7 +250,7 @@ class AdaptableBlock(nn.Module):
         """The frozen FFN branch on normalised tokens ``h``."""
         return self.ffn_proj(self.ffn_inner(h))
 
-    # -- forward ----------------------------------------------------------------
+    # -- forward --------------------------------------------------------------
     def forward(self,
                 x: Tensor,
                 ctx: Optional[StepContext] = None,

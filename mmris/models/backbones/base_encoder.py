@@ -78,8 +78,7 @@ class FrozenEncoderMixin:
         mismatched = [
             f'{k}: file {tuple(state[k].shape)}, model '
             f'{tuple(current[k].shape)}' for k in own
-            if k in state and tuple(state[k].shape) != tuple(
-                current[k].shape)
+            if k in state and tuple(state[k].shape) != tuple(current[k].shape)
         ]
         if missing or unexpected or mismatched:
             raise RuntimeError(
@@ -121,25 +120,33 @@ class VisualEncoder(FrozenEncoderMixin, BaseModule):
         """The units stepped one by one."""
         raise NotImplementedError
 
-    def run_block(self, index: int, x: Tensor,
+    def run_block(self,
+                  index: int,
+                  x: Tensor,
                   ctx: Optional[StepContext] = None) -> Tensor:
         """Run unit ``index``; ``ctx`` reaches the block's hooks."""
         return self.blocks[index](x, ctx)
 
-    def final_map(self, x: Tensor, grid: Tuple[int, int],
+    def final_map(self,
+                  x: Tensor,
+                  grid: Tuple[int, int],
                   num_extra: int = 0) -> Tensor:
         """Final projection after the last unit -> map (B, C', h, w)."""
         raise NotImplementedError
 
     # -- token helpers (transformers) --------------------------------------
-    def patch_map(self, x: Tensor, grid: Tuple[int, int],
+    def patch_map(self,
+                  x: Tensor,
+                  grid: Tuple[int, int],
                   num_extra: int = 0) -> Tensor:
         """Patch tokens of ``x`` as a map (B, C, h, w)."""
         start = self.num_prefix_tokens + num_extra
         patches = x[:, start:]
         return patches.transpose(1, 2).reshape(x.shape[0], x.shape[2], *grid)
 
-    def add_to_patches(self, x: Tensor, delta: Tensor,
+    def add_to_patches(self,
+                       x: Tensor,
+                       delta: Tensor,
                        num_extra: int = 0) -> Tensor:
         """Add a map ``delta`` (B, C, h, w) to the patch tokens of ``x``."""
         start = self.num_prefix_tokens + num_extra
@@ -172,7 +179,9 @@ class TextEncoder(FrozenEncoderMixin, BaseModule):
     def blocks(self) -> torch.nn.ModuleList:
         raise NotImplementedError
 
-    def run_block(self, index: int, x: Tensor,
+    def run_block(self,
+                  index: int,
+                  x: Tensor,
                   ctx: Optional[StepContext] = None) -> Tensor:
         """Run block ``index``; ``ctx`` reaches the block's hooks."""
         raise NotImplementedError

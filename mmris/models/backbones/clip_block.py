@@ -9,8 +9,8 @@ from torch import Tensor
 from ..utils.attention import MultiheadAttention
 from ..utils.layer_norm import LayerNormFp32
 from ..utils.quick_gelu import QuickGELU
-from .base_block import AdaptableBlock
 from ..utils.step_context import StepContext
+from .base_block import AdaptableBlock
 
 
 class CLIPResidualBlock(AdaptableBlock):
@@ -47,7 +47,8 @@ class CLIPResidualBlock(AdaptableBlock):
                  act: str = 'quick_gelu'):
         nn.Module.__init__(self)
         if act not in ('quick_gelu', 'gelu'):
-            raise ValueError(f"act must be 'quick_gelu' or 'gelu', got {act!r}")
+            raise ValueError(
+                f"act must be 'quick_gelu' or 'gelu', got {act!r}")
         self.ln_1 = LayerNormFp32(width)
         self.attn = MultiheadAttention(width, heads)
         self.ln_2 = LayerNormFp32(width)

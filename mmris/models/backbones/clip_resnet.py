@@ -9,9 +9,8 @@ from open_clip.modified_resnet import AttentionPool2d, ModifiedResNet
 from torch import Tensor
 
 from mmris.checkpoint import load_clip_state_dict, sub_state_dict
-
-from .base_encoder import VisualEncoder
 from ..utils.step_context import StepContext
+from .base_encoder import VisualEncoder
 
 
 class CRISAttentionPool2d(AttentionPool2d):
@@ -44,7 +43,9 @@ class CRISAttentionPool2d(AttentionPool2d):
         side = self.spacial_dim
         pos = self.positional_embedding[1:].reshape(1, side, side, c)
         pos = F.interpolate(
-            pos.permute(0, 3, 1, 2), size=(h, w), mode='bicubic',
+            pos.permute(0, 3, 1, 2),
+            size=(h, w),
+            mode='bicubic',
             align_corners=False)
         tokens = (x + pos.to(x.dtype)).flatten(2).transpose(1, 2)  # B,HW,C
 
@@ -97,7 +98,10 @@ class CLIPModifiedResNet(VisualEncoder):
         super().__init__(init_cfg=init_cfg)
         self.pretrained = pretrained
         resnet = ModifiedResNet(
-            list(layers), output_dim, heads, image_size=image_size,
+            list(layers),
+            output_dim,
+            heads,
+            image_size=image_size,
             width=width)
         resnet.attnpool = CRISAttentionPool2d(image_size // 32, width * 32,
                                               heads, output_dim)
@@ -126,14 +130,18 @@ class CLIPModifiedResNet(VisualEncoder):
         x = self.layer1(self.avgpool(x))
         return x, None
 
-    def run_block(self, index: int, x: Tensor,
+    def run_block(self,
+                  index: int,
+                  x: Tensor,
                   ctx: Optional[StepContext] = None) -> Tensor:
         return self.blocks[index](x)
 
     def patch_map(self, x: Tensor, grid=None, num_extra: int = 0) -> Tensor:
         return x
 
-    def add_to_patches(self, x: Tensor, delta: Tensor,
+    def add_to_patches(self,
+                       x: Tensor,
+                       delta: Tensor,
                        num_extra: int = 0) -> Tensor:
         return x + delta
 

@@ -9,10 +9,9 @@ from mmseg.registry import MODELS
 from torch import Tensor
 
 from mmris.checkpoint import load_clip_state_dict, load_state_dict_file
-
 from ..utils.layer_norm import LayerNormFp32
-from .base_encoder import TextEncoder
 from ..utils.step_context import StepContext
+from .base_encoder import TextEncoder
 from .clip_block import CLIPTransformer
 
 
@@ -125,8 +124,10 @@ class CLIPTextTransformer(TextEncoder):
                     else value
         else:
             state = load_clip_state_dict(self.pretrained)
-            own = {k: v for k, v in state.items()
-                   if not k.startswith('visual.')}
+            own = {
+                k: v
+                for k, v in state.items() if not k.startswith('visual.')
+            }
         self.load_pretrained_state_dict(own, self.pretrained)
 
     def causal_mask(self, length: int, device: torch.device) -> Tensor:
@@ -145,7 +146,9 @@ class CLIPTextTransformer(TextEncoder):
         x = self.token_embedding(ids)
         return x + self.positional_embedding[:length].to(x.dtype)
 
-    def run_block(self, index: int, x: Tensor,
+    def run_block(self,
+                  index: int,
+                  x: Tensor,
                   ctx: Optional[StepContext] = None) -> Tensor:
         mask = self.causal_mask(x.shape[1], x.device)
         return self.blocks[index](x, ctx, attn_mask=mask)

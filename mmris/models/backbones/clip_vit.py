@@ -8,7 +8,6 @@ from mmseg.registry import MODELS
 from torch import Tensor
 
 from mmris.checkpoint import load_clip_state_dict, sub_state_dict
-
 from ..utils.layer_norm import LayerNormFp32
 from ..utils.pos_embed import resize_pos_embed
 from .base_encoder import VisualEncoder
@@ -95,7 +94,9 @@ class CLIPVisionTransformer(VisualEncoder):
         x = x + pos.to(x.dtype)
         return self.ln_pre(x), grid
 
-    def final_map(self, x: Tensor, grid: Tuple[int, int],
+    def final_map(self,
+                  x: Tensor,
+                  grid: Tuple[int, int],
                   num_extra: int = 0) -> Tensor:
         patches = self.ln_post(x[:, self.num_prefix_tokens + num_extra:])
         out = patches @ self.proj

@@ -19,10 +19,10 @@ from mmseg.registry import MODELS
 from torch import Tensor
 
 from mmris.checkpoint import load_state_dict_file
-
+from ..utils.step_context import StepContext
 from .base_block import AdaptableBlock
 from .base_encoder import VisualEncoder
-from ..utils.step_context import StepContext
+
 
 def interpolate_pos_embed(pos_embed: Tensor,
                           grid: Tuple[int, int],
@@ -58,12 +58,11 @@ def interpolate_pos_embed(pos_embed: Tensor,
     dim = pos_embed.shape[-1]
     table = pos_embed[:, 1:].reshape(1, side, side, dim).permute(0, 3, 1, 2)
     if offset:
-        kwargs = dict(scale_factor=(float(h + offset) / side,
-                                    float(w + offset) / side))
+        kwargs = dict(
+            scale_factor=(float(h + offset) / side, float(w + offset) / side))
     else:
         kwargs = dict(size=(h, w))
-    table = F.interpolate(
-        table, mode='bicubic', antialias=antialias, **kwargs)
+    table = F.interpolate(table, mode='bicubic', antialias=antialias, **kwargs)
     if tuple(table.shape[-2:]) != (h, w):
         raise RuntimeError(f'interpolated table is {tuple(table.shape[-2:])}'
                            f', expected {(h, w)}')
@@ -270,8 +269,7 @@ class DINOv2PatchEmbed(nn.Module):
         super().__init__()
         self.patch_size = patch_size
         self.proj = nn.Conv2d(
-            in_channels, embed_dims, kernel_size=patch_size,
-            stride=patch_size)
+            in_channels, embed_dims, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, img: Tensor) -> Tuple[Tensor, Tuple[int, int]]:
         """(B, 3, H, W) -> tokens (B, h*w, C), grid (h, w)."""
@@ -337,17 +335,29 @@ class DINOv2(VisualEncoder):
 
     arch_zoo: Dict[str, dict] = {
         **dict.fromkeys(['s', 'small', 'vit-s'],
-                        dict(embed_dims=384, num_layers=12, num_heads=6,
-                             ffn_type='mlp')),
+                        dict(
+                            embed_dims=384,
+                            num_layers=12,
+                            num_heads=6,
+                            ffn_type='mlp')),
         **dict.fromkeys(['b', 'base', 'vit-b'],
-                        dict(embed_dims=768, num_layers=12, num_heads=12,
-                             ffn_type='mlp')),
+                        dict(
+                            embed_dims=768,
+                            num_layers=12,
+                            num_heads=12,
+                            ffn_type='mlp')),
         **dict.fromkeys(['l', 'large', 'vit-l'],
-                        dict(embed_dims=1024, num_layers=24, num_heads=16,
-                             ffn_type='mlp')),
+                        dict(
+                            embed_dims=1024,
+                            num_layers=24,
+                            num_heads=16,
+                            ffn_type='mlp')),
         **dict.fromkeys(['g', 'giant', 'vit-g'],
-                        dict(embed_dims=1536, num_layers=40, num_heads=24,
-                             ffn_type='swiglu')),
+                        dict(
+                            embed_dims=1536,
+                            num_layers=40,
+                            num_heads=24,
+                            ffn_type='swiglu')),
     }
 
     def __init__(self,
@@ -482,6 +492,8 @@ class DINOv2(VisualEncoder):
             x = torch.cat([x[:, :1], reg, x[:, 1:]], dim=1)
         return x, grid
 
-    def final_map(self, x: Tensor, grid: Tuple[int, int],
+    def final_map(self,
+                  x: Tensor,
+                  grid: Tuple[int, int],
                   num_extra: int = 0) -> Tensor:
         return self.patch_map(self.norm(x), grid, num_extra)

@@ -103,7 +103,9 @@ class EVA02Attention(nn.Module):
         if key not in self._rope:
             ref = [self.rope_ref_grid, self.rope_ref_grid]
             self._rope[key] = RotaryEmbeddingCat(
-                self.head_dim, in_pixels=False, feat_shape=list(grid),
+                self.head_dim,
+                in_pixels=False,
+                feat_shape=list(grid),
                 ref_feat_shape=ref).get_embed().to(device)
         return self._rope[key]
 
@@ -113,7 +115,8 @@ class EVA02Attention(nn.Module):
             F.linear(x, self.q_proj.weight, self.q_bias),
             F.linear(x, self.k_proj.weight),
             F.linear(x, self.v_proj.weight, self.v_bias)
-        ], dim=-1)
+        ],
+                         dim=-1)
 
     def attend_projected(self, qkv: Tensor,
                          grid: Optional[Tuple[int, int]]) -> Tensor:
@@ -126,10 +129,14 @@ class EVA02Attention(nn.Module):
         if grid is not None:
             emb = self.rope(grid, qkv.device)
             p = emb.shape[0]
-            q = torch.cat([q[:, :, :n - p],
-                           apply_rot_embed_cat(q[:, :, n - p:], emb)], dim=2)
-            k = torch.cat([k[:, :, :n - p],
-                           apply_rot_embed_cat(k[:, :, n - p:], emb)], dim=2)
+            q = torch.cat(
+                [q[:, :, :n - p],
+                 apply_rot_embed_cat(q[:, :, n - p:], emb)],
+                dim=2)
+            k = torch.cat(
+                [k[:, :, :n - p],
+                 apply_rot_embed_cat(k[:, :, n - p:], emb)],
+                dim=2)
         x = F.scaled_dot_product_attention(q, k, v)
         x = x.transpose(1, 2).reshape(b, n, c)
         return self.inner_attn_ln(x)
@@ -146,7 +153,9 @@ class SwiGLU(nn.Module):
         norm_eps (float): Epsilon of ``ffn_ln``. Defaults to 1e-6.
     """
 
-    def __init__(self, dim: int, hidden_dim: int,
+    def __init__(self,
+                 dim: int,
+                 hidden_dim: int,
                  norm_eps: float = 1e-6) -> None:
         super().__init__()
         self.w1 = nn.Linear(dim, hidden_dim)
@@ -195,8 +204,8 @@ class EVA02Block(AdaptableBlock):
 
     def attend(self, qkv: Tensor, attn_mask: Optional[Tensor],
                ctx: Optional[StepContext]) -> Tensor:
-        return self.attn.attend_projected(
-            qkv, None if ctx is None else ctx.grid)
+        return self.attn.attend_projected(qkv,
+                                          None if ctx is None else ctx.grid)
 
     def attn_proj(self, x: Tensor) -> Tensor:
         return self.attn.proj(x)
@@ -231,8 +240,8 @@ class EVA02PatchEmbed(nn.Module):
 #: The open_clip / timm names (``EVA02-B-16``, ``eva02_base_patch16_clip_224``)
 #: of the EVA-CLIP tower's keys, as (EVA-CLIP suffix, timm suffix).
 TIMM_RENAMES = (('attn.q_bias', 'attn.q_proj.bias'),
-                ('attn.v_bias', 'attn.v_proj.bias'),
-                ('attn.inner_attn_ln.', 'attn.norm.'),
+                ('attn.v_bias', 'attn.v_proj.bias'), ('attn.inner_attn_ln.',
+                                                      'attn.norm.'),
                 ('mlp.ffn_ln.', 'mlp.norm.'), ('mlp.w1.', 'mlp.fc1_g.'),
                 ('mlp.w2.', 'mlp.fc1_x.'), ('mlp.w3.', 'mlp.fc2.'))
 
@@ -343,8 +352,10 @@ class EVA02VisionTransformer(VisualEncoder):
         """Load an EVA02-CLIP state dict (EVA-CLIP or open_clip/timm layout)
         strictly into the tower's own keys."""
         self.load_pretrained_state_dict(
-            {k: v.float() if v.is_floating_point() else v
-             for k, v in eva_clip_visual_state(state).items()}, source)
+            {
+                k: v.float() if v.is_floating_point() else v
+                for k, v in eva_clip_visual_state(state).items()
+            }, source)
 
     def init_weights(self) -> None:
         if self.pretrained is None:
@@ -353,11 +364,13 @@ class EVA02VisionTransformer(VisualEncoder):
             self.pretrained, 'an EVA02-CLIP file such as '
             'EVA02_CLIP_B_psz16_s8B.pt',
             nested=('model', 'module', 'state_dict'))
-        state = {k[len('module.'):] if k.startswith('module.') else k: v
-                 for k, v in state.items()}
+        state = {
+            k[len('module.'):] if k.startswith('module.') else k: v
+            for k, v in state.items()
+        }
         self.load_eva_clip_state_dict(state, self.pretrained)
 
-    # -- encoder interface ------------------------------------------------------
+    # -- encoder interface ----------------------------------------------------
     def embed(self, img: Tensor) -> Tuple[Tensor, Tuple[int, int]]:
         x, grid = self.patch_embed(img.to(self.patch_embed.proj.weight.dtype))
         cls = self.cls_token.to(x.dtype).expand(x.shape[0], -1, -1)
@@ -365,7 +378,9 @@ class EVA02VisionTransformer(VisualEncoder):
         pos = resize_pos_embed(self.pos_embed[0], grid)
         return x + pos.to(x.dtype), grid
 
-    def final_map(self, x: Tensor, grid: Tuple[int, int],
+    def final_map(self,
+                  x: Tensor,
+                  grid: Tuple[int, int],
                   num_extra: int = 0) -> Tensor:
         """``head`` (after ``norm`` when ``final_norm``) of the patch
         tokens, as a map (B, output_dim, h, w)."""

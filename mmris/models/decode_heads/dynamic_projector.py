@@ -33,10 +33,12 @@ class DynamicProjector(nn.Module):
             nn.Upsample(scale_factor=2, mode='bilinear'),
             conv_layer(in_dim * 2, in_dim, 3, padding=1),
             nn.Conv2d(in_dim, in_dim, 1))
-        self.txt = nn.Linear(text_channels, in_dim * kernel_size * kernel_size + 1)
+        self.txt = nn.Linear(text_channels,
+                             in_dim * kernel_size * kernel_size + 1)
 
     def forward(self, x: Tensor, state: Tensor) -> Tensor:
-        """x (B, 2*in_dim, H, W), state (B, text_channels) -> (B, 1, 4H, 4W)."""
+        """x (B, 2*in_dim, H, W), state (B, text_channels) -> (B, 1, 4H,
+        4W)."""
         x = self.vis(x)
         b, c, h, w = x.shape
         params = self.txt(state)
@@ -74,7 +76,7 @@ class DynamicProjector(nn.Module):
         out = bias[:, None, None]
         for i in range(k):
             for j in range(k):
-                out = out + torch.einsum('bchw,bc->bhw',
-                                         xp[:, :, i:i + h, j:j + w],
-                                         weight[:, :, i, j])
+                out = out + torch.einsum(
+                    'bchw,bc->bhw', xp[:, :, i:i + h, j:j + w], weight[:, :, i,
+                                                                       j])
         return out[:, None]

@@ -46,8 +46,8 @@ class NoTargetHead(BaseModule):
                  threshold: float = 0.5,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        for name, value in (('in_channels', in_channels),
-                            ('text_channels', text_channels),
+        for name, value in (('in_channels', in_channels), ('text_channels',
+                                                           text_channels),
                             ('hidden_channels', hidden_channels)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(
@@ -101,7 +101,8 @@ class NoTargetHead(BaseModule):
                      no_target: Tensor) -> Dict[str, Tensor]:
         """BCE-with-logits against the samples' ``no_target`` flags (B,)."""
         loss = F.binary_cross_entropy_with_logits(
-            logits.float(), no_target.to(logits.device).float())
+            logits.float(),
+            no_target.to(logits.device).float())
         return dict(loss_no_target=self.loss_weight * loss)
 
     def predict(self, logits: Tensor) -> Tuple[Tensor, Tensor]:

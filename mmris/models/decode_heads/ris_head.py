@@ -1,5 +1,6 @@
 # Copyright (c) mmris contributors. All rights reserved.
-"""The shared referring decode head: transformer decoder + dynamic projector."""
+"""The shared referring decode head: transformer decoder + dynamic
+projector."""
 from typing import Dict
 
 import torch.nn.functional as F
@@ -64,7 +65,8 @@ class RISDecodeHead(BaseModule):
         -> logits (B, 1, 4H, 4W)."""
         return self.proj(self.decoder(fq, word, pad_mask), state)
 
-    def loss_by_feat(self, logits: Tensor, gt_masks: Tensor) -> Dict[str, Tensor]:
+    def loss_by_feat(self, logits: Tensor,
+                     gt_masks: Tensor) -> Dict[str, Tensor]:
         """BCE-with-logits (+ optional Dice) against ``gt_masks``
         (B, 1, S, S) in [0, 1]."""
         if gt_masks.shape[-2:] != logits.shape[-2:]:

@@ -86,10 +86,9 @@ class RISTransformerDecoder(nn.Module):
         key = (h, w, length, text_channels, ref.device, ref.dtype)
         if key not in self._pos:
             d = self.norm.normalized_shape[0]
-            self._pos[key] = (
-                sine_encoding_2d(d, h, w)[None].to(ref.device, ref.dtype),
-                sine_encoding_1d(text_channels, length)[None].to(
-                    ref.device, ref.dtype))
+            self._pos[key] = (sine_encoding_2d(d, h, w)[None].to(
+                ref.device, ref.dtype), sine_encoding_1d(
+                    text_channels, length)[None].to(ref.device, ref.dtype))
         return self._pos[key]
 
     def forward(self, vis: Tensor, txt: Tensor, pad_mask: Tensor) -> Tensor:

@@ -23,8 +23,8 @@ class RISNeck(BaseModule):
 
     Args:
         in_channels (Sequence[int]): Channels of the three visual maps.
-        text_channels (int): Width of the sentence feature. ETRIS/BarLeRIa use the
-            CLIP embed dim, DETRIS hard-codes 512.
+        text_channels (int): Width of the sentence feature. ETRIS/BarLeRIa
+            use the CLIP embed dim, DETRIS hard-codes 512.
         out_channels (int): Neck width. Defaults to 512.
         stride (Sequence[int]): Kernel = stride of the three projections
             (``[2, 1, 2]`` for ResNets, ``[1, 1, 1]`` for ViTs).
@@ -65,10 +65,9 @@ class RISNeck(BaseModule):
         (B, out_channels, H, W)."""
         txt = self.txt_proj(state)[:, None]  # (B, 1, C): a single key token
         gated = []
-        for feat, proj, gate in zip(feats,
-                                    (self.f3_proj, self.f4_proj, self.f5_proj),
-                                    (self.fusion3, self.fusion4,
-                                     self.fusion5)):
+        projs = (self.f3_proj, self.f4_proj, self.f5_proj)
+        gates = (self.fusion3, self.fusion4, self.fusion5)
+        for feat, proj, gate in zip(feats, projs, gates):
             v = proj(feat)
             b, c, h, w = v.shape
             v = gate(v.flatten(2).transpose(1, 2), txt)

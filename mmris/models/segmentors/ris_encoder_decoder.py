@@ -82,7 +82,7 @@ class RISEncoderDecoder(BaseSegmentor):
             raise ValueError("test_cfg.postprocess must be 'cv2' or 'device', "
                              f"got {self.test_cfg['postprocess']!r}")
 
-    # -- helpers ---------------------------------------------------------------
+    # -- helpers --------------------------------------------------------------
     @staticmethod
     def _text_ids(data_samples: SampleList) -> Tensor:
         try:
@@ -100,19 +100,22 @@ class RISEncoderDecoder(BaseSegmentor):
         """Mask logits (B, 1, h, w) at the head's resolution."""
         return self._encode_decode_with_aux(inputs, data_samples)[0]
 
-    def _encode_decode_with_aux(self, inputs: Tensor, data_samples: SampleList
-                                ) -> Tuple[Tensor, Dict[str, Tensor]]:
+    def _encode_decode_with_aux(
+            self, inputs: Tensor,
+            data_samples: SampleList) -> Tuple[Tensor, Dict[str, Tensor]]:
         """Mask logits and the auxiliary losses of the side network."""
         return self._forward_heads(inputs, data_samples)[:2]
 
-    def _forward_heads(self, inputs: Tensor, data_samples: SampleList
-                       ) -> Tuple[Tensor, Dict[str, Tensor], Optional[Tensor]]:
+    def _forward_heads(
+        self, inputs: Tensor, data_samples: SampleList
+    ) -> Tuple[Tensor, Dict[str, Tensor], Optional[Tensor]]:
         """Mask logits, side-network losses and no-target logits (None
         without a ``no_target_head``)."""
         return self.forward_ids(inputs, self._text_ids(data_samples))
 
-    def forward_ids(self, inputs: Tensor, text_ids: Tensor
-                    ) -> Tuple[Tensor, Dict[str, Tensor], Optional[Tensor]]:
+    def forward_ids(
+        self, inputs: Tensor, text_ids: Tensor
+    ) -> Tuple[Tensor, Dict[str, Tensor], Optional[Tensor]]:
         """The network on normalised images and token ids, without data
         samples (what an ONNX export traces, see :mod:`mmris.deployment`).
 
@@ -131,18 +134,19 @@ class RISEncoderDecoder(BaseSegmentor):
         if self.side_network is not None:
             side_map, aux = self.side_network(inputs, feats.side, feats.word)
             fq = fq + side_map
-        logits = self.decode_head(fq, feats.word, feats.state,
-                                  feats.pad_mask)
+        logits = self.decode_head(fq, feats.word, feats.state, feats.pad_mask)
         nt_logits = (None if self.no_target_head is None else
                      self.no_target_head(fq, feats.state, logits))
         return logits, aux, nt_logits
 
-    def _forward(self, inputs: Tensor,
+    def _forward(self,
+                 inputs: Tensor,
                  data_samples: OptConfigType = None) -> Tensor:
         return self.encode_decode(inputs, data_samples)
 
-    # -- training ----------------------------------------------------------------
-    def loss(self, inputs: Tensor, data_samples: SampleList) -> Dict[str, Tensor]:
+    # -- training -------------------------------------------------------------
+    def loss(self, inputs: Tensor,
+             data_samples: SampleList) -> Dict[str, Tensor]:
         logits, aux, nt_logits = self._forward_heads(inputs, data_samples)
         try:
             gt = torch.stack([ds.gt_mask.data for ds in data_samples])
@@ -156,24 +160,22 @@ class RISEncoderDecoder(BaseSegmentor):
                            'the head losses')
         losses.update(aux)
         if nt_logits is not None:
-            flags = torch.tensor(
-                [bool(ds.metainfo.get('no_target', False))
-                 for ds in data_samples])
-            losses.update(
-                self.no_target_head.loss_by_feat(nt_logits, flags))
+            flags = torch.tensor([
+                bool(ds.metainfo.get('no_target', False))
+                for ds in data_samples
+            ])
+            losses.update(self.no_target_head.loss_by_feat(nt_logits, flags))
         return losses
 
-    # -- inference -----------------------------------------------------------------
-    def predict(self, inputs: Tensor,
-                data_samples: SampleList) -> SampleList:
+    # -- inference ------------------------------------------------------------
+    def predict(self, inputs: Tensor, data_samples: SampleList) -> SampleList:
         logits, _, nt_logits = self._forward_heads(inputs, data_samples)
         probs = self.probabilities(logits, inputs.shape[-2:])
         if nt_logits is None:
             return self.postprocess_result(probs, data_samples)
         no_target, score = self.no_target_head.predict(nt_logits)
         data_samples = self.postprocess_result(probs, data_samples)
-        for ds, nt, p in zip(data_samples, no_target.tolist(),
-                             score.tolist()):
+        for ds, nt, p in zip(data_samples, no_target.tolist(), score.tolist()):
             ds.set_metainfo(dict(pred_no_target=nt, no_target_score=p))
             if nt:
                 # "no target": an empty mask; the mask predicted before the
@@ -193,8 +195,8 @@ class RISEncoderDecoder(BaseSegmentor):
         probs = torch.sigmoid(logits.float())
         mode = self.test_cfg['upsample']
         align = None if mode == 'nearest' else True
-        return F.interpolate(probs, size=tuple(size), mode=mode,
-                             align_corners=align)
+        return F.interpolate(
+            probs, size=tuple(size), mode=mode, align_corners=align)
 
     def postprocess_result(self, probs: Tensor,
                            data_samples: SampleList) -> SampleList:
@@ -215,12 +217,14 @@ class RISEncoderDecoder(BaseSegmentor):
             warped = [
                 torch.from_numpy(
                     cv2.warpAffine(
-                        prob, np.asarray(inv, dtype=np.float64), (w, h),
+                        prob,
+                        np.asarray(inv, dtype=np.float64), (w, h),
                         flags=cv2.INTER_CUBIC,
                         borderMode=cv2.BORDER_CONSTANT,
                         borderValue=0))[None]
-                for prob, inv, (h, w) in zip(probs[:, 0].cpu().numpy(), invs,
-                                             sizes)
+                for prob, inv, (h,
+                                w) in zip(probs[:,
+                                                0].cpu().numpy(), invs, sizes)
             ]
         for prob_t, ds in zip(warped, data_samples):
             # Bicubic upsampling and the cubic warp overshoot [0, 1] a little;
@@ -229,6 +233,6 @@ class RISEncoderDecoder(BaseSegmentor):
             ds.set_data(
                 dict(
                     seg_logits=PixelData(data=prob_t),
-                    pred_sem_seg=PixelData(data=(prob_t > thr).to(
-                        torch.uint8))))
+                    pred_sem_seg=PixelData(
+                        data=(prob_t > thr).to(torch.uint8))))
         return data_samples

@@ -51,8 +51,7 @@ def warp_affine_cubic(images: Tensor, matrices: Sequence,
     inv = []
     for i, m in enumerate(matrices):
         m = np.asarray(
-            m.detach().cpu() if isinstance(m, Tensor) else m,
-            dtype=np.float64)
+            m.detach().cpu() if isinstance(m, Tensor) else m, dtype=np.float64)
         if m.shape != (2, 3):
             raise ValueError(f'matrix {i} must be (2, 3), got {m.shape}')
         full = np.vstack([m, [0.0, 0.0, 1.0]])
@@ -72,9 +71,5 @@ def warp_affine_cubic(images: Tensor, matrices: Sequence,
     pix = torch.stack([xs, ys, torch.ones_like(xs)], -1)  # (H, W, 3)
     grid = torch.einsum('bij,hwj->bhwi', theta, pix).to(images.dtype)
     warped = F.grid_sample(
-        images,
-        grid,
-        mode='bicubic',
-        padding_mode='zeros',
-        align_corners=True)
+        images, grid, mode='bicubic', padding_mode='zeros', align_corners=True)
     return [warped[i, :, :h, :w] for i, (h, w) in enumerate(sizes)]

@@ -51,10 +51,10 @@ class _DropoutAttention(torch.autograd.Function):
         grad = grad.contiguous()
         inv_keep = 1 / (1 - ctx.p)
         w = _DropoutAttention._weights(q, k, mask)
-        grad_v = (w.masked_fill(drop, 0).transpose(-2, -1) @ grad).mul_(
-            inv_keep)
-        grad_w = (grad @ v.transpose(-2, -1)).masked_fill_(drop, 0).mul_(
-            inv_keep)
+        grad_v = (
+            w.masked_fill(drop, 0).transpose(-2, -1) @ grad).mul_(inv_keep)
+        grad_w = (grad @ v.transpose(-2, -1)).masked_fill_(drop,
+                                                           0).mul_(inv_keep)
         # softmax backward; sum_j grad_w_j w_j = <grad, out> row by row.
         grad_s = grad_w.sub_((grad * out).sum(-1, keepdim=True)).mul_(w)
         scale = q.shape[-1]**-0.5
@@ -114,7 +114,8 @@ class MultiheadAttention(nn.Module):
         self.embed_dim = embed_dim
         self.num_heads = num_heads
         self.dropout = dropout
-        self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dim, embed_dim))
+        self.in_proj_weight = nn.Parameter(
+            torch.empty(3 * embed_dim, embed_dim))
         self.in_proj_bias = nn.Parameter(torch.empty(3 * embed_dim))
         self.out_proj = nn.Linear(embed_dim, embed_dim)
         self._reset_parameters()
@@ -216,12 +217,16 @@ class MultiheadAttention(nn.Module):
         if p > 0 and q.device.type != 'cuda' and torch.is_grad_enabled():
             # No fused kernel with dropout here: do what the CUDA one does.
             if is_causal and mask is None:
-                mask = torch.full((q.shape[2], k.shape[2]), float('-inf'),
-                                  dtype=q.dtype, device=q.device).triu_(1)
+                mask = torch.full((q.shape[2], k.shape[2]),
+                                  float('-inf'),
+                                  dtype=q.dtype,
+                                  device=q.device).triu_(1)
             out = dropout_attention(q, k, v, mask, p)
         else:
             out = F.scaled_dot_product_attention(
-                q, k, v,
+                q,
+                k,
+                v,
                 attn_mask=mask,
                 dropout_p=p,
                 is_causal=is_causal and mask is None)

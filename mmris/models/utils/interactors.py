@@ -74,7 +74,6 @@ class PostNormInteractor(nn.Module):
         x = self.norm1(query + self.dropout1(self.self_attn(query)))
         x = self.norm2(x + self.dropout2(
             self.multihead_attn(
-                x, memory, memory,
-                key_padding_mask=memory_key_padding_mask)))
+                x, memory, memory, key_padding_mask=memory_key_padding_mask)))
         ffn = self.linear2(self.dropout(F.relu(self.linear1(x))))
         return self.norm3(x + self.dropout3(ffn))

@@ -22,8 +22,8 @@ class _LayerNormFp32Function(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, shape: Sequence[int], weight: Optional[Tensor],
                 bias: Optional[Tensor], eps: float) -> Tensor:
-        y, mean, rstd = torch.native_layer_norm(x.float(), shape, weight,
-                                                bias, eps)
+        y, mean, rstd = torch.native_layer_norm(x.float(), shape, weight, bias,
+                                                eps)
         ctx.save_for_backward(x, weight, bias, mean, rstd)
         ctx.shape = shape
         return y.to(x.dtype)
@@ -34,9 +34,10 @@ class _LayerNormFp32Function(torch.autograd.Function):
         x, weight, bias, mean, rstd = ctx.saved_tensors
         needs = ctx.needs_input_grad
         grad_x, grad_w, grad_b = torch.ops.aten.native_layer_norm_backward(
-            grad.float(), x.float(), ctx.shape, mean, rstd, weight, bias,
-            [needs[0], needs[2] and weight is not None, needs[3]
-             and bias is not None])
+            grad.float(), x.float(), ctx.shape, mean, rstd, weight, bias, [
+                needs[0], needs[2] and weight is not None, needs[3]
+                and bias is not None
+            ])
         if grad_x is not None:
             grad_x = grad_x.to(x.dtype)
         return grad_x, None, grad_w, grad_b, None

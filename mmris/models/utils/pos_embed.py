@@ -5,7 +5,9 @@ from mmpretrain.models.utils import \
 from torch import Tensor
 
 
-def resize_pos_embed(pos: Tensor, grid: tuple, num_prefix: int = 1,
+def resize_pos_embed(pos: Tensor,
+                     grid: tuple,
+                     num_prefix: int = 1,
                      mode: str = 'bicubic') -> Tensor:
     """Resize a (prefix + g*g, C) table to ``grid`` (h, w) with
     ``F.interpolate(mode, align_corners=False)`` (no antialiasing), keeping
@@ -16,5 +18,7 @@ def resize_pos_embed(pos: Tensor, grid: tuple, num_prefix: int = 1,
         raise ValueError(f'positional table with {pos.shape[0] - num_prefix}'
                          ' patch rows is not square')
     return mmpretrain_resize_pos_embed(
-        pos[None], (side, side), tuple(grid), mode=mode,
+        pos[None], (side, side),
+        tuple(grid),
+        mode=mode,
         num_extra_tokens=num_prefix)[0]

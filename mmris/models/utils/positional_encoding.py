@@ -29,7 +29,8 @@ def sine_encoding_2d(d_model: int, height: int, width: int) -> Tensor:
     pe_x = sine_encoding_1d(half, width)  # (W, half)
     pe_y = sine_encoding_1d(half, height)  # (H, half)
     pe = torch.cat([
-        pe_x[None, :, :].expand(height, -1, -1),
-        pe_y[:, None, :].expand(-1, width, -1)
-    ], dim=-1)
+        pe_x[None, :, :].expand(height, -1, -1), pe_y[:, None, :].expand(
+            -1, width, -1)
+    ],
+                   dim=-1)
     return pe.reshape(height * width, d_model)

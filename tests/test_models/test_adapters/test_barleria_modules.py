@@ -9,9 +9,8 @@ from mmseg.registry import MODELS
 import mmris  # noqa: F401
 from mmris.models.adapters import (BarLeRIaSideNetwork, Intertwiner,
                                    ShortcutNormalizingFlow, SideAdapterNetwork)
-
-from mmris.utils.memory_count import SavedTensorCounter
 from mmris.models.utils import StepContext
+from mmris.utils.memory_count import SavedTensorCounter
 from ..utils import barleria_adapters, make_ids
 
 init_default_scope('mmseg')
@@ -52,8 +51,9 @@ def test_flow_affine_and_log_det():
     flow.affine_transform.logsigma.data.fill_(torch.log(torch.tensor(2.)))
     x = torch.randn(3, 4)
     assert torch.allclose(flow(x), 1 + 2 * x)
-    assert torch.allclose(flow.log_det_jacobian(x),
-                          torch.full((3, ), 4 * torch.log(torch.tensor(2.))))
+    assert torch.allclose(
+        flow.log_det_jacobian(x),
+        torch.full((3, ), 4 * torch.log(torch.tensor(2.))))
 
 
 def test_flows_attached_to_every_block_of_both_towers():
@@ -69,23 +69,26 @@ def test_flows_attached_to_every_block_of_both_towers():
 
 # -- Intertwiner -------------------------------------------------------------
 def _pair_cfg(**kw):
-    cfg = dict(type='AdaptedEncoderPair',
-               visual=dict(type='CLIPVisionTransformer',
-                           img_size=64,
-                           patch_size=16,
-                           width=32,
-                           layers=4,
-                           heads=2,
-                           output_dim=24),
-               text=dict(type='CLIPTextTransformer',
-                         width=24,
-                         heads=2,
-                         layers=4,
-                         embed_dim=24),
-               adapters=barleria_adapters(32, 24, hidden=8),
-               out_indices=(1, 2),
-               side_indices=(0, 1, 2, 3),
-               trainable=('positional_embedding', ))
+    cfg = dict(
+        type='AdaptedEncoderPair',
+        visual=dict(
+            type='CLIPVisionTransformer',
+            img_size=64,
+            patch_size=16,
+            width=32,
+            layers=4,
+            heads=2,
+            output_dim=24),
+        text=dict(
+            type='CLIPTextTransformer',
+            width=24,
+            heads=2,
+            layers=4,
+            embed_dim=24),
+        adapters=barleria_adapters(32, 24, hidden=8),
+        out_indices=(1, 2),
+        side_indices=(0, 1, 2, 3),
+        trainable=('positional_embedding', ))
     cfg.update(kw)
     return cfg
 
@@ -99,15 +102,16 @@ def test_intertwiner_projection():
     }
     assert torch.count_nonzero(inter.proj[0].bias) == 0
     assert 0.015 < inter.proj[0].weight.std() < 0.025
-    ctx = StepContext(text_embed=torch.randn(2, 17, 512),
-                      visual_tokens=torch.randn(2, 5, 768))
+    ctx = StepContext(
+        text_embed=torch.randn(2, 17, 512),
+        visual_tokens=torch.randn(2, 5, 768))
     assert inter(None, ctx).shape == (2, 17, 768)
     with pytest.raises(ValueError, match='use_txt_add=True'):
         inter.text_prefix(None, ctx)
     both = Intertwiner(use_txt_add=True)
     assert both.text_prefix(None, ctx).shape == (2, 1, 512)
-    torch.testing.assert_close(both.text_prefix(None, ctx),
-                               both.proj_txt(ctx.visual_tokens[:, :1]))
+    torch.testing.assert_close(
+        both.text_prefix(None, ctx), both.proj_txt(ctx.visual_tokens[:, :1]))
 
 
 def test_intertwiner_tokens_inserted_after_cls():
@@ -132,17 +136,18 @@ def test_intertwiner_tokens_inserted_after_cls():
 
 # -- side network -------------------------------------------------------------
 def _side(**kw):
-    cfg = dict(out_channels=24,
-               clip_channels=32,
-               text_channels=24,
-               img_size=64,
-               patch_size=16,
-               embed_dim=12,
-               depth=4,
-               num_heads=2,
-               num_queries=4,
-               fusion_blocks=(0, 1, 2, 3),
-               out_blocks=(4, ))
+    cfg = dict(
+        out_channels=24,
+        clip_channels=32,
+        text_channels=24,
+        img_size=64,
+        patch_size=16,
+        embed_dim=12,
+        depth=4,
+        num_heads=2,
+        num_queries=4,
+        fusion_blocks=(0, 1, 2, 3),
+        out_blocks=(4, ))
     cfg.update(kw)
     return BarLeRIaSideNetwork(**cfg)
 
@@ -188,9 +193,9 @@ def test_side_network_shapes_and_loss():
     assert with_grad and all('.decoders.' in n and n.endswith('.linear.weight')
                              for n in with_grad)
     # other input sizes: positional table resized on the fly
-    out, _ = side(torch.randn(1, 3, 96, 96),
-                  [torch.randn(1, 32, 6, 6) for _ in range(4)],
-                  torch.randn(1, 8, 24))
+    out, _ = side(
+        torch.randn(1, 3, 96, 96),
+        [torch.randn(1, 32, 6, 6) for _ in range(4)], torch.randn(1, 8, 24))
     assert out.shape == (1, 24, 6, 6)
     with pytest.raises(ValueError):
         side(img, feats[:3], word)
@@ -237,8 +242,9 @@ def test_side_network_batch_axis_quirk():
     p = torch.tensor([[3., -4.], [4., 3.]])
     san = default.side_adapter_network
     assert torch.equal(san._normalize_prior(p), torch.sign(p))
-    assert torch.allclose(quirk.side_adapter_network._normalize_prior(p),
-                          torch.tensor([[.6, -.8], [.8, .6]]))
+    assert torch.allclose(
+        quirk.side_adapter_network._normalize_prior(p),
+        torch.tensor([[.6, -.8], [.8, .6]]))
 
 
 def test_top_down_attention_equals_explicit_softmax_without_keeping_it():
@@ -264,13 +270,17 @@ def test_top_down_attention_equals_explicit_softmax_without_keeping_it():
     g = torch.randn_like(out)
     torch.testing.assert_close(
         torch.autograd.grad(out, x, g)[0],
-        torch.autograd.grad(ref, x, g)[0], rtol=1e-4, atol=1e-5)
+        torch.autograd.grad(ref, x, g)[0],
+        rtol=1e-4,
+        atol=1e-5)
 
 
 def test_flow_recompute_keeps_only_the_input_with_equal_gradients():
     torch.manual_seed(0)
-    flows = [ShortcutNormalizingFlow(dim=16, flow_length=4, recompute=r)
-             for r in (False, True)]
+    flows = [
+        ShortcutNormalizingFlow(dim=16, flow_length=4, recompute=r)
+        for r in (False, True)
+    ]
     flows[1].load_state_dict(flows[0].state_dict())
     x = torch.randn(2, 7, 16)
     results = []

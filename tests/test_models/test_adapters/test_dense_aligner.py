@@ -17,8 +17,8 @@ from mmris.models.utils import StepContext
 
 init_default_scope('mmseg')
 
-OFFICIAL_KEYS = (Path(__file__).resolve().parents[2] / 'data' /
-                 'official_keys')
+OFFICIAL_KEYS = (
+    Path(__file__).resolve().parents[2] / 'data' / 'official_keys')
 
 
 def n_params(module: nn.Module) -> int:
@@ -26,24 +26,32 @@ def n_params(module: nn.Module) -> int:
 
 
 def tiny(**kwargs) -> DenseAligner:
-    cfg = dict(in_channels=24, hidden_channels=32, text_channels=16,
-               embed_dims=16, num_heads=2)
+    cfg = dict(
+        in_channels=24,
+        hidden_channels=32,
+        text_channels=16,
+        embed_dims=16,
+        num_heads=2)
     cfg.update(kwargs)
     return DenseAligner(**cfg)
 
 
 def ctx_of(word, grid, pad_mask=None, patch_start=5) -> StepContext:
     """The context a DINOv2 block (CLS + 4 registers) gives its hooks."""
-    return StepContext(tower='visual', word=word, grid=grid,
-                       pad_mask=pad_mask, patch_start=patch_start)
+    return StepContext(
+        tower='visual',
+        word=word,
+        grid=grid,
+        pad_mask=pad_mask,
+        patch_start=patch_start)
 
 
 def _randomize_bn(module: nn.Module) -> None:
     g = torch.Generator().manual_seed(1)
     for m in module.modules():
         if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(0.1 * torch.randn(m.num_features,
-                                                   generator=g))
+            m.running_mean.copy_(0.1 *
+                                 torch.randn(m.num_features, generator=g))
             m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
             with torch.no_grad():
                 m.weight.add_(0.1 * torch.randn(m.num_features, generator=g))
@@ -84,8 +92,9 @@ def test_keys_match_official():
     if not path.is_file():
         pytest.skip(f'{path} not available')
     prefix = 'dinov2.blocks.1.adapter.'
-    expected = [(k[len(prefix):], s) for k, s, _ in (
-        line.split('\t') for line in path.read_text().splitlines())
+    expected = [(k[len(prefix):], s)
+                for k, s, _ in (line.split('\t')
+                                for line in path.read_text().splitlines())
                 if k.startswith(prefix)]
     da = DenseAligner(in_channels=768, hidden_channels=128)
     mine = [(k, str(tuple(v.shape))) for k, v in da.state_dict().items()]
@@ -123,8 +132,11 @@ def _reference(da: DenseAligner, x, word, grid, key_padding_mask=None):
     mode)."""
 
     def cbr(mod, t):
-        t = F.conv2d(t, mod.conv.weight, mod.conv.bias,
-                     padding=mod.conv.kernel_size[0] // 2)
+        t = F.conv2d(
+            t,
+            mod.conv.weight,
+            mod.conv.bias,
+            padding=mod.conv.kernel_size[0] // 2)
         t = F.batch_norm(t, mod.bn.running_mean, mod.bn.running_var,
                          mod.bn.weight, mod.bn.bias, False, 0.0, 1e-3)
         return t.clamp_min(0)
@@ -134,8 +146,8 @@ def _reference(da: DenseAligner, x, word, grid, key_padding_mask=None):
     m = x0.shape[-1]
     s = x0[:, p:].permute(0, 2, 1).reshape(b, m, *grid)
     b1 = cbr(da.dense_branch1, s)
-    b2 = cbr(da.dense_branch2[1], cbr(da.dense_branch2[0], torch.cat([s, b1],
-                                                                     1)))
+    b2 = cbr(da.dense_branch2[1],
+             cbr(da.dense_branch2[0], torch.cat([s, b1], 1)))
     b3 = cbr(da.dense_branch3[1],
              cbr(da.dense_branch3[0], torch.cat([s, b1, b2], 1)))
     y = (torch.cat([b1, b2, b3], 1) + s).reshape(b, m, -1).permute(0, 2, 1)
@@ -176,23 +188,28 @@ def test_grid_and_prefix_come_from_the_context():
     word = torch.randn(1, 4, 16)
     # a non-square 3x5 grid
     x = torch.randn(1, 5 + 15, 24)
-    torch.testing.assert_close(da(x, ctx_of(word, (3, 5))),
-                               _reference(da, x, word, (3, 5)),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        da(x, ctx_of(word, (3, 5))),
+        _reference(da, x, word, (3, 5)),
+        atol=1e-5,
+        rtol=1e-5)
     # on a CLIP ViT only the CLS token precedes the patches
     clip = tiny().eval()
     clip.load_state_dict(da.state_dict())
     x1 = torch.randn(1, 1 + 16, 24)
     out = clip(x1, ctx_of(word, (4, 4), patch_start=1))
     x0 = clip.down(x1)
-    torch.testing.assert_close(out[:, :1], clip.D_fc2(2 * x0[:, :1]),
-                               atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(
+        out[:, :1], clip.D_fc2(2 * x0[:, :1]), atol=1e-6, rtol=1e-5)
     # an explicit num_prefix_tokens wins over the context
     fixed = tiny(num_prefix_tokens=5).eval()
     fixed.load_state_dict(da.state_dict())
     xx = torch.randn(1, 5 + 16, 24)
-    torch.testing.assert_close(fixed(xx, ctx_of(word, (4, 4), patch_start=1)),
-                               da(xx, ctx_of(word, (4, 4))), rtol=0, atol=0)
+    torch.testing.assert_close(
+        fixed(xx, ctx_of(word, (4, 4), patch_start=1)),
+        da(xx, ctx_of(word, (4, 4))),
+        rtol=0,
+        atol=0)
     with pytest.raises(ValueError, match='for a 4x4 grid'):
         da(torch.randn(1, 5 + 12, 24), ctx_of(word, (4, 4)))
     with pytest.raises(ValueError, match='needs the patch grid'):
@@ -242,8 +259,13 @@ def test_inside_dinov2_block_scaled_by_layerscale():
     with torch.no_grad():
         block.ls2.gamma.uniform_(0.1, 0.9)
     da = MODELS.build(
-        dict(type='DenseAligner', in_channels=24, hidden_channels=32,
-             text_channels=16, embed_dims=16, num_heads=2)).eval()
+        dict(
+            type='DenseAligner',
+            in_channels=24,
+            hidden_channels=32,
+            text_channels=16,
+            embed_dims=16,
+            num_heads=2)).eval()
     x = torch.randn(2, 5 + 9, 24)
     word = torch.randn(2, 6, 16)
     bare = block(x)

@@ -16,8 +16,8 @@ from mmris.models.backbones.clip_block import CLIPResidualBlock
 
 init_default_scope('mmseg')
 
-OFFICIAL_KEYS = (Path(__file__).resolve().parents[2] / 'data' /
-                 'official_keys')
+OFFICIAL_KEYS = (
+    Path(__file__).resolve().parents[2] / 'data' / 'official_keys')
 
 
 def n_params(module: nn.Module) -> int:
@@ -55,8 +55,9 @@ def test_keys_match_official():
     if not path.is_file():
         pytest.skip(f'{path} not available')
     prefix = 'txt_backbone.transformer.resblocks.1.adapter.'
-    expected = [(k[len(prefix):], s) for k, s, _ in (
-        line.split('\t') for line in path.read_text().splitlines())
+    expected = [(k[len(prefix):], s)
+                for k, s, _ in (line.split('\t')
+                                for line in path.read_text().splitlines())
                 if k.startswith(prefix)]
     mine = [(k, str(tuple(v.shape)))
             for k, v in TextAdapter().state_dict().items()]
@@ -78,8 +79,11 @@ def _reference(ta: TextAdapter, x):
     mode)."""
 
     def cbr(mod, t):
-        t = F.conv1d(t, mod.conv.weight, mod.conv.bias,
-                     padding=mod.conv.kernel_size[0] // 2)
+        t = F.conv1d(
+            t,
+            mod.conv.weight,
+            mod.conv.bias,
+            padding=mod.conv.kernel_size[0] // 2)
         t = F.batch_norm(t, mod.bn.running_mean, mod.bn.running_var,
                          mod.bn.weight, mod.bn.bias, False, 0.0, 1e-3)
         return t.clamp_min(0)
@@ -87,8 +91,8 @@ def _reference(ta: TextAdapter, x):
     x0 = F.linear(x, ta.D_fc1.weight, ta.D_fc1.bias).clamp_min(0)
     s = x0[:, 1:].transpose(1, 2)
     b1 = cbr(ta.dense_branch1, s)
-    b2 = cbr(ta.dense_branch2[1], cbr(ta.dense_branch2[0],
-                                      torch.cat([s, b1], 1)))
+    b2 = cbr(ta.dense_branch2[1],
+             cbr(ta.dense_branch2[0], torch.cat([s, b1], 1)))
     b3 = cbr(ta.dense_branch3[1],
              cbr(ta.dense_branch3[0], torch.cat([s, b1, b2], 1)))
     y = torch.cat([b1, b2, b3], 1).transpose(1, 2)
@@ -130,8 +134,8 @@ def test_train_mode_batch_statistics_over_words():
 def test_skip_connect_and_bad_channels():
     torch.manual_seed(0)
     ta = TextAdapter(in_channels=32, hidden_channels=16).eval()
-    skip = TextAdapter(in_channels=32, hidden_channels=16,
-                       skip_connect=True).eval()
+    skip = TextAdapter(
+        in_channels=32, hidden_channels=16, skip_connect=True).eval()
     skip.load_state_dict(ta.state_dict())
     x = torch.randn(1, 5, 32)
     torch.testing.assert_close(skip(x), ta(x) + x)
@@ -150,5 +154,4 @@ def test_inside_clip_text_block_reads_residual_stream():
     block.attach('ffn_parallel', 'adapter', ta, scale=0.2, input='residual')
     out = block(x, attn_mask=mask)
     mid = x + block.attn_branch(block.ln_1(x), mask)
-    torch.testing.assert_close(out - bare, 0.2 * ta(mid), atol=1e-6,
-                               rtol=1e-5)
+    torch.testing.assert_close(out - bare, 0.2 * ta(mid), atol=1e-6, rtol=1e-5)

@@ -15,10 +15,16 @@ from mmris.models.utils import StepContext
 
 init_default_scope('mmseg')
 
-VIS = dict(type='CLIPVisionTransformer', img_size=32, patch_size=16,
-           width=16, layers=4, heads=2, output_dim=8)
-TXT = dict(type='CLIPTextTransformer', width=16, heads=2, layers=4,
-           embed_dim=8)
+VIS = dict(
+    type='CLIPVisionTransformer',
+    img_size=32,
+    patch_size=16,
+    width=16,
+    layers=4,
+    heads=2,
+    output_dim=8)
+TXT = dict(
+    type='CLIPTextTransformer', width=16, heads=2, layers=4, embed_dim=8)
 
 
 @MODELS.register_module(force=True)
@@ -72,8 +78,8 @@ class _RecordingBridge(nn.Module):
         self.calls = []
 
     def forward(self, v_map, t, ctx):
-        self.calls.append((ctx.stage, tuple(v_map.shape), tuple(t.shape),
-                           dict(ctx.store)))
+        self.calls.append(
+            (ctx.stage, tuple(v_map.shape), tuple(t.shape), dict(ctx.store)))
         ctx.store['last'] = ctx.stage
         return torch.ones_like(v_map) * self.w, torch.zeros_like(t)
 
@@ -114,9 +120,12 @@ def test_plain_pair_matches_towers_run_alone():
 
 
 def test_bridge_hook_runs_after_chosen_blocks_and_updates_patches():
-    pair = _pair(dict(point='bridge', layers=(1, 3),
-                      module=dict(type='_RecordingBridge')),
-                 out_indices=(1, )).eval()
+    pair = _pair(
+        dict(
+            point='bridge',
+            layers=(1, 3),
+            module=dict(type='_RecordingBridge')),
+        out_indices=(1, )).eval()
     img, ids = _inputs()
     out = pair(img, ids)
     stages = [c[0] for c in pair.bridge.calls]
@@ -134,18 +143,23 @@ def test_bridge_hook_runs_after_chosen_blocks_and_updates_patches():
 
 
 def test_ffn_parallel_hook_and_its_context():
-    pair = _pair(dict(point='ffn_parallel', tower='visual', layers=[1, 2],
-                      scale=0.2, input='norm',
-                      module=dict(type='_RecordingAdapter')),
-                 order='text_first').eval()
+    pair = _pair(
+        dict(
+            point='ffn_parallel',
+            tower='visual',
+            layers=[1, 2],
+            scale=0.2,
+            input='norm',
+            module=dict(type='_RecordingAdapter')),
+        order='text_first').eval()
     blocks = pair.visual.blocks
     assert not hasattr(blocks[0], 'adapter')
     img, ids = _inputs()
     out = pair(img, ids)
     ctx = blocks[1].adapter.seen[0]
     assert isinstance(ctx, StepContext)
-    assert (ctx.tower, ctx.layer, ctx.grid, ctx.patch_start) == (
-        'visual', 1, (2, 2), 1)
+    assert (ctx.tower, ctx.layer, ctx.grid, ctx.patch_start) == ('visual', 1,
+                                                                 (2, 2), 1)
     torch.testing.assert_close(ctx.word, out.word, rtol=0, atol=0)
     assert ctx.pad_mask.tolist() == text_padding_mask(ids).tolist()
     assert blocks[2].adapter.seen[0].layer == 2
@@ -161,9 +175,14 @@ def test_ffn_parallel_hook_and_its_context():
 
 
 def test_attn_parallel_and_residual_input():
-    pair = _pair(dict(point='attn_parallel', tower='text', layers=[0],
-                      scale=0.5, input='residual',
-                      module=dict(type='_RecordingAdapter'))).eval()
+    pair = _pair(
+        dict(
+            point='attn_parallel',
+            tower='text',
+            layers=[0],
+            scale=0.5,
+            input='residual',
+            module=dict(type='_RecordingAdapter'))).eval()
     blk = pair.text.blocks[0]
     x = torch.randn(2, 6, 16)
     mask = pair.text.causal_mask(6, x.device)
@@ -189,8 +208,13 @@ class _QKVDelta(nn.Module):
 
 
 def test_qkv_hook_equals_adapted_projection_weights():
-    pair = _pair(dict(point='qkv', tower='visual', layers=[2], scale=0.5,
-                      module=dict(type='_QKVDelta'))).eval()
+    pair = _pair(
+        dict(
+            point='qkv',
+            tower='visual',
+            layers=[2],
+            scale=0.5,
+            module=dict(type='_QKVDelta'))).eval()
     blk = pair.visual.blocks[2]
     ref = AdaptedEncoderPair(VIS, TXT).eval().visual.blocks[2]
     ref.load_state_dict(blk.state_dict(), strict=False)
@@ -203,8 +227,12 @@ def test_qkv_hook_equals_adapted_projection_weights():
 
 
 def test_attn_out_hook_equals_adapted_output_projection():
-    pair = _pair(dict(point='attn_out', tower='visual', layers=[0],
-                      module=dict(type='_RecordingAdapter'))).eval()
+    pair = _pair(
+        dict(
+            point='attn_out',
+            tower='visual',
+            layers=[0],
+            module=dict(type='_RecordingAdapter'))).eval()
     blk = pair.visual.blocks[0]
     nn.init.zeros_(blk.out_adapter.fc.bias)
     ref = AdaptedEncoderPair(VIS, TXT).eval().visual.blocks[0]
@@ -216,10 +244,17 @@ def test_attn_out_hook_equals_adapted_output_projection():
 
 
 def test_shortcut_hook_replaces_identity():
-    pair = _pair(dict(point='attn_shortcut', tower='text', name='flow',
-                      module=dict(type='_AffineShortcut')),
-                 dict(point='ffn_shortcut', tower='text', name='flow2',
-                      module=dict(type='_AffineShortcut')))
+    pair = _pair(
+        dict(
+            point='attn_shortcut',
+            tower='text',
+            name='flow',
+            module=dict(type='_AffineShortcut')),
+        dict(
+            point='ffn_shortcut',
+            tower='text',
+            name='flow2',
+            module=dict(type='_AffineShortcut')))
     blk = pair.text.blocks[0]
     assert blk.flow is not blk.flow2
     x = torch.randn(1, 3, 16)
@@ -231,9 +266,13 @@ def test_shortcut_hook_replaces_identity():
 
 
 def test_tokens_inserted_after_prefix_and_skipped_by_taps():
-    pair = _pair(dict(point='tokens', tower='visual', layers=[0],
-                      module=dict(type='_TokenInjector')),
-                 side_indices=(0, 3)).eval()
+    pair = _pair(
+        dict(
+            point='tokens',
+            tower='visual',
+            layers=[0],
+            module=dict(type='_TokenInjector')),
+        side_indices=(0, 3)).eval()
     img, ids = _inputs()
     seen = {}
 
@@ -253,26 +292,38 @@ def test_tokens_inserted_after_prefix_and_skipped_by_taps():
 
 
 def test_deep_prompts_are_replaced_at_every_layer():
-    pair = _pair(dict(point='tokens', tower='visual', replace=True,
-                      name='prompts', module=dict(type='_Prompts')),
-                 out_indices=(1, )).eval()
+    pair = _pair(
+        dict(
+            point='tokens',
+            tower='visual',
+            replace=True,
+            name='prompts',
+            module=dict(type='_Prompts')),
+        out_indices=(1, )).eval()
     img, ids = _inputs()
     inputs = []
     for blk in pair.visual.blocks:
-        blk.register_forward_pre_hook(
-            lambda m, args: inputs.append(args[0]))
+        blk.register_forward_pre_hook(lambda m, args: inputs.append(args[0]))
     out = pair(img, ids)
     assert [x.shape[1] for x in inputs] == [1 + 2 + 4] * 4
     for i, x in enumerate(inputs):  # layer i sees its own prompts
-        torch.testing.assert_close(
-            x[:, 1:3], pair.prompts.prompts[i].expand(2, -1, -1))
+        torch.testing.assert_close(x[:, 1:3],
+                                   pair.prompts.prompts[i].expand(2, -1, -1))
     assert out.visual[0].shape == (2, 16, 2, 2)
     # the patch-block contexts report where the patches start
     seen = []
-    probe = _pair(dict(point='tokens', tower='visual', replace=True,
-                       name='prompts', module=dict(type='_Prompts')),
-                  dict(point='ffn_parallel', tower='visual', layers=[3],
-                       module=dict(type='_RecordingAdapter'))).eval()
+    probe = _pair(
+        dict(
+            point='tokens',
+            tower='visual',
+            replace=True,
+            name='prompts',
+            module=dict(type='_Prompts')),
+        dict(
+            point='ffn_parallel',
+            tower='visual',
+            layers=[3],
+            module=dict(type='_RecordingAdapter'))).eval()
     probe(img, ids)
     seen = probe.visual.blocks[3].adapter.seen[0]
     assert (seen.patch_start, seen.num_inserted) == (3, 2)
@@ -291,10 +342,18 @@ class _TwoWay(_TokenInjector):
 
 
 def test_one_module_serving_two_points():
-    pair = _pair(dict(point='tokens', tower='visual', layers=[0],
-                      module=dict(type='_TwoWay')),
-                 dict(point='tokens', tower='text', layers=[0],
-                      name='token_injector', method='text_prefix')).eval()
+    pair = _pair(
+        dict(
+            point='tokens',
+            tower='visual',
+            layers=[0],
+            module=dict(type='_TwoWay')),
+        dict(
+            point='tokens',
+            tower='text',
+            layers=[0],
+            name='token_injector',
+            method='text_prefix')).eval()
     assert len(list(pair.token_injector.parameters())) == 4
     img, ids = _inputs()
     lengths = []
@@ -310,8 +369,12 @@ def test_one_module_serving_two_points():
 
 
 def test_resnet_lockstep_schedule():
-    vis = dict(type='CLIPModifiedResNet', layers=(1, 1, 1, 1), width=8,
-               output_dim=16, heads=2)
+    vis = dict(
+        type='CLIPModifiedResNet',
+        layers=(1, 1, 1, 1),
+        width=8,
+        output_dim=16,
+        heads=2)
     pair = AdaptedEncoderPair(vis, TXT)
     assert pair.sync == [0, 1, 3]  # 3 stages over 4 text blocks
     order = []
@@ -324,20 +387,26 @@ def test_resnet_lockstep_schedule():
 
 
 def test_freezing_rule_and_one_optimizer_step():
-    pair = _pair(dict(point='bridge', layers=(2, 3),
-                      module=dict(type='_RecordingBridge')),
-                 dict(point='ffn_parallel', tower='visual', layers=[0],
-                      module=dict(type='_RecordingAdapter')),
-                 trainable=('positional_embedding', ))
+    pair = _pair(
+        dict(
+            point='bridge',
+            layers=(2, 3),
+            module=dict(type='_RecordingBridge')),
+        dict(
+            point='ffn_parallel',
+            tower='visual',
+            layers=[0],
+            module=dict(type='_RecordingAdapter')),
+        trainable=('positional_embedding', ))
     trainable = {n for n, p in pair.named_parameters() if p.requires_grad}
     assert trainable == {
-        'visual.positional_embedding', 'text.positional_embedding',
-        'bridge.w', 'visual.transformer.resblocks.0.adapter.fc.weight',
+        'visual.positional_embedding', 'text.positional_embedding', 'bridge.w',
+        'visual.transformer.resblocks.0.adapter.fc.weight',
         'visual.transformer.resblocks.0.adapter.fc.bias'
     }
     before = {n: p.detach().clone() for n, p in pair.named_parameters()}
-    opt = torch.optim.Adam(
-        [p for p in pair.parameters() if p.requires_grad], lr=1e-2)
+    opt = torch.optim.Adam([p for p in pair.parameters() if p.requires_grad],
+                           lr=1e-2)
     img, ids = _inputs()
     out = pair.train()(img, ids)
     (out.visual[-1].square().mean() + out.state.square().mean()).backward()
@@ -350,8 +419,12 @@ def test_freezing_rule_and_one_optimizer_step():
 def test_frozen_bn_trains_by_default_norm_eval_keeps_it_in_eval():
     """Default = official (``model.train()`` on everything); norm_eval=True
     keeps the frozen BatchNorms in eval mode and their statistics fixed."""
-    vis = dict(type='CLIPModifiedResNet', layers=(1, 1, 1, 1), width=8,
-               output_dim=16, heads=2)
+    vis = dict(
+        type='CLIPModifiedResNet',
+        layers=(1, 1, 1, 1),
+        width=8,
+        output_dim=16,
+        heads=2)
     img, ids = torch.randn(2, 3, 64, 64), torch.tensor([[49406, 49407]] * 2)
     pair = AdaptedEncoderPair(vis, TXT).train()
     assert pair.visual.bn1.training
@@ -392,44 +465,67 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match='layers .9. out of range'):
         _pair(dict(point='qkv', layers=[9], module=dict(type='_QKVDelta')))
     with pytest.raises(ValueError, match="attribute 'visual'"):
-        _pair(dict(point='tokens', name='visual',
-                   module=dict(type='_TokenInjector')))
+        _pair(
+            dict(
+                point='tokens',
+                name='visual',
+                module=dict(type='_TokenInjector')))
     with pytest.raises(ValueError, match="block attribute 'ln_1' is taken"):
-        _pair(dict(point='ffn_parallel', name='ln_1',
-                   module=dict(type='_RecordingAdapter')))
+        _pair(
+            dict(
+                point='ffn_parallel',
+                name='ln_1',
+                module=dict(type='_RecordingAdapter')))
     with pytest.raises(ValueError, match='no module and nothing named'):
         _pair(dict(point='tokens', name='nothing'))
     with pytest.raises(TypeError, match='no longer takes .*adapters='):
         AdaptedEncoderPair(VIS, TXT, bridge=dict(type='_RecordingBridge'))
-    assert set(HOOK_POINTS) == {'attn_shortcut', 'qkv', 'attn_out',
-                                'attn_parallel', 'ffn_shortcut',
-                                'ffn_parallel'}
+    assert set(HOOK_POINTS) == {
+        'attn_shortcut', 'qkv', 'attn_out', 'attn_parallel', 'ffn_shortcut',
+        'ffn_parallel'
+    }
 
 
 def test_labelled_specs_merge_in_derived_configs():
     from mmengine.config import Config
-    base = Config(dict(model=dict(adapters=dict(
-        a=dict(point='ffn_parallel', tower='visual', layers=[0],
-               module=dict(type='_RecordingAdapter')),
-        b=dict(point='qkv', tower='text', layers=[1],
-               module=dict(type='_QKVDelta'))))))
+    base = Config(
+        dict(
+            model=dict(
+                adapters=dict(
+                    a=dict(
+                        point='ffn_parallel',
+                        tower='visual',
+                        layers=[0],
+                        module=dict(type='_RecordingAdapter')),
+                    b=dict(
+                        point='qkv',
+                        tower='text',
+                        layers=[1],
+                        module=dict(type='_QKVDelta'))))))
     base.merge_from_dict({'model.adapters.a.layers': [2, 3]})
     pair = AdaptedEncoderPair(VIS, TXT, adapters=base.model.adapters)
-    assert [hasattr(b, 'adapter') for b in pair.visual.blocks] == [
-        False, False, True, True]
+    assert [hasattr(b, 'adapter')
+            for b in pair.visual.blocks] == [False, False, True, True]
     assert hasattr(pair.text.blocks[1], 'qkv_adapter')
 
 
 @pytest.mark.parametrize('point', ['qkv', 'ffn_parallel', 'attn_shortcut'])
 def test_gradient_checkpointing_gives_same_gradients(point):
-    module = dict(qkv=dict(type='_QKVDelta'),
-                  ffn_parallel=dict(type='_RecordingAdapter'),
-                  attn_shortcut=dict(type='_AffineShortcut'))[point]
-    cfg = dict(visual=VIS, text=TXT, trainable=('positional_embedding', ),
-               adapters=[dict(point='bridge', layers=(2, 3),
-                              module=dict(type='_RecordingBridge')),
-                         dict(point=point, tower='visual', layers=[1],
-                              module=module)])
+    module = dict(
+        qkv=dict(type='_QKVDelta'),
+        ffn_parallel=dict(type='_RecordingAdapter'),
+        attn_shortcut=dict(type='_AffineShortcut'))[point]
+    cfg = dict(
+        visual=VIS,
+        text=TXT,
+        trainable=('positional_embedding', ),
+        adapters=[
+            dict(
+                point='bridge',
+                layers=(2, 3),
+                module=dict(type='_RecordingBridge')),
+            dict(point=point, tower='visual', layers=[1], module=module)
+        ])
     torch.manual_seed(0)
     plain = AdaptedEncoderPair(**cfg).train()
     cp = AdaptedEncoderPair(**cfg, with_cp=True).train()
@@ -440,8 +536,10 @@ def test_gradient_checkpointing_gives_same_gradients(point):
     for model in (plain, cp):
         out = model(img, ids)
         (out.visual[-1].square().mean() + out.state.square().mean()).backward()
-        grads.append({n: p.grad.clone() for n, p in model.named_parameters()
-                      if p.grad is not None})
+        grads.append({
+            n: p.grad.clone()
+            for n, p in model.named_parameters() if p.grad is not None
+        })
     assert grads[0].keys() == grads[1].keys() and len(grads[0]) >= 4
     assert any('.1.' in k for k in grads[0])  # the hook module got gradients
     for k in grads[0]:
@@ -450,14 +548,17 @@ def test_gradient_checkpointing_gives_same_gradients(point):
 
 def test_contexts_are_not_stored_on_modules():
     # the same pair on two batches of different grids and lengths
-    pair = _pair(dict(point='ffn_parallel', tower='visual', layers=[1],
-                      module=dict(type='_RecordingAdapter'))).eval()
+    pair = _pair(
+        dict(
+            point='ffn_parallel',
+            tower='visual',
+            layers=[1],
+            module=dict(type='_RecordingAdapter'))).eval()
     img, ids = _inputs()
     a = pair(img, ids)
     pair(torch.randn(1, 3, 48, 32), ids[:1, :4])
     again = pair(img, ids)
-    torch.testing.assert_close(a.visual[-1], again.visual[-1], rtol=0,
-                               atol=0)
+    torch.testing.assert_close(a.visual[-1], again.visual[-1], rtol=0, atol=0)
     grids = [c.grid for c in pair.visual.blocks[1].adapter.seen]
     assert grids == [(2, 2), (3, 2), (2, 2)]
     assert F.mse_loss(a.state, again.state) == 0

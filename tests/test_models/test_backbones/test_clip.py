@@ -51,13 +51,17 @@ def test_vit_loads_openai_file_and_resizes_positions(tmp_path, jit):
     _save(holder, path, jit)
 
     vit = CLIPVisionTransformer(
-        img_size=64, width=16, layers=2, heads=2, output_dim=8,
+        img_size=64,
+        width=16,
+        layers=2,
+        heads=2,
+        output_dim=8,
         pretrained=path)
     vit.init_weights()
     table = pre.positional_embedding.detach()
     grid = table[1:].reshape(1, 2, 2, 16).permute(0, 3, 1, 2)
-    expected = F.interpolate(grid, size=(4, 4), mode='bicubic',
-                             align_corners=False)
+    expected = F.interpolate(
+        grid, size=(4, 4), mode='bicubic', align_corners=False)
     expected = torch.cat(
         [table[:1], expected.permute(0, 2, 3, 1).reshape(16, 16)])
     assert vit.positional_embedding.shape == (17, 16)
@@ -83,8 +87,7 @@ def test_text_semantics_sliced_positions_causal_mask_eot_state():
     word, state = text(ids)
     assert word.shape == (1, 6, 16) and state.shape == (1, 8)
     # state = EOT word feature @ text_projection
-    assert torch.allclose(state, word[0, 3] @ text.text_projection,
-                          atol=1e-6)
+    assert torch.allclose(state, word[0, 3] @ text.text_projection, atol=1e-6)
     # causal: changing a later token leaves earlier features unchanged
     ids2 = ids.clone()
     ids2[0, 4] = 555
@@ -94,8 +97,8 @@ def test_text_semantics_sliced_positions_causal_mask_eot_state():
 
 
 def test_resnet_attnpool_keeps_spatial_map():
-    rn = CLIPModifiedResNet(layers=(1, 1, 1, 1), width=8, output_dim=16,
-                            heads=2).eval()
+    rn = CLIPModifiedResNet(
+        layers=(1, 1, 1, 1), width=8, output_dim=16, heads=2).eval()
     maps = rn(torch.randn(2, 3, 128, 128))
     assert maps[0].shape == (2, 16, 4, 4)
     assert (maps[0] >= 0).all()  # ReLU(attn + connect)
@@ -107,24 +110,41 @@ def test_pretrained_load_is_strict_on_own_keys_and_skips_adapters(tmp_path):
     other missing, unexpected or mis-shaped key names the file."""
     from mmris.models.backbones import AdaptedEncoderPair
     holder = _OpenAIHolder(
-        CLIPVisionTransformer(img_size=32, width=16, layers=2, heads=2,
-                              output_dim=8))
+        CLIPVisionTransformer(
+            img_size=32, width=16, layers=2, heads=2, output_dim=8))
     state = holder.state_dict()
     path = str(tmp_path / 'clip.pt')
     torch.save(state, path)
     pair = AdaptedEncoderPair(
-        visual=dict(type='CLIPVisionTransformer', img_size=32, width=16,
-                    layers=2, heads=2, output_dim=8, pretrained=path),
+        visual=dict(
+            type='CLIPVisionTransformer',
+            img_size=32,
+            width=16,
+            layers=2,
+            heads=2,
+            output_dim=8,
+            pretrained=path),
         text=dict(type='CLIPTextTransformer', **TXT, pretrained=path),
         adapters=[
-            dict(point='ffn_parallel', tower='text', layers=[1], scale=0.2,
-                 input='residual', module=dict(
-                     type='TextAdapter', in_channels=16,
-                     hidden_channels=16)),
-            dict(point='attn_shortcut', tower='visual', name='flow',
-                 module=dict(type='ShortcutNormalizingFlow', dim=16))])
-    adapter = {k: v.clone() for k, v in pair.state_dict().items()
-               if '.adapter.' in k or '.flow' in k}
+            dict(
+                point='ffn_parallel',
+                tower='text',
+                layers=[1],
+                scale=0.2,
+                input='residual',
+                module=dict(
+                    type='TextAdapter', in_channels=16, hidden_channels=16)),
+            dict(
+                point='attn_shortcut',
+                tower='visual',
+                name='flow',
+                module=dict(type='ShortcutNormalizingFlow', dim=16))
+        ])
+    adapter = {
+        k: v.clone()
+        for k, v in pair.state_dict().items()
+        if '.adapter.' in k or '.flow' in k
+    }
     pair.init_weights()
     own = pair.state_dict()
     assert torch.equal(own['text.transformer.resblocks.1.ln_1.weight'],
@@ -136,14 +156,16 @@ def test_pretrained_load_is_strict_on_own_keys_and_skips_adapters(tmp_path):
 
     text = pair.text
     bad = {k: v for k, v in state.items() if not k.startswith('visual.')}
-    with pytest.raises(RuntimeError, match=r"clip\.pt.*unexpected keys "
-                       r"\['extra'\]"):
-        text.load_pretrained_state_dict(dict(bad, extra=torch.zeros(1)),
-                                        path)
+    with pytest.raises(
+            RuntimeError, match=r"clip\.pt.*unexpected keys "
+            r"\['extra'\]"):
+        text.load_pretrained_state_dict(dict(bad, extra=torch.zeros(1)), path)
     with pytest.raises(RuntimeError, match=r"missing keys \['ln_final"):
         text.load_pretrained_state_dict(
-            {k: v for k, v in bad.items() if not k.startswith('ln_final')},
-            path)
+            {
+                k: v
+                for k, v in bad.items() if not k.startswith('ln_final')
+            }, path)
     with pytest.raises(RuntimeError, match='text_projection: file'):
         text.load_pretrained_state_dict(
             dict(bad, text_projection=torch.zeros(3, 3)), path)

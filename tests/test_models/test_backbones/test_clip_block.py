@@ -27,7 +27,9 @@ class _ReferenceBlock(CLIPResidualBlock):
         super().__init__(width, heads)
         self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
 
-    def attn_inner(self, x: Tensor, attn_mask: Optional[Tensor],
+    def attn_inner(self,
+                   x: Tensor,
+                   attn_mask: Optional[Tensor],
                    ctx=None) -> Tensor:
         if attn_mask is not None:
             attn_mask = attn_mask.to(x.dtype)
@@ -116,15 +118,18 @@ def test_keys_and_seeded_init_equal_open_clip_block():
     after_block = torch.rand(1)
     torch.manual_seed(3)
     oc = ResidualAttentionBlock(
-        WIDTH, HEADS, act_layer=QuickGELU, norm_layer=LayerNormFp32,
+        WIDTH,
+        HEADS,
+        act_layer=QuickGELU,
+        norm_layer=LayerNormFp32,
         batch_first=True)
     after_oc = torch.rand(1)
     sd, osd = block.state_dict(), oc.state_dict()
     assert list(sd) == list(osd) == [
-        'ln_1.weight', 'ln_1.bias', 'attn.in_proj_weight',
-        'attn.in_proj_bias', 'attn.out_proj.weight', 'attn.out_proj.bias',
-        'ln_2.weight', 'ln_2.bias', 'mlp.c_fc.weight', 'mlp.c_fc.bias',
-        'mlp.c_proj.weight', 'mlp.c_proj.bias'
+        'ln_1.weight', 'ln_1.bias', 'attn.in_proj_weight', 'attn.in_proj_bias',
+        'attn.out_proj.weight', 'attn.out_proj.bias', 'ln_2.weight',
+        'ln_2.bias', 'mlp.c_fc.weight', 'mlp.c_fc.bias', 'mlp.c_proj.weight',
+        'mlp.c_proj.bias'
     ]
     for k in sd:
         assert torch.equal(sd[k], osd[k]), k
@@ -180,14 +185,15 @@ def test_with_cp_recomputes_only_what_the_backward_reads():
             y.sum().backward()
         counts[with_cp] = (saved.bytes, bwd.get_total_flops())
     tokens, hidden = batch * n, 4 * WIDTH
-    recomputed = (2 * tokens * WIDTH * 3 * WIDTH  # qkv projection
-                  + 2 * 2 * batch * n * n * WIDTH  # q k^T and (.) v
-                  + 2 * tokens * WIDTH * hidden)  # c_fc
+    recomputed = (
+        2 * tokens * WIDTH * 3 * WIDTH  # qkv projection
+        + 2 * 2 * batch * n * n * WIDTH  # q k^T and (.) v
+        + 2 * tokens * WIDTH * hidden)  # c_fc
     assert counts[True][1] - counts[False][1] == recomputed
     # Kept only without checkpointing: q, k, v, the attention output and
     # its row log-sum-exp, the c_fc output; only with it: the attention
     # input norm1(x) (the FFN input is kept for the adapter anyway).
-    kept_without = (tokens * (3 * WIDTH + WIDTH + hidden) +
-                    batch * HEADS * n) * 4
+    kept_without = (tokens *
+                    (3 * WIDTH + WIDTH + hidden) + batch * HEADS * n) * 4
     kept_with = tokens * WIDTH * 4
     assert counts[False][0] - counts[True][0] == kept_without - kept_with

@@ -18,8 +18,8 @@ from mmris.models.backbones.dinov2 import (DINOv2, DINOv2Block,
 
 init_default_scope('mmseg')
 
-OFFICIAL_KEYS = (Path(__file__).resolve().parents[2] / 'data' /
-                 'official_keys')
+OFFICIAL_KEYS = (
+    Path(__file__).resolve().parents[2] / 'data' / 'official_keys')
 TINY = dict(embed_dims=24, num_layers=4, num_heads=2)
 
 
@@ -104,8 +104,9 @@ def test_register_tokens_and_token_order():
     assert x.shape == (2, 1 + 4 + 32 * 32, 24)
     pos = model.interpolate_pos_encoding(grid)
     patches = model.patch_embed.proj(img).flatten(2).transpose(1, 2)
-    torch.testing.assert_close(x[:, 0], (model.cls_token[0] + pos[:, 0])[0]
-                               .expand(2, -1))
+    torch.testing.assert_close(x[:, 0],
+                               (model.cls_token[0] + pos[:, 0])[0].expand(
+                                   2, -1))
     # registers: no positional embedding, right after CLS
     torch.testing.assert_close(x[:, 1:5],
                                model.register_tokens.expand(2, -1, -1))
@@ -211,11 +212,20 @@ def test_pair_passes_grid_and_prefix_in_the_context():
     from mmris.models.backbones import AdaptedEncoderPair
     pair = AdaptedEncoderPair(
         visual=dict(type='DINOv2', arch=TINY),
-        text=dict(type='CLIPTextTransformer', width=16, heads=2, layers=2,
-                  embed_dim=8, vocab_size=100),
+        text=dict(
+            type='CLIPTextTransformer',
+            width=16,
+            heads=2,
+            layers=2,
+            embed_dim=8,
+            vocab_size=100),
         order='text_first',
-        adapters=[dict(point='ffn_parallel', layers=[1], module=dict(
-            type='_DINOv2Probe'))])
+        adapters=[
+            dict(
+                point='ffn_parallel',
+                layers=[1],
+                module=dict(type='_DINOv2Probe'))
+        ])
     ids = torch.tensor([[98, 5, 99, 0, 0]])
     out = pair(torch.randn(1, 3, 56, 28), ids)
     ctx = pair.visual.blocks[1].adapter.seen[0]
@@ -239,14 +249,28 @@ def test_load_meta_checkpoint_strictly(tmp_path):
 
     pair = AdaptedEncoderPair(
         visual=dict(type='DINOv2', arch=TINY, pretrained=str(path)),
-        text=dict(type='CLIPTextTransformer', width=16, heads=2, layers=2,
-                  embed_dim=8, vocab_size=100),
+        text=dict(
+            type='CLIPTextTransformer',
+            width=16,
+            heads=2,
+            layers=2,
+            embed_dim=8,
+            vocab_size=100),
         order='text_first',
-        adapters=[dict(
-            point='ffn_parallel', layers=[1, 3], scale=0.2, name='adapter',
-            module=dict(type='DenseAligner', in_channels=24,
-                        hidden_channels=16, text_channels=16, embed_dims=16,
-                        num_heads=2))])
+        adapters=[
+            dict(
+                point='ffn_parallel',
+                layers=[1, 3],
+                scale=0.2,
+                name='adapter',
+                module=dict(
+                    type='DenseAligner',
+                    in_channels=24,
+                    hidden_channels=16,
+                    text_channels=16,
+                    embed_dims=16,
+                    num_heads=2))
+        ])
     pair.visual.init_weights()
     own = pair.visual.state_dict()
     for k, v in state.items():
@@ -261,8 +285,10 @@ def test_load_meta_checkpoint_strictly(tmp_path):
     with pytest.raises(RuntimeError, match='missing keys'):
         pair.visual.load_meta_state_dict(bad)
     # a DETRIS-style 'dinov2.' prefix is accepted
-    pair.visual.load_meta_state_dict(
-        {'dinov2.' + k: v for k, v in state.items()})
+    pair.visual.load_meta_state_dict({
+        'dinov2.' + k: v
+        for k, v in state.items()
+    })
     with pytest.raises(FileNotFoundError):
         tiny(pretrained=str(tmp_path / 'missing.pth')).init_weights()
 
@@ -273,8 +299,7 @@ def test_load_resizes_other_positional_grid():
     state = _meta_state_dict(src)
     model.load_meta_state_dict(state)
     assert model.pos_embed.shape == (1, 257, 24)
-    torch.testing.assert_close(model.pos_embed[:, 0], state['pos_embed'][:,
-                                                                         0])
+    torch.testing.assert_close(model.pos_embed[:, 0], state['pos_embed'][:, 0])
 
 
 # -- freezing inside AdaptedEncoderPair ---------------------------------------
@@ -323,8 +348,9 @@ def test_freezing_rule_in_pair():
             trainable=()))
     trainable = {n for n, p in pair.named_parameters() if p.requires_grad}
     assert trainable and all('.adapter.' in n for n in trainable)
-    assert {n for n, _ in pair.named_parameters() if '.adapter.' in n
-            } == trainable
+    assert {n
+            for n, _ in pair.named_parameters()
+            if '.adapter.' in n} == trainable
 
     ids = torch.tensor([[98, 5, 7, 99, 0, 0], [98, 4, 9, 3, 99, 0]])
     # Eval mode: with batch statistics the bias of a convolution that feeds

@@ -13,8 +13,14 @@ import mmris  # noqa: F401
 from mmris.models.backbones import EVA02VisionTransformer
 from mmris.models.backbones.eva02 import TIMM_RENAMES
 
-TINY = dict(img_size=32, patch_size=8, width=16, layers=2, heads=2,
-            mlp_ratio=2.0, output_dim=8)
+TINY = dict(
+    img_size=32,
+    patch_size=8,
+    width=16,
+    layers=2,
+    heads=2,
+    mlp_ratio=2.0,
+    output_dim=8)
 
 
 def tiny(**kw):
@@ -106,7 +112,8 @@ def test_official_rope_index_arithmetic_changes_nothing():
     official = torch.cat([
         rotate(t[:, :, :1], ang[:1]), t[:, :, 1:-(p - 1)],
         rotate(t[:, :, -(p - 1):], ang[1:])
-    ], dim=2)
+    ],
+                         dim=2)
     ours = torch.cat([t[:, :, :L], rotate(t[:, :, L:], ang)], dim=2)
     assert torch.equal(ang[0], torch.zeros(d))  # phase 0 is the identity
     assert torch.equal(official, ours)
@@ -131,8 +138,9 @@ def test_final_map_skips_norm_unless_asked():
     ref = (x[:, 1:] @ model.head.weight.t() + model.head.bias)
     torch.testing.assert_close(plain, ref.transpose(1, 2).reshape(1, 8, 4, 4))
     withn = normed.final_map(x, grid)
-    expect = normed.head(normed.norm(x[:, 1:])).transpose(1, 2).reshape(
-        1, 8, 4, 4)
+    expect = normed.head(normed.norm(x[:,
+                                       1:])).transpose(1,
+                                                       2).reshape(1, 8, 4, 4)
     torch.testing.assert_close(withn, expect)
     assert not torch.allclose(plain, withn)
     # the unused norm is never trainable, so every trainable gets a grad
@@ -145,13 +153,13 @@ def test_positional_table_resized_every_call_without_antialias():
     x, grid = model.embed(torch.zeros(1, 3, 48, 40))
     assert grid == (6, 5)
     table = model.pos_embed[0, 1:].reshape(1, 4, 4, 16).permute(0, 3, 1, 2)
-    table = F.interpolate(table, size=(6, 5), mode='bicubic',
-                          align_corners=False)
+    table = F.interpolate(
+        table, size=(6, 5), mode='bicubic', align_corners=False)
     patches = model.patch_embed.proj(torch.zeros(1, 3, 48, 40)).flatten(2)
     expect = patches.transpose(1, 2) + table.flatten(2).transpose(1, 2)
     torch.testing.assert_close(x[:, 1:], expect, rtol=0, atol=1e-6)
-    torch.testing.assert_close(x[:, 0], model.cls_token[0] +
-                               model.pos_embed[0, :1])
+    torch.testing.assert_close(x[:, 0],
+                               model.cls_token[0] + model.pos_embed[0, :1])
 
 
 def _release_state(model):
@@ -200,14 +208,16 @@ def test_text_tower_eva_clip_layout(tmp_path):
     torch.manual_seed(0)
     src = CLIPTextTransformer(**txt, act='gelu')
     assert isinstance(src.blocks[0].mlp.gelu, torch.nn.GELU)
-    state = {'text.' + k: v for k, v in src.state_dict().items()
-             if k != 'logit_scale'}
+    state = {
+        'text.' + k: v
+        for k, v in src.state_dict().items() if k != 'logit_scale'
+    }
     state['logit_scale'] = src.logit_scale.detach().clone()
     state['visual.cls_token'] = torch.zeros(1, 1, 16)
     path = str(tmp_path / 'eva.pt')
     torch.save(state, path)
-    dst = CLIPTextTransformer(**txt, act='gelu', pretrained=path,
-                              layout='eva_clip')
+    dst = CLIPTextTransformer(
+        **txt, act='gelu', pretrained=path, layout='eva_clip')
     dst.init_weights()
     for k, v in src.state_dict().items():
         assert torch.equal(dst.state_dict()[k], v), k

@@ -8,12 +8,11 @@ from mmseg.registry import MODELS
 
 import mmris  # noqa: F401
 from mmris.models.decode_heads import NoTargetHead
-
 from ..utils import make_ids, make_samples, tiny_etris_cfg
 
 init_default_scope('mmseg')
-NT_HEAD = dict(type='NoTargetHead', in_channels=32, text_channels=32,
-               hidden_channels=16)
+NT_HEAD = dict(
+    type='NoTargetHead', in_channels=32, text_channels=32, hidden_channels=16)
 
 
 def test_forward_loss_predict():
@@ -45,13 +44,14 @@ def test_forward_loss_predict():
 def test_bad_arguments(kwargs, message):
     args = dict(in_channels=8, text_channels=6)
     args.update(kwargs)
-    with pytest.raises(ValueError, match=message.replace('(', r'\(').replace(
-            ')', r'\)')):
+    with pytest.raises(
+            ValueError, match=message.replace('(', r'\(').replace(')', r'\)')):
         NoTargetHead(**args)
     head = NoTargetHead(8, 6)
     with pytest.raises(ValueError, match=r'fq must be \(B, 8, H, W\)'):
-        head(torch.randn(2, 7, 3, 3), torch.randn(2, 6),
-             torch.randn(2, 1, 4, 4))
+        head(
+            torch.randn(2, 7, 3, 3), torch.randn(2, 6),
+            torch.randn(2, 1, 4, 4))
     with pytest.raises(ValueError, match='needs the mask logits'):
         head(torch.randn(2, 8, 3, 3), torch.randn(2, 6))
 

@@ -9,7 +9,12 @@ from mmris.models.decode_heads import RISDecodeHead
 
 def _head(**kwargs) -> RISDecodeHead:
     return RISDecodeHead(
-        num_layers=1, d_model=16, nhead=2, dim_ffn=16, text_channels=8, **kwargs)
+        num_layers=1,
+        d_model=16,
+        nhead=2,
+        dim_ffn=16,
+        text_channels=8,
+        **kwargs)
 
 
 def _bce(logit: float, target: float) -> float:

@@ -14,14 +14,12 @@ from mmseg.registry import MODELS
 import mmris  # noqa: F401
 from mmris.checkpoint import convert_official_state_dict
 from mmris.utils import count_parameters
-
 from ..utils import make_ids, make_samples, read_official_keys
 
 init_default_scope('mmseg')
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(__file__))))
 CONFIGS = osp.join(ROOT, 'configs', 'barleria')
 DATASETS = ('refcoco', 'refcoco+', 'refcocog_umd', 'refcocog_google')
-
 
 
 def synthetic_official_state(keys):
@@ -34,8 +32,8 @@ def synthetic_official_state(keys):
         if src != k and 'module.' + src in state:
             state['module.' + k] = state['module.' + src]
         else:
-            state['module.' + k] = (torch.randn(shape, generator=g)
-                                    if shape else torch.tensor(1.))
+            state['module.' + k] = (
+                torch.randn(shape, generator=g) if shape else torch.tensor(1.))
     return state
 
 
@@ -89,8 +87,9 @@ def test_converter_keys_and_trainable_flags(full_model):
         if old in dropped:
             continue
         new = next(
-            iter(convert_official_state_dict({old: torch.zeros(0)},
-                                             'barleria')))
+            iter(
+                convert_official_state_dict({old: torch.zeros(0)},
+                                            'barleria')))
         if new in params:
             assert params[new].requires_grad == trainable, old
 

@@ -13,7 +13,6 @@ from mmseg.registry import MODELS
 import mmris  # noqa: F401
 from mmris.checkpoint import convert_official_state_dict
 from mmris.checkpoint.convert import _eva_rope_table
-
 from ..utils import read_official_keys
 from .test_barleria import synthetic_official_state
 
@@ -39,12 +38,15 @@ def _official_state():
 
 
 def test_exact_trainable_count_and_frozen_visual_table(eva_model):
-    trainable = {n: p.numel() for n, p in eva_model.named_parameters()
-                 if p.requires_grad}
+    trainable = {
+        n: p.numel()
+        for n, p in eva_model.named_parameters() if p.requires_grad
+    }
     assert sum(trainable.values()) == 26_186_785
     assert 'backbone.text.positional_embedding' in trainable
-    assert not any(n.startswith('backbone.visual.') and 'flow' not in n
-                   for n in trainable)
+    assert not any(
+        n.startswith('backbone.visual.') and 'flow' not in n
+        for n in trainable)
 
 
 def test_official_keys_load_key_for_key(eva_model):
@@ -72,10 +74,10 @@ def test_official_keys_load_key_for_key(eva_model):
     for (old, (_, flag)) in keys.items():
         flags[old] = flag
     checked = 0
-    for old, new in zip(
-            [k for k in keys
-             if '.rope.freqs_' not in k and '.log_jacobians.' not in k],
-            renamed):
+    for old, new in zip([
+            k for k in keys
+            if '.rope.freqs_' not in k and '.log_jacobians.' not in k
+    ], renamed):
         if new in params:
             assert params[new].requires_grad == flags[old], (old, new)
             checked += 1
@@ -90,8 +92,9 @@ def test_a_wrong_rotary_table_is_refused():
         convert_official_state_dict(state, 'barleria_eva')
 
 
-@pytest.mark.parametrize('dataset', ['refcoco', 'refcoco+', 'refcocog_umd',
-                                     'refcocog_google', 'grefcoco'])
+@pytest.mark.parametrize(
+    'dataset',
+    ['refcoco', 'refcoco+', 'refcocog_umd', 'refcocog_google', 'grefcoco'])
 def test_configs(dataset):
     cfg = Config.fromfile(
         osp.join(CONFIGS, f'barleria_eva02-b16_{dataset}.py'))

@@ -12,7 +12,6 @@ from mmseg.registry import MODELS
 import mmris  # noqa: F401
 from mmris.checkpoint import convert_official_state_dict
 from mmris.utils import count_parameters
-
 from ..utils import make_ids, make_samples, read_official_keys
 
 init_default_scope('mmseg')
@@ -27,7 +26,6 @@ CASES = [
      'detris_DETRIS_large'),
     ('detris-l_refcoco_mixed.py', 56_527_009, 33_331_360, None, None),
 ]
-
 
 
 @pytest.mark.parametrize('config,total,adapters,update,official', CASES)
@@ -66,8 +64,8 @@ def test_counts_keys_and_converter(config, total, adapters, update, official):
         assert torch.equal(own[k], converted[k]), k
     # Trainable flags agree with the official builder, key for key.
     params = dict(model.named_parameters())
-    renamed = convert_official_state_dict(
-        {k: torch.zeros(0) for k in keys}, 'detris')
+    renamed = convert_official_state_dict({k: torch.zeros(0)
+                                           for k in keys}, 'detris')
     checked = 0
     for (old, (_, trainable)), new in zip(keys.items(), renamed):
         if new in params:
@@ -81,14 +79,17 @@ def tiny_detris_cfg():
     cfg = Config.fromfile(osp.join(CONFIGS, 'detris-b_refcoco.py'))
     model = copy.deepcopy(cfg.model.to_dict())
     bb = model['backbone']
-    bb['visual'].update(
-        arch=dict(embed_dims=64, num_layers=4, num_heads=2))
+    bb['visual'].update(arch=dict(embed_dims=64, num_layers=4, num_heads=2))
     bb['text'].update(width=32, heads=2, layers=4, embed_dim=32)
     bb['adapters']['dense_aligner']['module'].update(
-        in_channels=64, hidden_channels=32, text_channels=32, embed_dims=16,
+        in_channels=64,
+        hidden_channels=32,
+        text_channels=32,
+        embed_dims=16,
         num_heads=2)
     bb['adapters']['dense_aligner']['layers'] = [1, 3]
-    bb['adapters']['text_adapter']['module'].update(in_channels=32, hidden_channels=32)
+    bb['adapters']['text_adapter']['module'].update(
+        in_channels=32, hidden_channels=32)
     bb['adapters']['text_adapter']['layers'] = [1, 3]
     bb['out_indices'] = (1, 2)
     model['neck'].update(

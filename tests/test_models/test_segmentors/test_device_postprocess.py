@@ -17,8 +17,8 @@ import mmris  # noqa: F401
 from mmris.datasets.transforms.letterbox import get_letterbox_affine
 from mmris.models.utils import warp_affine_cubic
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
+ROOT = osp.dirname(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 CONFIG = osp.join(ROOT, 'configs', 'quickstart', 'etris-tiny_synthetic.py')
 SIZE = 96
 # (h, w) of COCO-like originals: landscape, portrait, square, small, odd
@@ -55,8 +55,10 @@ def _probs(model):
 
 def test_default_is_cv2_and_bad_value_names_the_key():
     assert _model().test_cfg['postprocess'] == 'cv2'
-    with pytest.raises(ValueError, match=r"test_cfg.postprocess must be "
-                       r"'cv2' or 'device', got 'gpu'"):
+    with pytest.raises(
+            ValueError,
+            match=r"test_cfg.postprocess must be "
+            r"'cv2' or 'device', got 'gpu'"):
         _model(postprocess='gpu')
 
 
@@ -64,15 +66,19 @@ def test_warp_matches_cv2_inter_cubic():
     g = torch.Generator().manual_seed(1)
     img = F.interpolate(
         torch.rand(len(SHAPES), 2, 12, 12, generator=g), (SIZE, SIZE),
-        mode='bicubic', align_corners=True)
+        mode='bicubic',
+        align_corners=True)
     invs = [get_letterbox_affine(s, SIZE)[1] for s in SHAPES]
     out = warp_affine_cubic(img, invs, SHAPES)
     for i, ((h, w), inv) in enumerate(zip(SHAPES, invs)):
         assert out[i].shape == (2, h, w)
         for c in range(2):
             ref = cv2.warpAffine(
-                img[i, c].numpy(), inv, (w, h), flags=cv2.INTER_CUBIC,
-                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                img[i, c].numpy(),
+                inv, (w, h),
+                flags=cv2.INTER_CUBIC,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=0)
             np.testing.assert_allclose(out[i][c].numpy(), ref, atol=1e-4)
     with pytest.raises(ValueError, match='one matrix and one size per image'):
         warp_affine_cubic(img, invs[:1], SHAPES)

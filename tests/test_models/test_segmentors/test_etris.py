@@ -11,9 +11,7 @@ from mmseg.registry import MODELS
 import mmris  # noqa: F401
 from mmris.checkpoint import convert_official_state_dict
 from mmris.utils import count_parameters
-
-from ..utils import (make_ids, make_samples, read_official_keys,
-                     tiny_etris_cfg)
+from ..utils import make_ids, make_samples, read_official_keys, tiny_etris_cfg
 
 init_default_scope('mmseg')
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(__file__))))
@@ -25,7 +23,6 @@ CASES = [
     ('etris_rn50_refcoco.py', 28_819_009, 1_942_080, 'etris_bridge_r50'),
     ('etris_rn101_refcoco.py', 26_328_129, 1_942_080, 'etris_bridge_r101'),
 ]
-
 
 
 @pytest.mark.parametrize('config,total,adapters,official', CASES)
@@ -41,8 +38,8 @@ def test_counts_keys_and_converter(config, total, adapters, official):
     keys = read_official_keys(official)
     g = torch.Generator().manual_seed(0)
     state = {
-        'module.' + k: torch.randn(shape, generator=g)
-        if shape else torch.tensor(1.0)
+        'module.' + k:
+        torch.randn(shape, generator=g) if shape else torch.tensor(1.0)
         for k, (shape, _) in keys.items()
     }
     converted = convert_official_state_dict(state, 'etris')
@@ -54,8 +51,8 @@ def test_counts_keys_and_converter(config, total, adapters, official):
         assert torch.equal(own[k], converted[k])
     # Trainable flags agree with the official builder, key for key.
     params = dict(model.named_parameters())
-    renamed = convert_official_state_dict(
-        {k: torch.zeros(0) for k in keys}, 'etris')
+    renamed = convert_official_state_dict({k: torch.zeros(0)
+                                           for k in keys}, 'etris')
     for (old, (_, trainable)), new in zip(keys.items(), renamed):
         if new in params:
             assert params[new].requires_grad == trainable, old
@@ -74,8 +71,8 @@ def test_head_output_shapes(size, out):
         (size // 16)**2 + 1, 32)
     ids = make_ids(2, 8)
     with torch.no_grad():
-        logits = model._forward(torch.randn(2, 3, size, size),
-                                make_samples(ids, size))
+        logits = model._forward(
+            torch.randn(2, 3, size, size), make_samples(ids, size))
     assert logits.shape == (2, 1, out, out)
 
 
@@ -89,8 +86,9 @@ def test_loss_and_predict_at_original_resolution():
     # A 40x80 original letterboxed into 64x64: scale 0.8, offset y = 16.
     for ds in samples:
         ds.set_metainfo(
-            dict(ori_shape=(40, 80),
-                 inv_affine=[[1.25, 0, 0], [0, 1.25, -20.0]]))
+            dict(
+                ori_shape=(40, 80),
+                inv_affine=[[1.25, 0, 0], [0, 1.25, -20.0]]))
     with torch.no_grad():
         out = model.predict(torch.randn(2, 3, 64, 64), samples)
     assert out[0].pred_sem_seg.data.shape == (1, 40, 80)
@@ -99,12 +97,14 @@ def test_loss_and_predict_at_original_resolution():
     assert torch.equal(out[0].pred_sem_seg.data.bool(), probs > 0.35)
 
 
-@pytest.mark.parametrize('cfg,params', [
-    (dict(type='BridgerViT', d_model=64), 598_592),
-    (dict(type='BridgerViT', d_model=128), 1_387_648),  # paper's 1.39 M
-    (dict(type='BridgerRN', d_model=64), 1_942_080),
-    (dict(type='BridgerRN', d_model=56), 1_678_104),  # paper's RN50 1.68 M
-])
+@pytest.mark.parametrize(
+    'cfg,params',
+    [
+        (dict(type='BridgerViT', d_model=64), 598_592),
+        (dict(type='BridgerViT', d_model=128), 1_387_648),  # paper's 1.39 M
+        (dict(type='BridgerRN', d_model=64), 1_942_080),
+        (dict(type='BridgerRN', d_model=56), 1_678_104),  # paper's RN50 1.68 M
+    ])
 def test_bridger_sizes_for_ladder_dims(cfg, params):
     bridger = MODELS.build(cfg)
     assert sum(p.numel() for p in bridger.parameters()) == params

@@ -24,7 +24,6 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import mmris  # noqa: F401
 from mmris.datasets.transforms.tokenizer import tokenize
-
 from ..utils import make_samples
 
 init_default_scope('mmseg')
@@ -97,8 +96,13 @@ def paper(request):
     official_step = step(_all_training)
     model.load_state_dict(initial)
     model.zero_grad(set_to_none=True)
-    return dict(config=config, model=model, size=size, modes=modes,
-                mmris=mmris_step, official=official_step)
+    return dict(
+        config=config,
+        model=model,
+        size=size,
+        modes=modes,
+        mmris=mmris_step,
+        official=official_step)
 
 
 def test_train_mode_is_the_official_one(paper):
@@ -117,11 +121,11 @@ def test_one_training_step_equals_the_official_recipe(paper):
     torch.testing.assert_close(loss, ref_loss, rtol=0, atol=0)
     assert grads.keys() == ref_grads.keys()
     for n in grads:
-        torch.testing.assert_close(grads[n], ref_grads[n], rtol=0, atol=0,
-                                   msg=n)
+        torch.testing.assert_close(
+            grads[n], ref_grads[n], rtol=0, atol=0, msg=n)
     for n in buffers:
-        torch.testing.assert_close(buffers[n], ref_buffers[n], rtol=0,
-                                   atol=0, msg=n)
+        torch.testing.assert_close(
+            buffers[n], ref_buffers[n], rtol=0, atol=0, msg=n)
 
 
 def test_every_trainable_parameter_gets_a_gradient(paper):
@@ -136,8 +140,9 @@ def test_norm_eval_switch_keeps_frozen_bn_in_eval(paper):
     BatchNorms (and only them) in eval mode."""
     backbone = paper['model'].backbone
     frozen_bn = [
-        n for n, m in backbone.named_modules() if isinstance(m, _BatchNorm)
-        and not any(p.requires_grad for p in m.parameters())
+        n for n, m in backbone.named_modules()
+        if isinstance(m, _BatchNorm) and not any(p.requires_grad
+                                                 for p in m.parameters())
     ]
     if 'rn' in osp.basename(paper['config']):
         assert 'visual.bn1' in frozen_bn

@@ -45,11 +45,12 @@ def test_dropout_attention_keeps_no_float_weights_for_backward():
         dropout_attention(q, k, v, mask, 0.1)
     f32 = torch.float32
     # q, k, v, the mask, the output and a 1-byte dropout mask.
-    assert sorted(saved, key=str) == sorted([
-        ((2, 4, 30, 8), f32), ((2, 4, 11, 8), f32), ((2, 4, 11, 8), f32),
-        ((2, 1, 1, 11), f32), ((2, 4, 30, 8), f32),
-        ((2, 4, 30, 11), torch.bool)
-    ], key=str)
+    assert sorted(
+        saved, key=str) == sorted([((2, 4, 30, 8), f32), ((2, 4, 11, 8), f32),
+                                   ((2, 4, 11, 8), f32), ((2, 1, 1, 11), f32),
+                                   ((2, 4, 30, 8), f32),
+                                   ((2, 4, 30, 11), torch.bool)],
+                                  key=str)
 
 
 def test_dropout_attention_mask_follows_the_global_seed():
@@ -81,19 +82,18 @@ def test_multihead_attention_with_dropout_on_cpu_keeps_no_weights():
             lambda t: shapes.append((tuple(t.shape), t.dtype)) or t,
             lambda t: t):
         out = attn(x, key_padding_mask=pad)
-    assert not any(s[-2:] == (50, 50) and dt != torch.bool
-                   for s, dt in shapes)
+    assert not any(s[-2:] == (50, 50) and dt != torch.bool for s, dt in shapes)
     out.sum().backward()
     assert torch.isfinite(x.grad).all()
     # Dropout is drawn: two forward passes differ; eval mode is exact SDPA.
     assert not torch.equal(attn(x, key_padding_mask=pad), out)
     attn.eval()
     ref = torch.nn.functional.scaled_dot_product_attention(
-        *(t.view(2, 50, 4, 8).transpose(1, 2)
-          for t in torch.nn.functional.linear(
-              x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, -1)),
-        attn_mask=torch.zeros(2, 1, 1, 50).masked_fill(
-            pad[:, None, None], float('-inf')))
+        *(t.view(2, 50, 4,
+                 8).transpose(1, 2) for t in torch.nn.functional.linear(
+                     x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, -1)),
+        attn_mask=torch.zeros(2, 1, 1, 50).masked_fill(pad[:, None, None],
+                                                       float('-inf')))
     torch.testing.assert_close(
         attn(x, key_padding_mask=pad),
         attn.out_proj(ref.transpose(1, 2).reshape(2, 50, 32)))

@@ -9,8 +9,7 @@ from mmris.utils.memory_count import SavedTensorCounter
 
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize('trainable', [False, True])
-def test_values_and_gradients_are_bitwise_those_of_open_clip(
-        dtype, trainable):
+def test_values_and_gradients_are_bitwise_those_of_open_clip(dtype, trainable):
     torch.manual_seed(0)
     ref, ours = OpenCLIPLayerNormFp32(64), LayerNormFp32(64)
     with torch.no_grad():

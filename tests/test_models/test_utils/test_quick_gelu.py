@@ -36,5 +36,4 @@ def test_without_grad_no_graph_is_built():
     with torch.no_grad():
         y = QuickGELU()(x.requires_grad_())
     assert y.grad_fn is None
-    torch.testing.assert_close(y, x * torch.sigmoid(1.702 * x), rtol=0,
-                               atol=0)
+    torch.testing.assert_close(y, x * torch.sigmoid(1.702 * x), rtol=0, atol=0)
