@@ -144,12 +144,12 @@ def _decode_all(dataset) -> None:
         load(dict(dataset.get_data_info(i)))
 
 
-def load_refer(path: str) -> None:
-    """RefCOCODataset reading the refs pickle ``path``."""
-    from mmris.datasets import RefCOCODataset
+def _load_splits(dataset_cls, path: str) -> None:
+    """Every split of ``dataset_cls`` read from the refs file ``path``,
+    every mask decoded."""
     root = osp.join(osp.dirname(path), ROOT)
     for split in SPLITS:
-        dataset = RefCOCODataset(
+        dataset = dataset_cls(
             root,
             split=split,
             mode='test',
@@ -165,25 +165,16 @@ def load_refer(path: str) -> None:
         _decode_all(dataset)
 
 
+def load_refer(path: str) -> None:
+    """RefCOCODataset reading the refs pickle ``path``."""
+    from mmris.datasets import RefCOCODataset
+    _load_splits(RefCOCODataset, path)
+
+
 def load_grefs(path: str) -> None:
     """GRefCOCODataset reading the refs JSON ``path``."""
     from mmris.datasets import GRefCOCODataset
-    root = osp.join(osp.dirname(path), ROOT)
-    for split in SPLITS:
-        dataset = GRefCOCODataset(
-            root,
-            split=split,
-            mode='test',
-            lazy_init=True,
-            serialize_data=False)
-        dataset.ann_file = path
-        try:
-            dataset.full_init()
-        except ValueError as err:
-            if f"Split {split!r} has no refs" in str(err):
-                continue
-            raise
-        _decode_all(dataset)
+    _load_splits(GRefCOCODataset, path)
 
 
 def load_instances(path: str) -> None:
