@@ -27,10 +27,28 @@ refcoco_mixed.py).
 import argparse
 import json
 import os.path as osp
+import runpy
 import sys
 from collections import OrderedDict
 from typing import List, Optional, Sequence
 
+
+def load_tool_env() -> dict:
+    """``mmris/utils/tool_env.py`` run by path, before any heavy import:
+    ``--help`` stays fast and a Python without the project's packages gets
+    one line (or the checkout's ``.venv``)."""
+    folder = osp.dirname(osp.abspath(__file__))
+    while osp.dirname(folder) != folder:
+        path = osp.join(folder, 'mmris', 'utils', 'tool_env.py')
+        if osp.isfile(path):
+            return runpy.run_path(path)
+        folder = osp.dirname(folder)
+    from mmris.utils import tool_env  # an installed mmris
+    return vars(tool_env)
+
+
+TOOL_ENV = load_tool_env()
+TOOL_ENV['ensure_environment'](__file__)
 import mmris  # noqa: F401  (compat first)
 from mmris.datasets.overlap import (BENCHMARK_SPLITS, annotation_files,
                                     overlap_counts, read_splits)
