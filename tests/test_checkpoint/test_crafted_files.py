@@ -424,6 +424,7 @@ def test_optimizer_state_of_another_optimizer_is_refused():
         check_optimizer_state(adam, two.state_dict(), 'x')
 
 
+@pytest.mark.slow
 def test_resume_with_another_optimizer_fails_before_training(
         synthetic_root, tmp_path, monkeypatch):
     from test_reliability._helpers import (TINY_CONFIG, TRAIN,

@@ -168,6 +168,7 @@ def _worker(rank, world_size, port, out_file, collect_dir):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_distributed_equals_single(tmp_path):
     single = GRISMetric()
     single.process({}, _samples(range(len(CASES) - 1)))

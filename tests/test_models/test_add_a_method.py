@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 import torch.nn as nn
 from mmengine.config import Config
@@ -106,6 +107,7 @@ def test_method_defined_here_plugs_in_by_config(synthetic_root):
     assert not any(p.requires_grad for p in frozen.values())
 
 
+@pytest.mark.slow
 def test_method_outside_mmris_trains_through_the_tools(synthetic_root,
                                                        tmp_path):
     plugin = tmp_path / 'my_method.py'

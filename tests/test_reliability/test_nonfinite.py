@@ -140,6 +140,7 @@ def test_nonfinite_update_named_at_its_iteration(synthetic_root, tmp_path):
     assert not any('.pth' in f for f in os.listdir(cfg.work_dir))
 
 
+@pytest.mark.slow
 def test_nonfinite_state_never_saved(synthetic_root, tmp_path):
     """Periodic check off: the save after iteration 1 is refused, and the
     NaN loss of iteration 2 blames the earlier update, not its batch."""

@@ -226,6 +226,7 @@ def _log_text(work_dir):
     return open(logs[-1]).read()
 
 
+@pytest.mark.slow
 def test_resume_after_batch_size_change_at_epoch_end(synthetic_root, tmp_path,
                                                      monkeypatch):
     """Epoch 1 at batch 4 (9 iterations), resumed at batch 8: epoch 2 trains
@@ -246,6 +247,7 @@ def test_resume_after_batch_size_change_at_epoch_end(synthetic_root, tmp_path,
             'trained; the iteration counter goes from 9 to 4') in log
 
 
+@pytest.mark.slow
 def test_resume_mid_epoch_after_batch_size_change_skips_samples_seen(
         synthetic_root, tmp_path, monkeypatch):
     """Stopped after iteration 3 of batch 4 (12 samples, checkpoint
@@ -276,6 +278,7 @@ def test_resume_mid_epoch_after_batch_size_change_skips_samples_seen(
             'samples (batch size changed, already trained)') in log
 
 
+@pytest.mark.slow
 def test_resume_refuses_unknown_epoch_position(synthetic_root, tmp_path,
                                                monkeypatch):
     """A checkpoint without meta['train_progress'] (MMEngine's own) whose

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
@@ -23,6 +24,7 @@ def _grab(pattern, text):
     return [float(g) for g in m.groups()]
 
 
+@pytest.mark.slow
 def test_train_mode_prints_counted_memory_and_flops():
     proc = subprocess.run([
         sys.executable,

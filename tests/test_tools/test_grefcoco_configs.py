@@ -121,6 +121,7 @@ def test_paper_config_trains_and_evaluates(config, classic, size,
     assert cfg.default_hooks.checkpoint.save_best == 'gIoU'
 
 
+@pytest.mark.slow
 def test_detris_l_builds_and_steps():
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS

@@ -4,6 +4,8 @@ import os
 import os.path as osp
 import subprocess
 
+import pytest
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
@@ -18,6 +20,7 @@ def _python_of(env):
     return proc.stdout.strip()
 
 
+@pytest.mark.slow
 def test_fresh_shell_uses_checkout_venv():
     venv_python = osp.join(ROOT, '.venv', 'bin', 'python')
     assert osp.isfile(venv_python)  # made by tools/setup_env.sh

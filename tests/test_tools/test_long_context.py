@@ -37,6 +37,7 @@ def model_optim_wrapper(model):
 
 
 @pytest.mark.parametrize('method', ['etris', 'barleria', 'detris'])
+@pytest.mark.slow
 def test_word_len_77_end_to_end(synthetic_root, method):
     init_default_scope('mmseg')
     config = osp.join(REPO, 'configs', 'quickstart',
