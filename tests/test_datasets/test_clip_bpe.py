@@ -78,3 +78,16 @@ def test_module_runs_without_torch():
                          check=True)
     assert out.stdout.strip() == str(
         [49406, 518, 786, 525, 518, 1823, 49407, 0, 0])
+
+
+@pytest.mark.parametrize('text', SENTENCES)
+def test_count_tokens_is_the_untruncated_length(text):
+    """``count_tokens`` = SOT + open_clip's BPE tokens + EOT, the length
+    ``encode_text`` cuts to ``context_length``."""
+    n = clip_bpe.count_tokens(text)
+    assert n == len(_open_clip_tokenizer().encode(text)) + 2
+    ids = clip_bpe.encode_text(text, context_length=max(n, 2) + 3)
+    assert ids[n - 1] == clip_bpe.EOT_TOKEN_ID and not ids[n:].any()
+    if n > 5:
+        cut = clip_bpe.encode_text(text, context_length=5)
+        assert cut[-1] == clip_bpe.EOT_TOKEN_ID
