@@ -1,5 +1,6 @@
 # Copyright (c) mmris contributors. All rights reserved.
 """Tiny model configs and inputs shared by the model tests."""
+import ast
 import copy
 import os.path as osp
 
@@ -17,7 +18,7 @@ def read_official_keys(name: str) -> dict:
     with open(osp.join(OFFICIAL_KEYS, name + '.txt')) as f:
         for line in f:
             key, shape, flag = line.rstrip('\n').split('\t')
-            keys[key] = (tuple(eval(shape)), flag == 'T')
+            keys[key] = (tuple(ast.literal_eval(shape)), flag == 'T')
     return keys
 
 

@@ -16,6 +16,7 @@ file's (the ViT positional table after the bicubic resize to the 26 x 26
 grid) and everything that is not an encoder tensor (adapters, flows,
 Bridger, Intertwiner) must keep the value it was built with.
 """
+import ast
 import math
 import os.path as osp
 import runpy
@@ -88,7 +89,7 @@ def _meta_dinov2_state(name: str) -> dict:
             key, shape, _ = line.rstrip('\n').split('\t')
             if key.startswith('dinov2.') and '.adapter.' not in key:
                 key = key[len('dinov2.'):]
-                state[key] = _value(key, tuple(eval(shape)), g)
+                state[key] = _value(key, tuple(ast.literal_eval(shape)), g)
     return state
 
 
@@ -104,7 +105,7 @@ def _eva_clip_state(name: str) -> dict:
             key, shape, _ = line.rstrip('\n').split('\t')
             if not key.startswith('backbone.') or '.flow' in key:
                 continue
-            key, shape = key[len('backbone.'):], tuple(eval(shape))
+            key, shape = key[len('backbone.'):], tuple(ast.literal_eval(shape))
             if 'rope.freqs_' in key:
                 shape = (196, shape[1])
             state[key] = _value(key, shape, g)
