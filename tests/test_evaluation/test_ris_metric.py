@@ -153,11 +153,13 @@ def test_boundaries_and_empty():
     assert res['mIoU'] == pytest.approx(55, abs=1e-3)
 
 
-def test_missing_gt():
-    metric = RISMetric()
+@pytest.mark.parametrize('name', ['RISMetric', 'GRISMetric'])
+def test_missing_gt(name):
+    from mmris.evaluation import GRISMetric
+    metric = dict(RISMetric=RISMetric, GRISMetric=GRISMetric)[name]()
     s = SegDataSample()
     s.pred_sem_seg = PixelData(data=torch.zeros(1, 2, 2))
-    with pytest.raises(KeyError, match='gt_sem_seg'):
+    with pytest.raises(KeyError, match=f'^.{name} needs .*gt_sem_seg'):
         metric.process({}, [s])
 
 

@@ -327,14 +327,7 @@ class GRISMetric(RISMetric):
                 ``target_pred_sem_seg`` when it says "no target").
         """
         for sample in data_samples:
-            if (self._get(sample, 'pred_sem_seg') is None
-                    or self._get(sample, 'gt_sem_seg') is None):
-                raise KeyError(
-                    'GRISMetric needs "pred_sem_seg" and "gt_sem_seg" in '
-                    'every data sample (gt_sem_seg is packed from '
-                    'gt_seg_map: use LoadRefMask and LetterboxAffine('
-                    'warp_mask=False) in the evaluation pipeline)')
-            original = self._get(self._get(sample, 'pred_sem_seg'), 'data')
+            original = self._get(self._prediction_and_truth(sample)[0], 'data')
             pred, gt, kept = self._masks(sample)
             inter, union = self._iou_stats(sample, pred, gt)
             if kept is not None and self.no_target_union == 'prediction':

@@ -157,19 +157,25 @@ class RISMetric(BaseMetric):
                 ``pred_sem_seg`` and ``gt_sem_seg``.
         """
         for sample in data_samples:
-            pred = self._get(sample, 'pred_sem_seg')
-            gt = self._get(sample, 'gt_sem_seg')
-            if pred is None or gt is None:
-                raise KeyError(
-                    'RISMetric needs "pred_sem_seg" and "gt_sem_seg" in every '
-                    'data sample (gt_sem_seg is packed from gt_seg_map: use '
-                    'LoadRefMask and LetterboxAffine(warp_mask=False) in the '
-                    'evaluation pipeline)')
+            pred, gt = self._prediction_and_truth(sample)
             inter, union = self._iou_stats(sample, self._get(pred, 'data'),
                                            self._get(gt, 'data'))
             meta = {k: self._get(sample, k) for k in self.RECORD_KEYS}
             self.results.append(
                 (inter, union, meta['ref_id'], meta['sent_id'], meta))
+
+    def _prediction_and_truth(self, sample: Any) -> Tuple[Any, Any]:
+        """``pred_sem_seg`` and ``gt_sem_seg`` of a sample, or a KeyError
+        saying where the ground truth comes from."""
+        pred = self._get(sample, 'pred_sem_seg')
+        gt = self._get(sample, 'gt_sem_seg')
+        if pred is None or gt is None:
+            raise KeyError(
+                f'{type(self).__name__} needs "pred_sem_seg" and "gt_sem_seg" '
+                'in every data sample (gt_sem_seg is packed from gt_seg_map: '
+                'use LoadRefMask and LetterboxAffine(warp_mask=False) in the '
+                'evaluation pipeline)')
+        return pred, gt
 
     @classmethod
     def _iou_stats(cls, sample: Any, pred: Any, gt: Any) -> Tuple[int, int]:
